@@ -1,0 +1,26 @@
+#pragma once
+/// A one-line progress display (epochs, batches, ETA) on a terminal; silent otherwise.
+#include <chrono>
+#include <string>
+
+namespace credence {
+
+class Progress {
+ public:
+  /// Shows progress only when stderr is a terminal and `quiet` is false.
+  Progress(std::string label, long total, bool quiet);
+  ~Progress();
+  /// Moves to `done` of `total`, with a short status such as "loss 0.41".
+  void update(long done, const std::string& status = "");
+  void finish();
+  bool enabled() const { return enabled_; }
+
+ private:
+  std::string label_;
+  long total_;
+  bool enabled_;
+  bool finished_ = false;
+  std::chrono::steady_clock::time_point start_, last_draw_;
+};
+
+}  // namespace credence

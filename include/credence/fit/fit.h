@@ -1,0 +1,24 @@
+#pragma once
+/// The shared fit driver: standardization, model construction, epochs, batching, progress,
+/// device moves; a method supplies only its math.
+#include <string>
+
+#include "credence/methods/method.h"
+
+namespace credence {
+
+struct FitRequest {
+  DataParts data;                 ///< raw units; `fit` is fitted on, `val` used for tuning
+  std::string model = "mlp:50";   ///< --model spec
+  std::string method = "map";     ///< METHOD spec
+  std::string likelihood;         ///< "" = the task's default
+  TrainOptions train;
+  torch::Device device = torch::kCPU;
+  torch::Dtype dtype = torch::kFloat32;
+  /// For post-hoc methods: a MAP fit to start from (fitted here when absent).
+  const FittedModel* map = nullptr;
+};
+
+FittedModel fit(const FitRequest& request);
+
+}  // namespace credence

@@ -1,0 +1,83 @@
+#pragma once
+/// The one small interface every inference method implements, and the registry that names them.
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "credence/core/options.h"
+#include "credence/core/tensor_io.h"
+#include "credence/data/dataset.h"
+#include "credence/likelihood/likelihood.h"
+#include "credence/posterior/fitted.h"
+#include "credence/prior/prior.h"
+
+namespace credence {
+
+/// The shared training recipe. Defaults are the documented default recipe: Adam, lr 1e-3,
+/// batch 128, 20 epochs, prior precision 30 (= weight decay 5e-4 at N = 60,000).
+struct TrainOptions {
+  int64_t epochs = 20;
+  int64_t batch_size = 128;
+  double lr = 1e-3;
+  std::string prior = "30";  ///< prior precision: one value, or one per layer ("1,1,10")
+  uint64_t seed = 0;
+  bool quiet = false;
+  void validate() const;
+};
+
+/// What a method is fitted to: everything in standardized units on the model's device.
+struct Problem {
+  std::shared_ptr<Model> model;
+  Likelihood likelihood;
+  GaussianPrior prior;
+  Dataset train;
+  std::optional<Dataset> val;
+  TrainOptions train_options;
+  const FittedModel* map = nullptr;  ///< the MAP fit, for post-hoc methods
+};
+
+struct Batch {
+  torch::Tensor x, y;
+  torch::Tensor index;  ///< rows of the training set (keys per-example random numbers)
+  int64_t epoch = 0, step = 0;
+};
+
+struct StepInfo {
+  double loss = 0.0;  ///< the minimized objective per example
+};
+
+/// init -> step* -> finalize. The fit driver owns epochs, batching, progress and device moves, so
+/// a method holds only its math; its named state makes checkpoints and reductions generic.
+class Method {
+ public:
+  virtual ~Method() = default;
+  virtual void init(const Problem& problem) = 0;
+  /// False for methods with no training loop of their own (post-hoc on a MAP fit).
+  virtual bool wants_batches() const { return true; }
+  virtual StepInfo step(const Batch& batch);
+  virtual std::shared_ptr<Posterior> finalize() = 0;
+  /// The likelihood as fitted (e.g. with learned noise).
+  virtual Likelihood fitted_likelihood() const = 0;
+  TensorMap& state() { return state_; }
+
+ protected:
+  TensorMap state_;
+};
+
+struct MethodInfo {
+  std::string name;
+  std::string summary;
+  std::vector<Field> fields;
+  bool post_hoc = false;  ///< starts from a MAP fit (compare reuses one)
+  std::function<std::unique_ptr<Method>(const Options&)> make;
+};
+
+const std::vector<MethodInfo>& method_registry();
+/// InvalidArgument naming the known methods when `name` is not one.
+const MethodInfo& find_method(const std::string& name);
+/// Parses and validates `name:key=value,...` against the method's fields.
+std::pair<const MethodInfo*, Options> resolve_method(const std::string& spec);
+
+}  // namespace credence

@@ -1,0 +1,77 @@
+#pragma once
+/// Networks with a functional forward over explicit parameters: a flat vector theta [P], or a
+/// stacked set [S, P] (weight samples, members, particles, MCMC draws) evaluated in one pass.
+#include <torch/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace credence {
+
+/// One named parameter tensor inside the flat vector.
+struct ParamBlock {
+  std::string name;            ///< e.g. "layer2.weight"
+  std::vector<int64_t> shape;  ///< e.g. {256, 784}
+  int64_t offset = 0;          ///< start in theta
+  int64_t numel = 0;
+  int layer = 0;               ///< index of the parametric layer it belongs to
+};
+
+struct ParamLayout {
+  std::vector<ParamBlock> blocks;
+  int64_t size = 0;       ///< P
+  int num_layers = 0;     ///< parametric layers
+  std::vector<int64_t> numels() const;
+  const ParamBlock& find(const std::string& name) const;
+};
+
+/// What curvature methods need from each parametric layer, since LibTorch C++ modules have no
+/// forward hooks: the layer's input and its (differentiable) pre-activation output.
+struct ForwardTrace {
+  std::vector<torch::Tensor> inputs;
+  std::vector<torch::Tensor> outputs;
+};
+
+/// The final linear layer: output = features @ W^T + b.
+struct LastLayer {
+  int64_t weight_block = -1, bias_block = -1;  ///< indices into layout().blocks (-1: none)
+  int64_t in_features = 0, out_features = 0;
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  /// The --model spec it was built from.
+  virtual const std::string& spec() const = 0;
+  virtual const ParamLayout& layout() const = 0;
+  virtual const std::vector<int64_t>& input_shape() const = 0;
+  virtual int64_t output_dim() const = 0;
+  /// Fresh parameters [P] with PyTorch's default initialization, drawn from `seed`.
+  virtual torch::Tensor init_params(uint64_t seed) const = 0;
+  /// theta [P] -> outputs [N, O]; theta [S, P] -> [S, N, O]. Records layer inputs/outputs into
+  /// `trace` when given (single theta only).
+  virtual torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& theta,
+                                ForwardTrace* trace = nullptr) const = 0;
+  /// Whether features() and last_layer() are available.
+  virtual bool has_features() const = 0;
+  /// Penultimate features: theta [P] -> [N, F]; theta [S, P] -> [S, N, F].
+  virtual torch::Tensor features(const torch::Tensor& x, const torch::Tensor& theta) const = 0;
+  virtual LastLayer last_layer() const = 0;
+  virtual torch::Dtype dtype() const = 0;
+  virtual torch::Device device() const = 0;
+
+  /// Identifies the architecture (spec, input shape, output size, parameter names and shapes);
+  /// a posterior saved for one model is refused by another.
+  std::string fingerprint() const;
+};
+
+/// Builds a model from a --model spec:
+///   mlp:H1,H2,...[?act=relu|tanh]      fully connected (mlp: with no sizes is linear regression)
+///   cnn:lenet                          a LeNet-style CNN for [C, H, W] images
+///   torchscript:PATH                   a TorchScript module saved from Python
+std::shared_ptr<Model> make_model(const std::string& spec, const std::vector<int64_t>& input_shape,
+                                  int64_t output_dim, torch::Dtype dtype = torch::kFloat32,
+                                  torch::Device device = torch::kCPU);
+
+}  // namespace credence

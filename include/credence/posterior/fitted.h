@@ -1,0 +1,33 @@
+#pragma once
+/// A fitted model: network, likelihood, standardization and posterior, saved as one file.
+#include <memory>
+#include <string>
+
+#include "credence/data/standardizer.h"
+#include "credence/posterior/posterior.h"
+
+namespace credence {
+
+struct FittedModel {
+  std::shared_ptr<Model> model;
+  Likelihood likelihood;
+  Standardizer standardizer;
+  std::shared_ptr<Posterior> posterior;
+  std::string method;       ///< the METHOD spec as given
+  int64_t num_classes = 0;  ///< classification only
+  nlohmann::json info = nlohmann::json::object();  ///< fit facts: seconds, epochs, options
+
+  /// The predictive for `data` (original units). Refuses data whose input shape, task or class
+  /// count differ from what the model was fitted on.
+  Predictive predict(const Dataset& data, const PredictOptions& options = {}) const;
+  void check_data(const Dataset& data) const;
+
+  static constexpr int kFormatVersion = 1;
+  /// Refuses to replace an existing file unless `overwrite`.
+  void save(const std::string& path, bool overwrite = false) const;
+  /// Loads a file; if `expected` is given, refuses a file saved for a different model.
+  static FittedModel load(const std::string& path, torch::Device device = torch::kCPU,
+                          const Model* expected = nullptr);
+};
+
+}  // namespace credence

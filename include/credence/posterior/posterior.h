@@ -1,0 +1,73 @@
+#pragma once
+/// The few posterior types every method produces: particles (ensembles, SVGD, MCMC, and MAP as a
+/// single point) and Gaussians (Laplace, VI, SWAG, IVON). Each can sample, predict and save.
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <string>
+
+#include "credence/core/tensor_io.h"
+#include "credence/eval/predictive.h"
+#include "credence/likelihood/likelihood.h"
+#include "credence/model/model.h"
+
+namespace credence {
+
+struct PredictOptions {
+  int64_t samples = 32;       ///< weight samples for sampled predictives (Gaussian posteriors)
+  uint64_t seed = 0;          ///< keys the weight samples
+  int64_t batch_size = 1000;  ///< rows per forward pass
+};
+
+class Posterior {
+ public:
+  virtual ~Posterior() = default;
+  /// "particles" or "gaussian"; the saved file records it.
+  virtual std::string kind() const = 0;
+  /// Parameter vectors used for prediction, [S, P]: the particles themselves, or `n` draws.
+  virtual torch::Tensor sample(int64_t n, uint64_t seed) const = 0;
+  /// Component weights [S] of sample(), or undefined for uniform.
+  virtual torch::Tensor weights() const { return {}; }
+  /// The predictive at standardized inputs `x`, in original target units.
+  virtual Predictive predict(const Model& model, const Likelihood& likelihood, const torch::Tensor& x,
+                             double y_mean, double y_std, const PredictOptions& options) const;
+  virtual void save(TensorMap& tensors, nlohmann::json& meta) const = 0;
+};
+
+/// S weighted parameter vectors. MAP is one particle.
+class ParticlePosterior : public Posterior {
+ public:
+  explicit ParticlePosterior(torch::Tensor particles, torch::Tensor weights = {});
+  std::string kind() const override { return "particles"; }
+  torch::Tensor sample(int64_t n, uint64_t seed) const override { return particles_; }
+  torch::Tensor weights() const override { return weights_; }
+  void save(TensorMap& tensors, nlohmann::json& meta) const override;
+  const torch::Tensor& particles() const { return particles_; }
+
+ private:
+  torch::Tensor particles_, weights_;
+};
+
+/// A Gaussian over the parameters with diagonal covariance (structured forms extend it).
+class GaussianPosterior : public Posterior {
+ public:
+  GaussianPosterior(torch::Tensor mean, torch::Tensor variance);
+  std::string kind() const override { return "gaussian"; }
+  torch::Tensor sample(int64_t n, uint64_t seed) const override;
+  void save(TensorMap& tensors, nlohmann::json& meta) const override;
+  const torch::Tensor& mean() const { return mean_; }
+  const torch::Tensor& variance() const { return variance_; }
+
+ private:
+  torch::Tensor mean_, variance_;
+};
+
+/// Rebuilds the posterior a file holds; IoError for an unknown kind.
+std::unique_ptr<Posterior> load_posterior(const TensorMap& tensors, const nlohmann::json& meta,
+                                          torch::Device device);
+
+/// Runs the stacked forward in row chunks: outputs [S, N, O] for parameters [S, P].
+torch::Tensor stacked_outputs(const Model& model, const torch::Tensor& x, const torch::Tensor& thetas,
+                              int64_t batch_size);
+
+}  // namespace credence

@@ -1,0 +1,40 @@
+#pragma once
+/// Internal to src/data: one loader per --data scheme, plus shared helpers.
+#include <ATen/ATen.h>
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "credence/core/spec.h"
+#include "credence/data/dataset.h"
+
+namespace credence::data_detail {
+
+/// Keys every data spec accepts on top of its own (`holdout`, `holdout_seed`).
+std::set<std::string> with_common_keys(std::set<std::string> keys);
+
+/// Each loader checks its own keys and returns the whole loaded set (before holdout carving).
+Dataset load_fmnist(const Spec& spec, const DataOptions& options);
+Dataset load_uci(const Spec& spec, const DataOptions& options);
+Dataset load_csv(const Spec& spec, const DataOptions& options);
+Dataset load_synthetic(const Spec& spec, const DataOptions& options);
+
+/// Spec values converted strictly; failures are DataError naming the spec and key.
+long spec_int(const Spec& spec, const std::string& key, long fallback);
+double spec_double(const Spec& spec, const std::string& key, double fallback);
+
+/// Parses one number token strictly (no trailing junk); false if it is not a number.
+bool parse_number(const std::string& token, double& out);
+
+/// Owning tensor copies of host buffers: doubles to `dtype`, labels to int64.
+at::Tensor make_tensor(const std::vector<double>& values, at::IntArrayRef shape, at::ScalarType dtype);
+at::Tensor make_labels(const std::vector<int64_t>& labels);
+
+/// Reads a text file into lines; DataError naming the file (and `hint`) if it cannot be opened.
+std::vector<std::string> read_lines(const std::string& path, const std::string& hint);
+
+/// Mixes a seed with a stream id, so that e.g. train and test draws differ (splitmix64).
+uint64_t derive_seed(uint64_t seed, uint64_t stream);
+
+}  // namespace credence::data_detail

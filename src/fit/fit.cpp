@@ -1,0 +1,113 @@
+#include "credence/fit/fit.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <chrono>
+
+#include "credence/core/error.h"
+#include "credence/core/progress.h"
+#include "credence/core/rng.h"
+
+namespace credence {
+namespace {
+
+// Minibatches drawn from a keyed permutation per epoch, gathered into buffers reused across
+// steps (fresh memory is slow to touch on small machines).
+void run_epochs(Method& method, const Problem& problem) {
+  const auto& train = problem.train;
+  const auto& opts = problem.train_options;
+  const int64_t n = train.size();
+  const int64_t bs = std::min(opts.batch_size, n);
+  const int64_t steps_per_epoch = (n + bs - 1) / bs;
+  Progress progress("fit", opts.epochs * steps_per_epoch, opts.quiet);
+  auto bx_shape = train.x.sizes().vec();
+  bx_shape[0] = bs;
+  auto x_buf = at::empty(bx_shape, train.x.options());
+  auto y_buf = at::empty({bs}, train.y.options());
+  int64_t step = 0;
+  double loss = 0.0;
+  for (int64_t epoch = 0; epoch < opts.epochs; ++epoch) {
+    auto perm = keyed_permutation(n, rng_key(opts.seed, Stream::Shuffle, epoch)).to(train.x.device());
+    for (int64_t start = 0; start < n; start += bs) {
+      int64_t m = std::min(bs, n - start);
+      auto idx = perm.narrow(0, start, m);
+      auto bx = x_buf.narrow(0, 0, m), by = y_buf.narrow(0, 0, m);
+      at::index_select_out(bx, train.x, 0, idx);
+      at::index_select_out(by, train.y, 0, idx);
+      auto info = method.step({bx, by, idx, epoch, step});
+      if (!std::isfinite(info.loss))
+        throw NumericalError(fmt::format("training diverged at epoch {} step {} (loss {}); lower --lr", epoch + 1,
+                                         step, info.loss));
+      loss = info.loss;
+      ++step;
+      progress.update(step, fmt::format("epoch {}/{} loss {:.4f}", epoch + 1, opts.epochs, loss));
+    }
+  }
+}
+
+}  // namespace
+
+FittedModel fit(const FitRequest& request) {
+  request.train.validate();
+  auto [info, options] = resolve_method(request.method);
+  const Dataset& raw = request.data.fit;
+  if (raw.size() == 0) throw DataError(fmt::format("data '{}' is empty: nothing to fit", raw.name));
+
+  FittedModel result;
+  result.method = request.method;
+  result.num_classes = raw.num_classes;
+  result.likelihood = Likelihood::parse(request.likelihood, raw);
+  result.standardizer = Standardizer::fit(raw);
+
+  // A post-hoc method refines a MAP fit of the same model; fit one if none was given.
+  FittedModel map_fit;
+  const FittedModel* map = request.map;
+  if (info->post_hoc && !map) {
+    FitRequest map_request = request;
+    map_request.method = "map";
+    map_fit = fit(map_request);
+    map = &map_fit;
+  }
+
+  auto to_device = [&](const Dataset& d) {
+    Dataset s = result.standardizer.apply(d).to(request.device);
+    s.x = s.x.to(request.dtype);
+    if (s.task == Task::Regression) s.y = s.y.to(request.dtype);
+    return s;
+  };
+  Problem problem;
+  problem.train = to_device(raw);
+  if (request.data.val) problem.val = to_device(*request.data.val);
+  problem.likelihood = result.likelihood;
+  problem.model = map ? map->model
+                      : make_model(request.model, raw.input_shape(), result.likelihood.output_dim(raw),
+                                   request.dtype, request.device);
+  problem.prior = GaussianPrior::parse(request.train.prior, *problem.model);
+  problem.train_options = request.train;
+  problem.map = map;
+
+  auto start = std::chrono::steady_clock::now();
+  auto method = info->make(options);
+  method->init(problem);
+  if (method->wants_batches()) run_epochs(*method, problem);
+  result.posterior = method->finalize();
+  result.likelihood = method->fitted_likelihood();
+  result.model = problem.model;
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (map && !request.map) seconds += map->info.value("fit_seconds", 0.0);
+  nlohmann::json opts_json;
+  options.to_json(opts_json);
+  result.info = {{"fit_seconds", seconds},
+                 {"method_options", opts_json},
+                 {"epochs", request.train.epochs},
+                 {"batch_size", request.train.batch_size},
+                 {"lr", request.train.lr},
+                 {"prior_precision", request.train.prior},
+                 {"seed", request.train.seed},
+                 {"n_fit", raw.size()},
+                 {"data", raw.name}};
+  return result;
+}
+
+}  // namespace credence

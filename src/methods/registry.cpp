@@ -1,0 +1,38 @@
+#include <fmt/format.h>
+
+#include "credence/core/error.h"
+#include "credence/methods/map.h"
+#include "credence/methods/method.h"
+
+namespace credence {
+
+StepInfo Method::step(const Batch&) { throw NotSupported("this method has no training steps"); }
+
+void TrainOptions::validate() const {
+  if (epochs < 0) throw InvalidArgument(fmt::format("--epochs must be >= 0, got {}", epochs));
+  if (batch_size < 1) throw InvalidArgument(fmt::format("--batch-size must be >= 1, got {}", batch_size));
+  if (!(lr > 0)) throw InvalidArgument(fmt::format("--lr must be > 0, got {}", lr));
+}
+
+const std::vector<MethodInfo>& method_registry() {
+  static const std::vector<MethodInfo> registry = {map_method_info()};
+  return registry;
+}
+
+const MethodInfo& find_method(const std::string& name) {
+  std::vector<std::string> names;
+  for (const auto& m : method_registry()) {
+    if (m.name == name) return m;
+    names.push_back(m.name);
+  }
+  throw InvalidArgument(fmt::format("unknown method '{}' (known: {}; see `credence describe`)", name,
+                                    fmt::join(names, ", ")));
+}
+
+std::pair<const MethodInfo*, Options> resolve_method(const std::string& text) {
+  auto spec = MethodSpec::parse(text);
+  const auto& info = find_method(spec.name);
+  return {&info, Options(info.name, info.fields, spec.values)};
+}
+
+}  // namespace credence

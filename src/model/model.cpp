@@ -1,0 +1,91 @@
+#include "credence/model/model.h"
+
+#include <fmt/format.h>
+
+#include <functional>
+
+#include "credence/core/error.h"
+#include "credence/core/spec.h"
+#include "sequential.h"
+
+namespace credence {
+
+std::vector<int64_t> ParamLayout::numels() const {
+  std::vector<int64_t> out;
+  for (const auto& b : blocks) out.push_back(b.numel);
+  return out;
+}
+
+const ParamBlock& ParamLayout::find(const std::string& name) const {
+  for (const auto& b : blocks)
+    if (b.name == name) return b;
+  throw InvalidArgument(fmt::format("model has no parameter named '{}'", name));
+}
+
+std::string Model::fingerprint() const {
+  std::string text = spec() + "|in";
+  for (auto s : input_shape()) text += fmt::format(",{}", s);
+  text += fmt::format("|out{}", output_dim());
+  for (const auto& b : layout().blocks) text += fmt::format("|{}:{}", b.name, fmt::join(b.shape, "x"));
+  return fmt::format("{:016x}", std::hash<std::string>{}(text));
+}
+
+std::shared_ptr<Model> make_mlp(const std::string& text, const std::vector<int64_t>& input_shape,
+                                int64_t output_dim, torch::Dtype dtype, torch::Device device) {
+  Spec spec = Spec::parse(text);
+  spec.check_keys({"act"}, false);
+  std::string act = spec.get("act", "relu");
+  if (act != "relu" && act != "tanh")
+    throw InvalidArgument(fmt::format("model '{}': act must be relu or tanh, got '{}'", text, act));
+  int64_t in = 1;
+  for (auto s : input_shape) in *= s;
+  std::vector<LayerDef> layers;
+  if (!spec.body.empty()) {
+    for (const auto& piece : split(spec.body, ',')) {
+      long width = parse_int(piece, fmt::format("model '{}' hidden width", text));
+      if (width < 1)
+        throw InvalidArgument(fmt::format("model '{}': hidden width must be >= 1, got {}", text, width));
+      layers.push_back({LayerDef::Linear, in, width});
+      layers.push_back({act == "relu" ? LayerDef::ReLU : LayerDef::Tanh});
+      in = width;
+    }
+  }
+  layers.push_back({LayerDef::Linear, in, output_dim});
+  return std::make_shared<SequentialModel>(text, input_shape, layers, dtype, device);
+}
+
+std::shared_ptr<Model> make_cnn(const std::string& text, const std::vector<int64_t>& input_shape,
+                                int64_t output_dim, torch::Dtype dtype, torch::Device device) {
+  Spec spec = Spec::parse(text);
+  spec.check_keys({}, false);
+  if (spec.body != "lenet")
+    throw InvalidArgument(fmt::format("model '{}': unknown CNN '{}' (known: lenet)", text, spec.body));
+  if (input_shape.size() != 3 || input_shape[1] < 12 || input_shape[2] < 12)
+    throw InvalidArgument(fmt::format(
+        "model '{}' needs image inputs [C, H, W] of at least 12x12; this data has shape [{}] (use mlp:...)",
+        text, fmt::join(input_shape, ", ")));
+  int64_t c = input_shape[0], h = input_shape[1], w = input_shape[2];
+  // conv5 (same padding) -> pool -> conv5 (valid) -> pool
+  int64_t h2 = (h / 2 - 4) / 2, w2 = (w / 2 - 4) / 2;
+  std::vector<LayerDef> layers = {
+      {LayerDef::Conv, c, 6, 5, 2},  {LayerDef::ReLU}, {LayerDef::MaxPool},
+      {LayerDef::Conv, 6, 16, 5, 0}, {LayerDef::ReLU}, {LayerDef::MaxPool},
+      {LayerDef::Flatten},
+      {LayerDef::Linear, 16 * h2 * w2, 120}, {LayerDef::ReLU},
+      {LayerDef::Linear, 120, 84},   {LayerDef::ReLU},
+      {LayerDef::Linear, 84, output_dim}};
+  return std::make_shared<SequentialModel>(text, input_shape, layers, dtype, device);
+}
+
+std::shared_ptr<Model> make_model(const std::string& text, const std::vector<int64_t>& input_shape,
+                                  int64_t output_dim, torch::Dtype dtype, torch::Device device) {
+  if (output_dim < 1) throw InvalidArgument(fmt::format("model output size must be >= 1, got {}", output_dim));
+  Spec spec = Spec::parse(text);
+  if (spec.scheme == "mlp") return make_mlp(text, input_shape, output_dim, dtype, device);
+  if (spec.scheme == "cnn") return make_cnn(text, input_shape, output_dim, dtype, device);
+  if (spec.scheme == "torchscript") return make_torchscript(text, input_shape, output_dim, dtype, device);
+  throw InvalidArgument(fmt::format(
+      "unknown model '{}' (known: mlp:H1,H2,...[?act=relu|tanh], cnn:lenet, torchscript:PATH)", text));
+}
+
+}  // namespace credence

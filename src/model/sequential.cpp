@@ -1,0 +1,142 @@
+#include "sequential.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "credence/core/error.h"
+#include "credence/core/rng.h"
+
+namespace credence {
+
+SequentialModel::SequentialModel(std::string spec, std::vector<int64_t> input_shape,
+                                 std::vector<LayerDef> layers, torch::Dtype dtype, torch::Device device)
+    : spec_(std::move(spec)), input_shape_(std::move(input_shape)), layers_(std::move(layers)),
+      dtype_(dtype), device_(device) {
+  int layer = 0;
+  for (auto& l : layers_) {
+    if (l.kind != LayerDef::Linear && l.kind != LayerDef::Conv) continue;
+    std::vector<int64_t> wshape = l.kind == LayerDef::Linear
+                                      ? std::vector<int64_t>{l.out, l.in}
+                                      : std::vector<int64_t>{l.out, l.in, l.kernel, l.kernel};
+    auto add = [&](const std::string& suffix, std::vector<int64_t> shape) {
+      ParamBlock b;
+      b.name = fmt::format("layer{}.{}", layer, suffix);
+      b.numel = 1;
+      for (auto s : shape) b.numel *= s;
+      b.shape = std::move(shape);
+      b.offset = layout_.size;
+      b.layer = layer;
+      layout_.size += b.numel;
+      layout_.blocks.push_back(b);
+      return static_cast<int>(layout_.blocks.size()) - 1;
+    };
+    l.weight_block = add("weight", wshape);
+    l.bias_block = add("bias", {l.out});
+    output_dim_ = l.out;
+    ++layer;
+  }
+  layout_.num_layers = layer;
+  if (layers_.empty() || layers_.back().kind != LayerDef::Linear)
+    throw InvalidArgument(fmt::format("model '{}' must end in a linear layer", spec_));
+}
+
+torch::Tensor SequentialModel::init_params(uint64_t seed) const {
+  auto gen = cpu_generator(rng_key(seed, Stream::Init));
+  auto theta = at::empty({layout_.size}, at::TensorOptions().dtype(dtype_));
+  for (const auto& l : layers_) {
+    if (l.weight_block < 0) continue;
+    // PyTorch's default (kaiming-uniform with a = sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    double fan_in = static_cast<double>(l.in) * (l.kind == LayerDef::Conv ? l.kernel * l.kernel : 1);
+    double bound = 1.0 / std::sqrt(fan_in);
+    for (int b : {l.weight_block, l.bias_block}) {
+      const auto& blk = layout_.blocks[b];
+      theta.narrow(0, blk.offset, blk.numel).uniform_(-bound, bound, gen);
+    }
+  }
+  return theta.to(device_);
+}
+
+namespace {
+// Stacked activations of S parameter sets are kept in one of three layouts so that linear layers
+// use batched matmuls and conv layers use one grouped convolution.
+enum class Layout { Plain, Stacked, Grouped };  // [N,...], [S,N,...], [N, S*C, H, W]
+}  // namespace
+
+torch::Tensor SequentialModel::run(const torch::Tensor& x, const torch::Tensor& theta,
+                                   size_t num_layers, ForwardTrace* trace) const {
+  if (theta.dim() != 1 && theta.dim() != 2)
+    throw InvalidArgument(fmt::format("parameters must be [P] or [S, P], got {} dims", theta.dim()));
+  if (theta.size(-1) != layout_.size)
+    throw InvalidArgument(fmt::format("model '{}' has {} parameters, got a vector of {}", spec_,
+                                      layout_.size, theta.size(-1)));
+  const bool stacked = theta.dim() == 2;
+  const int64_t S = stacked ? theta.size(0) : 1;
+  const int64_t N = x.size(0);
+  auto parts = theta.split_with_sizes(layout_.numels(), stacked ? 1 : 0);
+  torch::Tensor h = x;
+  Layout mode = Layout::Plain;
+  if (layers_.front().kind == LayerDef::Linear) h = h.reshape({N, -1});
+  for (size_t i = 0; i < num_layers; ++i) {
+    const auto& l = layers_[i];
+    switch (l.kind) {
+      case LayerDef::Linear: {
+        if (!stacked) {
+          if (trace) trace->inputs.push_back(h);
+          h = at::linear(h, parts[l.weight_block].view({l.out, l.in}), parts[l.bias_block]);
+          if (trace) trace->outputs.push_back(h);
+        } else {
+          auto W = parts[l.weight_block].view({S, l.out, l.in}).transpose(1, 2);
+          auto b = parts[l.bias_block].view({S, 1, l.out});
+          h = mode == Layout::Plain ? at::matmul(h, W).add_(b) : at::baddbmm(b, h, W);
+          mode = Layout::Stacked;
+        }
+        break;
+      }
+      case LayerDef::Conv: {
+        if (!stacked) {
+          if (trace) trace->inputs.push_back(h);
+          h = at::conv2d(h, parts[l.weight_block].view({l.out, l.in, l.kernel, l.kernel}),
+                         parts[l.bias_block], 1, l.padding);
+          if (trace) trace->outputs.push_back(h);
+        } else {
+          if (mode == Layout::Plain) h = h.repeat({1, S, 1, 1});
+          auto W = parts[l.weight_block].reshape({S * l.out, l.in, l.kernel, l.kernel});
+          h = at::conv2d(h, W, parts[l.bias_block].reshape({S * l.out}), 1, l.padding, 1, S);
+          mode = Layout::Grouped;
+        }
+        break;
+      }
+      case LayerDef::MaxPool: h = at::max_pool2d(h, {2, 2}); break;
+      case LayerDef::Flatten:
+        if (mode == Layout::Grouped) {
+          h = h.reshape({N, S, -1}).transpose(0, 1);
+          mode = Layout::Stacked;
+        } else {
+          h = h.flatten(1);
+        }
+        break;
+      case LayerDef::ReLU: h = at::relu(h); break;
+      case LayerDef::Tanh: h = at::tanh(h); break;
+    }
+  }
+  if (stacked && mode == Layout::Plain) h = h.unsqueeze(0).expand({S, N, h.size(-1)});
+  return h;
+}
+
+torch::Tensor SequentialModel::forward(const torch::Tensor& x, const torch::Tensor& theta,
+                                       ForwardTrace* trace) const {
+  return run(x, theta, layers_.size(), theta.dim() == 1 ? trace : nullptr);
+}
+
+torch::Tensor SequentialModel::features(const torch::Tensor& x, const torch::Tensor& theta) const {
+  return run(x, theta, layers_.size() - 1, nullptr);
+}
+
+LastLayer SequentialModel::last_layer() const {
+  const auto& l = layers_.back();
+  return {l.weight_block, l.bias_block, l.in, l.out};
+}
+
+}  // namespace credence

@@ -1,0 +1,52 @@
+#pragma once
+// Credence's own layers (linear, conv, pool, activations) as one sequence with a functional forward.
+#include "credence/model/model.h"
+
+namespace credence {
+
+struct LayerDef {
+  enum Kind { Linear, Conv, MaxPool, Flatten, ReLU, Tanh } kind;
+  int64_t in = 0, out = 0, kernel = 0, padding = 0;
+  int weight_block = -1, bias_block = -1;
+};
+
+class SequentialModel : public Model {
+ public:
+  SequentialModel(std::string spec, std::vector<int64_t> input_shape, std::vector<LayerDef> layers,
+                  torch::Dtype dtype, torch::Device device);
+  const std::string& spec() const override { return spec_; }
+  const ParamLayout& layout() const override { return layout_; }
+  const std::vector<int64_t>& input_shape() const override { return input_shape_; }
+  int64_t output_dim() const override { return output_dim_; }
+  torch::Tensor init_params(uint64_t seed) const override;
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& theta,
+                        ForwardTrace* trace) const override;
+  bool has_features() const override { return true; }
+  torch::Tensor features(const torch::Tensor& x, const torch::Tensor& theta) const override;
+  LastLayer last_layer() const override;
+  torch::Dtype dtype() const override { return dtype_; }
+  torch::Device device() const override { return device_; }
+
+ private:
+  torch::Tensor run(const torch::Tensor& x, const torch::Tensor& theta, size_t num_layers,
+                    ForwardTrace* trace) const;
+  std::string spec_;
+  std::vector<int64_t> input_shape_;
+  std::vector<LayerDef> layers_;
+  ParamLayout layout_;
+  int64_t output_dim_ = 0;
+  torch::Dtype dtype_;
+  torch::Device device_;
+};
+
+/// mlp:H1,H2,...?act=relu|tanh
+std::shared_ptr<Model> make_mlp(const std::string& spec, const std::vector<int64_t>& input_shape,
+                                int64_t output_dim, torch::Dtype dtype, torch::Device device);
+/// cnn:lenet
+std::shared_ptr<Model> make_cnn(const std::string& spec, const std::vector<int64_t>& input_shape,
+                                int64_t output_dim, torch::Dtype dtype, torch::Device device);
+/// torchscript:PATH
+std::shared_ptr<Model> make_torchscript(const std::string& spec, const std::vector<int64_t>& input_shape,
+                                        int64_t output_dim, torch::Dtype dtype, torch::Device device);
+
+}  // namespace credence

@@ -1,0 +1,91 @@
+#include "credence/posterior/fitted.h"
+
+#include <fmt/format.h>
+
+#include "credence/core/error.h"
+
+namespace credence {
+
+void FittedModel::check_data(const Dataset& data) const {
+  if (data.input_shape() != model->input_shape())
+    throw DataError(fmt::format("data '{}' has inputs of shape [{}], but the model was fitted on [{}]",
+                                data.name, fmt::join(data.input_shape(), ", "),
+                                fmt::join(model->input_shape(), ", ")));
+  if (data.task != likelihood.task())
+    throw DataError(fmt::format("data '{}' is {}, but the model was fitted for {}", data.name,
+                                to_string(data.task), to_string(likelihood.task())));
+  if (data.task == Task::Classification && data.num_classes != num_classes)
+    throw DataError(fmt::format("data '{}' has {} classes, but the model was fitted on {}", data.name,
+                                data.num_classes, num_classes));
+}
+
+Predictive FittedModel::predict(const Dataset& data, const PredictOptions& options) const {
+  check_data(data);
+  auto x = standardizer.inputs(data.x.to(model->device(), model->dtype()));
+  return posterior->predict(*model, likelihood, x, standardizer.y_mean, standardizer.y_std, options);
+}
+
+void FittedModel::save(const std::string& path, bool overwrite) const {
+  TensorMap tensors;
+  nlohmann::json meta = {
+      {"format", "credence-posterior"},
+      {"version", kFormatVersion},
+      {"model", model->spec()},
+      {"fingerprint", model->fingerprint()},
+      {"input_shape", model->input_shape()},
+      {"output_dim", model->output_dim()},
+      {"dtype", model->dtype() == torch::kFloat64 ? "float64" : "float32"},
+      {"likelihood", likelihood.name()},
+      {"sigma", likelihood.sigma},
+      {"num_classes", num_classes},
+      {"method", method},
+      {"posterior_kind", posterior->kind()},
+      {"info", info}};
+  standardizer.save(tensors, meta);
+  posterior->save(tensors, meta);
+  save_tensor_file(path, meta, tensors, overwrite);
+}
+
+FittedModel FittedModel::load(const std::string& path, torch::Device device, const Model* expected) {
+  auto [meta, tensors] = load_tensor_file(path);
+  if (meta.value("format", "") != "credence-posterior")
+    throw IoError(fmt::format("'{}' is not a credence posterior file", path));
+  int version = meta.at("version").get<int>();
+  if (version > kFormatVersion)
+    throw IoError(fmt::format("'{}' has format version {}; this credence reads up to {} (upgrade credence)",
+                              path, version, kFormatVersion));
+  FittedModel f;
+  try {
+    auto dtype = meta.at("dtype") == "float64" ? torch::kFloat64 : torch::kFloat32;
+    f.model = make_model(meta.at("model"), meta.at("input_shape").get<std::vector<int64_t>>(),
+                         meta.at("output_dim").get<int64_t>(), dtype, device);
+    f.num_classes = meta.at("num_classes").get<int64_t>();
+    Dataset shape_only;
+    shape_only.task = meta.at("likelihood") == "categorical" || meta.at("likelihood") == "bernoulli"
+                          ? Task::Classification
+                          : Task::Regression;
+    shape_only.num_classes = f.num_classes;
+    f.likelihood = Likelihood::parse(meta.at("likelihood"), shape_only);
+    f.likelihood.sigma = meta.at("sigma").get<double>();
+    f.standardizer = Standardizer::load(tensors, meta);
+    f.posterior = load_posterior(tensors, meta, device);
+    f.method = meta.at("method");
+    f.info = meta.value("info", nlohmann::json::object());
+  } catch (const nlohmann::json::exception& e) {
+    throw IoError(fmt::format("'{}' is missing fields ({})", path, e.what()));
+  }
+  if (f.model->fingerprint() != meta.at("fingerprint"))
+    throw IoError(fmt::format("'{}' does not match model '{}' as built here (file changed?)", path,
+                              f.model->spec()));
+  if (expected && expected->fingerprint() != f.model->fingerprint())
+    throw InvalidArgument(fmt::format("'{}' was saved for model '{}' (inputs [{}], {} outputs), not for '{}' "
+                                      "(inputs [{}], {} outputs)",
+                                      path, f.model->spec(), fmt::join(f.model->input_shape(), ", "),
+                                      f.model->output_dim(), expected->spec(),
+                                      fmt::join(expected->input_shape(), ", "), expected->output_dim()));
+  f.standardizer.x_mean = f.standardizer.x_mean.defined() ? f.standardizer.x_mean.to(device) : f.standardizer.x_mean;
+  f.standardizer.x_std = f.standardizer.x_std.defined() ? f.standardizer.x_std.to(device) : f.standardizer.x_std;
+  return f;
+}
+
+}  // namespace credence

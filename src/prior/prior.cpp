@@ -1,0 +1,51 @@
+#include "credence/prior/prior.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include "credence/core/error.h"
+#include "credence/core/spec.h"
+
+namespace credence {
+
+GaussianPrior GaussianPrior::isotropic(double precision, const Model& model) {
+  if (!(precision > 0))
+    throw InvalidArgument(fmt::format("prior precision must be > 0, got {}", precision));
+  GaussianPrior p;
+  p.layer_precisions = {precision};
+  p.precision = at::full({model.layout().size}, precision,
+                         at::TensorOptions().dtype(model.dtype()).device(model.device()));
+  return p;
+}
+
+GaussianPrior GaussianPrior::per_layer(const std::vector<double>& precisions, const Model& model) {
+  const auto& layout = model.layout();
+  if (static_cast<int>(precisions.size()) != layout.num_layers)
+    throw InvalidArgument(fmt::format("prior: {} precisions given for a model with {} layers (give 1 or {})",
+                                      precisions.size(), layout.num_layers, layout.num_layers));
+  auto prec = at::empty({layout.size}, at::TensorOptions().dtype(model.dtype()));
+  for (const auto& b : layout.blocks) {
+    double v = precisions[b.layer];
+    if (!(v > 0)) throw InvalidArgument(fmt::format("prior precision must be > 0, got {}", v));
+    prec.narrow(0, b.offset, b.numel).fill_(v);
+  }
+  GaussianPrior p;
+  p.layer_precisions = precisions;
+  p.precision = prec.to(model.device());
+  return p;
+}
+
+GaussianPrior GaussianPrior::parse(const std::string& text, const Model& model) {
+  std::vector<double> values;
+  for (const auto& piece : split(text, ',')) values.push_back(parse_double(piece, "prior precision"));
+  if (values.size() == 1) return isotropic(values[0], model);
+  return per_layer(values, model);
+}
+
+torch::Tensor GaussianPrior::neg_log_prob(const torch::Tensor& theta) const {
+  return 0.5 * (precision * theta * theta).sum(-1);
+}
+
+std::string GaussianPrior::describe() const { return fmt::format("{}", fmt::join(layer_precisions, ",")); }
+
+}  // namespace credence

@@ -1,0 +1,101 @@
+// csv:PATH?target=NAME[&task=...&classes=C]: parsing, tasks, and each malformed-input error.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "helpers.h"
+
+namespace credence {
+namespace {
+
+using test::DataErrorWith;
+using test::TempDir;
+
+const std::string kTiny = std::string(CREDENCE_TEST_DATA_DIR) + "/data/tiny.csv";
+
+TEST(Csv, RegressionFromFixture) {
+  Dataset d = load_data("csv:" + kTiny + "?target=price", {torch::kFloat64}).fit;
+  EXPECT_EQ(d.task, Task::Regression);
+  EXPECT_TRUE(d.standardize_inputs);
+  ASSERT_EQ(d.x.sizes(), (at::IntArrayRef{4, 3}));  // the blank line is skipped
+  EXPECT_EQ(d.x.scalar_type(), at::kDouble);
+  at::Tensor want_x = at::tensor({0.5, 1.0, 0.0, -1.5, 2.0, 2.0, 2.0, 3.0, 1.0, 1e-3, 4.0, 2.0},
+                                 at::kDouble)
+                          .reshape({4, 3});
+  EXPECT_TRUE(d.x.equal(want_x));
+  EXPECT_TRUE(d.y.equal(at::tensor({10.25, 11.5, -3.0, 7.0}, at::kDouble)));
+}
+
+TEST(Csv, ClassificationFromFixture) {
+  Dataset d = load_data("csv:" + kTiny + "?target=label&task=classification").fit;
+  EXPECT_EQ(d.task, Task::Classification);
+  EXPECT_EQ(d.num_classes, 3);  // max label + 1
+  EXPECT_EQ(d.y.scalar_type(), at::kLong);
+  EXPECT_TRUE(d.y.equal(at::tensor({0, 2, 1, 2}, at::kLong)));
+  EXPECT_EQ(d.x.sizes(), (at::IntArrayRef{4, 3}));
+  EXPECT_EQ(d.x.scalar_type(), at::kFloat);
+  EXPECT_FLOAT_EQ(d.x[0][2].item<float>(), 10.25f);  // price is an input here
+
+  Dataset fixed = load_data("csv:" + kTiny + "?target=label&task=classification&classes=5").fit;
+  EXPECT_EQ(fixed.num_classes, 5);
+}
+
+TEST(Csv, QuotedHeaderAndCrlf) {
+  TempDir dir;
+  auto path = dir.write("q.csv", "\"x1\", \"y\"\r\n1,2\r\n3,4\r\n");
+  Dataset d = load_data("csv:" + path + "?target=y").fit;
+  EXPECT_EQ(d.size(), 2);
+  EXPECT_TRUE(d.y.equal(at::tensor({2.0f, 4.0f})));
+}
+
+TEST(Csv, HoldoutWorks) {
+  TempDir dir;
+  std::string text = "x,y\n";
+  for (int i = 0; i < 20; ++i) text += std::to_string(i) + "," + std::to_string(i % 3) + "\n";
+  auto path = dir.write("h.csv", text);
+  auto parts = load_data("csv:" + path + "?target=y&task=classification&holdout=val:5");
+  ASSERT_TRUE(parts.val);
+  EXPECT_EQ(parts.val->size(), 5);
+  EXPECT_EQ(parts.fit.size(), 15);
+  EXPECT_EQ(parts.val->num_classes, 3);
+  EXPECT_EQ((parts.fit.x.sum() + parts.val->x.sum()).item<float>(), 190.0f);
+}
+
+TEST(Csv, Errors) {
+  TempDir dir;
+  EXPECT_TRUE(DataErrorWith("csv:" + dir.path() + "/none.csv?target=y", {"does not exist"}));
+  EXPECT_TRUE(DataErrorWith("csv:" + kTiny, {"no target column", "target=NAME"}));
+  EXPECT_TRUE(DataErrorWith("csv:" + kTiny + "?target=cost",
+                            {"no column named 'cost'", "a, b, label, price"}));
+  EXPECT_TRUE(DataErrorWith("csv:" + kTiny + "?target=price&task=ranking", {"task 'ranking'"}));
+  EXPECT_TRUE(DataErrorWith("csv:" + kTiny + "?target=price&classes=3",
+                            {"only applies to task=classification"}));
+  EXPECT_TRUE(DataErrorWith("csv:" + kTiny + "?target=label&task=classification&classes=2",
+                            {"label out of range", "line 3", "label"}));
+
+  auto ragged = dir.write("ragged.csv", "a,b,y\n1,2,3\n4,5\n");
+  EXPECT_TRUE(DataErrorWith("csv:" + ragged + "?target=y", {"line 3", "ragged", "2 cells"}));
+  auto text = dir.write("text.csv", "a,b,y\n1,2,3\n4,five,6\n");
+  EXPECT_TRUE(DataErrorWith("csv:" + text + "?target=y", {"line 3", "column 'b'", "'five'"}));
+  auto blank = dir.write("blank.csv", "a,b,y\n1,,3\n");
+  EXPECT_TRUE(DataErrorWith("csv:" + blank + "?target=y", {"line 2", "column 'b'", "not a number"}));
+  auto nan = dir.write("nan.csv", "a,b,y\n1,2,3\n\n4,5,nan\n");
+  EXPECT_TRUE(DataErrorWith("csv:" + nan + "?target=y", {"line 4", "column 'y'", "NaN or inf"}));
+  auto inf = dir.write("inf.csv", "a,b,y\n-inf,2,3\n");
+  EXPECT_TRUE(DataErrorWith("csv:" + inf + "?target=y", {"line 2", "column 'a'", "NaN or inf"}));
+  auto frac = dir.write("frac.csv", "a,y\n1,0.5\n");
+  EXPECT_TRUE(DataErrorWith("csv:" + frac + "?target=y&task=classification",
+                            {"line 2", "not a whole number"}));
+  auto neg = dir.write("neg.csv", "a,y\n1,-1\n");
+  EXPECT_TRUE(DataErrorWith("csv:" + neg + "?target=y&task=classification", {"line 2"}));
+  auto header_only = dir.write("header.csv", "a,y\n");
+  EXPECT_TRUE(DataErrorWith("csv:" + header_only + "?target=y", {"empty split"}));
+  auto empty = dir.write("empty.csv", "");
+  EXPECT_TRUE(DataErrorWith("csv:" + empty + "?target=y", {"empty", "header"}));
+  auto only_target = dir.write("only.csv", "y\n1\n");
+  EXPECT_TRUE(DataErrorWith("csv:" + only_target + "?target=y", {"no input columns"}));
+  auto dup = dir.write("dup.csv", "y,a,y\n1,2,3\n");
+  EXPECT_TRUE(DataErrorWith("csv:" + dup + "?target=y", {"more than once"}));
+}
+
+}  // namespace
+}  // namespace credence

@@ -1,0 +1,162 @@
+// fit, predict, evaluate, describe.
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <fstream>
+#include <iostream>
+
+#include "common.h"
+#include "credence/core/error.h"
+#include "credence/eval/metrics.h"
+
+namespace credence::cli {
+
+void add_fit(CLI::App& app) {
+  auto* cmd = app.add_subcommand("fit", "fit a posterior and save it");
+  struct Args {
+    CommonOptions common;
+    TrainFlags flags;
+    std::string data, method = "map", out;
+    bool force = false;
+  };
+  auto args = std::make_shared<Args>();
+  cmd->add_option("--data", args->data, "data spec, e.g. fmnist:train?n=10000")->required();
+  cmd->add_option("--method", args->method, "METHOD[:key=value,...]; see `credence describe`")->capture_default_str();
+  cmd->add_option("--out", args->out, "posterior file to write")->required();
+  cmd->add_flag("--force", args->force, "replace --out if it exists");
+  args->common.add(*cmd);
+  args->flags.add(*cmd);
+  cmd->callback([args] {
+    args->common.apply();
+    args->flags.train.quiet = args->common.quiet;
+    if (!args->force && std::ifstream(args->out).good())
+      throw IoError(fmt::format("'{}' exists; choose another --out or pass --force to replace it", args->out));
+    FitRequest req;
+    req.data = load_data(args->data, {args->common.torch_dtype()});
+    req.model = args->flags.model;
+    req.method = args->method;
+    req.likelihood = args->flags.likelihood;
+    req.train = args->flags.train;
+    req.device = args->common.torch_device();
+    req.dtype = args->common.torch_dtype();
+    auto fitted = fit(req);
+    fitted.save(args->out, args->force);
+    if (!args->common.quiet)
+      fmt::print("fitted {} on {} ({} examples) in {:.1f}s -> {}\n", args->method, args->data,
+                 req.data.fit.size(), fitted.info["fit_seconds"].get<double>(), args->out);
+  });
+}
+
+namespace {
+Dataset load_eval_data(const std::string& spec, const FittedModel& f) {
+  auto parts = load_data(spec, {f.model->dtype()});
+  return parts.fit;
+}
+}  // namespace
+
+void add_predict(CLI::App& app) {
+  auto* cmd = app.add_subcommand("predict", "predict with a saved posterior");
+  struct Args {
+    CommonOptions common;
+    std::string posterior, data, out;
+    int64_t samples = 32;
+    bool force = false;
+  };
+  auto args = std::make_shared<Args>();
+  cmd->add_option("--posterior", args->posterior, "posterior file from `credence fit`")->required();
+  cmd->add_option("--data", args->data, "data spec to predict on")->required();
+  cmd->add_option("--out", args->out, "CSV file (default: standard output)");
+  cmd->add_option("--samples", args->samples, "weight samples for sampled predictives")->capture_default_str();
+  cmd->add_flag("--force", args->force, "replace --out if it exists");
+  args->common.add(*cmd);
+  cmd->callback([args] {
+    args->common.apply();
+    auto f = FittedModel::load(args->posterior, args->common.torch_device());
+    auto data = load_eval_data(args->data, f);
+    auto p = f.predict(data, {args->samples}).to(torch::kCPU);
+    if (!args->out.empty() && !args->force && std::ifstream(args->out).good())
+      throw IoError(fmt::format("'{}' exists; choose another --out or pass --force to replace it", args->out));
+    std::ofstream file;
+    if (!args->out.empty()) {
+      file.open(args->out);
+      if (!file) throw IoError(fmt::format("cannot write '{}'", args->out));
+    }
+    std::ostream& out = args->out.empty() ? std::cout : file;
+    if (p.task == Task::Classification) {
+      auto probs = p.probs.to(at::kDouble);
+      auto pred = probs.argmax(1);
+      out << "prediction";
+      for (int64_t c = 0; c < probs.size(1); ++c) out << ",p" << c;
+      out << "\n";
+      for (int64_t i = 0; i < probs.size(0); ++i) {
+        out << pred[i].item<int64_t>();
+        for (int64_t c = 0; c < probs.size(1); ++c) out << fmt::format(",{:.6g}", probs[i][c].item<double>());
+        out << "\n";
+      }
+    } else {
+      auto lo = predictive_quantile(p, 0.05).to(at::kDouble), hi = predictive_quantile(p, 0.95).to(at::kDouble);
+      auto mean = p.mean.to(at::kDouble), sd = p.var.to(at::kDouble).sqrt();
+      out << "mean,std,lower_90,upper_90\n";
+      for (int64_t i = 0; i < mean.size(0); ++i)
+        out << fmt::format("{:.6g},{:.6g},{:.6g},{:.6g}\n", mean[i].item<double>(), sd[i].item<double>(),
+                           lo[i].item<double>(), hi[i].item<double>());
+    }
+  });
+}
+
+void add_evaluate(CLI::App& app) {
+  auto* cmd = app.add_subcommand("evaluate", "metrics of a saved posterior on labelled data");
+  struct Args {
+    CommonOptions common;
+    std::string posterior, data, json;
+    int64_t samples = 32;
+    int bins = 15;
+    bool force = false;
+  };
+  auto args = std::make_shared<Args>();
+  cmd->add_option("--posterior", args->posterior, "posterior file from `credence fit`")->required();
+  cmd->add_option("--data", args->data, "labelled data spec")->required();
+  cmd->add_option("--json", args->json, "write the metrics as JSON");
+  cmd->add_option("--samples", args->samples, "weight samples for sampled predictives")->capture_default_str();
+  cmd->add_option("--ece-bins", args->bins, "equal-width bins for ECE")->capture_default_str();
+  cmd->add_flag("--force", args->force, "replace --json if it exists");
+  args->common.add(*cmd);
+  cmd->callback([args] {
+    args->common.apply();
+    auto f = FittedModel::load(args->posterior, args->common.torch_device());
+    auto data = load_eval_data(args->data, f);
+    auto start = std::chrono::steady_clock::now();
+    auto p = f.predict(data, {args->samples}).to(torch::kCPU);
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    Row row = {{"method", f.method}};
+    for (const auto& [k, v] : standard_metrics(p, data.y, args->bins))
+      row[k] = v;
+    row["fit_seconds"] = f.info.value("fit_seconds", 0.0);
+    row["predict_seconds"] = seconds;
+    print_table({row});
+    if (!args->json.empty()) write_json(args->json, {{"results", {nlohmann::json(row)}}}, args->force);
+  });
+}
+
+void add_describe(CLI::App& app) {
+  auto* cmd = app.add_subcommand("describe", "list methods, or the options of one method");
+  auto name = std::make_shared<std::string>();
+  cmd->add_option("method", *name, "method name");
+  cmd->callback([name] {
+    if (name->empty()) {
+      fmt::print("methods (use `credence describe NAME` for options):\n");
+      for (const auto& m : method_registry()) fmt::print("  {:<12} {}\n", m.name, m.summary);
+      return;
+    }
+    const auto& m = find_method(*name);
+    fmt::print("{}: {}\n", m.name, m.summary);
+    if (m.post_hoc) fmt::print("  (post-hoc: starts from a MAP fit of the same model)\n");
+    if (m.fields.empty()) fmt::print("  no options\n");
+    for (const auto& f : m.fields) {
+      fmt::print("  {:<14} {:<7} default {:<10} {}\n", f.name, to_string(f.type), f.default_value, f.help);
+    }
+    fmt::print("usage: --method {}{}\n", m.name, m.fields.empty() ? "" : ":" + m.fields[0].name + "=...");
+  });
+}
+
+}  // namespace credence::cli

@@ -1,0 +1,118 @@
+// compare: fit several methods on the same data and model, evaluate each on a test set.
+#include <fmt/format.h>
+
+#include <chrono>
+
+#include "common.h"
+#include "credence/core/error.h"
+#include "credence/core/spec.h"
+#include "credence/core/runtime.h"
+#include "credence/eval/metrics.h"
+
+namespace credence::cli {
+namespace {
+
+// "map,laplace:hessian=kron,subset=last_layer;vi": a piece whose first '=' comes before any ':'
+// continues the previous method's options.
+std::vector<std::string> split_methods(const std::string& text) {
+  std::vector<std::string> out;
+  for (const auto& group : split(text, ';')) {
+    for (const auto& piece : split(group, ',')) {
+      auto t = trim(piece);
+      if (t.empty()) continue;
+      size_t eq = t.find('=');
+      size_t colon = t.find(':');
+      if (!out.empty() && eq != std::string::npos && (colon == std::string::npos || eq < colon))
+        out.back() += "," + t;
+      else
+        out.push_back(t);
+    }
+  }
+  if (out.empty()) throw InvalidArgument("--methods is empty (e.g. --methods map)");
+  return out;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+void add_compare(CLI::App& app) {
+  auto* cmd = app.add_subcommand("compare", "fit several methods and compare them on test data");
+  struct Args {
+    CommonOptions common;
+    TrainFlags flags;
+    std::string data, test, methods = "map", json;
+    int64_t samples = 32;
+    bool force = false;
+  };
+  auto args = std::make_shared<Args>();
+  cmd->add_option("--data", args->data, "training data spec")->required();
+  cmd->add_option("--test", args->test, "test data spec")->required();
+  cmd->add_option("--methods", args->methods, "methods, comma-separated (';' also separates)")->capture_default_str();
+  cmd->add_option("--json", args->json, "write results as JSON");
+  cmd->add_option("--samples", args->samples, "weight samples for sampled predictives")->capture_default_str();
+  cmd->add_flag("--force", args->force, "replace --json if it exists");
+  args->common.add(*cmd);
+  args->flags.add(*cmd);
+  cmd->callback([args] {
+    args->common.apply();
+    args->flags.train.quiet = args->common.quiet;
+    if (!args->json.empty() && !args->force && std::ifstream(args->json).good())
+      throw IoError(fmt::format("'{}' exists; choose another --json or pass --force to replace it", args->json));
+    auto methods = split_methods(args->methods);
+    for (const auto& m : methods) resolve_method(m);  // fail fast on a typo before any training
+    auto dtype = args->common.torch_dtype();
+    FitRequest req;
+    req.data = load_data(args->data, {dtype});
+    req.model = args->flags.model;
+    req.likelihood = args->flags.likelihood;
+    req.train = args->flags.train;
+    req.device = args->common.torch_device();
+    req.dtype = dtype;
+    Dataset test = load_data(args->test, {dtype}).fit;
+    if (!args->common.quiet)
+      fmt::print("{} | fit on {} ({}), test on {} ({})\n", runtime_summary(), args->data, req.data.fit.size(),
+                 args->test, test.size());
+
+    std::unique_ptr<FittedModel> map;  // one MAP fit, shared by post-hoc methods
+    std::vector<Row> rows;
+    for (const auto& method : methods) {
+      auto [info, options] = resolve_method(method);
+      FittedModel fitted;
+      if (info->name == "map" && map && !options.given("optimizer")) {
+        fitted = *map;
+      } else {
+        if (info->post_hoc && !map) {
+          FitRequest map_req = req;
+          map_req.method = "map";
+          map = std::make_unique<FittedModel>(fit(map_req));
+        }
+        req.method = method;
+        req.map = info->post_hoc ? map.get() : nullptr;
+        fitted = fit(req);
+        if (info->name == "map" && !map) map = std::make_unique<FittedModel>(fitted);
+      }
+      auto start = std::chrono::steady_clock::now();
+      auto p = fitted.predict(test, {args->samples}).to(torch::kCPU);
+      double predict_seconds = seconds_since(start);
+      Row row = {{"method", method}};
+      for (const auto& [k, v] : standard_metrics(p, test.y)) row[k] = v;
+      double fit_seconds = fitted.info.value("fit_seconds", 0.0);
+      if (info->post_hoc) fit_seconds += map->info.value("fit_seconds", 0.0);
+      row["fit_seconds"] = fit_seconds;
+      row["predict_seconds"] = predict_seconds;
+      rows.push_back(row);
+    }
+    print_table(rows);
+    if (!args->json.empty()) {
+      nlohmann::json j = {{"data", args->data}, {"test", args->test}, {"model", args->flags.model},
+                          {"runtime", runtime_summary()}, {"results", nlohmann::json::array()}};
+      for (const auto& r : rows) j["results"].push_back(r);
+      write_json(args->json, j, true);
+    }
+  });
+}
+
+}  // namespace credence::cli
