@@ -11,6 +11,7 @@
 
 namespace credence {
 namespace {
+constexpr double kDefaultWeightDecay = 5e-4;
 
 // Minibatches drawn from a keyed permutation per epoch, gathered into buffers reused across
 // steps (fresh memory is slow to touch on small machines).
@@ -83,7 +84,9 @@ FittedModel fit(const FitRequest& request) {
   problem.model = map ? map->model
                       : make_model(request.model, raw.input_shape(), result.likelihood.output_dim(raw),
                                    request.dtype, request.device);
-  problem.prior = GaussianPrior::parse(request.train.prior, *problem.model);
+  problem.prior = request.train.prior == "auto"
+                      ? GaussianPrior::isotropic(kDefaultWeightDecay * raw.size(), *problem.model)
+                      : GaussianPrior::parse(request.train.prior, *problem.model);
   problem.train_options = request.train;
   problem.map = map;
 
@@ -103,7 +106,7 @@ FittedModel fit(const FitRequest& request) {
                  {"epochs", request.train.epochs},
                  {"batch_size", request.train.batch_size},
                  {"lr", request.train.lr},
-                 {"prior_precision", request.train.prior},
+                 {"prior_precision", problem.prior.describe()},
                  {"seed", request.train.seed},
                  {"n_fit", raw.size()},
                  {"data", raw.name}};

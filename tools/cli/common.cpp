@@ -36,7 +36,7 @@ void TrainFlags::add(CLI::App& app) {
   app.add_option("--epochs", train.epochs, "training epochs")->capture_default_str();
   app.add_option("--batch-size", train.batch_size, "minibatch size")->capture_default_str();
   app.add_option("--lr", train.lr, "learning rate")->capture_default_str();
-  app.add_option("--prior-precision", train.prior, "Gaussian prior precision: one value or one per layer")
+  app.add_option("--prior-precision", train.prior, "Gaussian prior precision: auto (5e-4 * N, i.e. weight decay 5e-4), one value, or one per layer")
       ->capture_default_str();
   app.add_option("--seed", train.seed, "random seed")->capture_default_str();
 }

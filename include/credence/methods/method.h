@@ -16,12 +16,13 @@
 namespace credence {
 
 /// The shared training recipe. Defaults are the documented default recipe: Adam, lr 1e-3,
-/// batch 128, 20 epochs, prior precision 30 (= weight decay 5e-4 at N = 60,000).
+/// batch 128, 20 epochs, prior precision 5e-4 * N (= weight decay 5e-4; 30 at N = 60,000).
 struct TrainOptions {
   int64_t epochs = 20;
   int64_t batch_size = 128;
   double lr = 1e-3;
-  std::string prior = "30";  ///< prior precision: one value, or one per layer ("1,1,10")
+  /// Prior precision: "auto" (5e-4 * N), one value, or one per layer ("1,1,10").
+  std::string prior = "auto";
   uint64_t seed = 0;
   bool quiet = false;
   void validate() const;

@@ -1,0 +1,15 @@
+#pragma once
+/// Umbrella header: everything needed to fit, predict and evaluate.
+#include "credence/core/error.h"
+#include "credence/core/runtime.h"
+#include "credence/data/dataset.h"
+#include "credence/data/standardizer.h"
+#include "credence/eval/metrics.h"
+#include "credence/eval/predictive.h"
+#include "credence/fit/fit.h"
+#include "credence/likelihood/likelihood.h"
+#include "credence/methods/method.h"
+#include "credence/model/model.h"
+#include "credence/posterior/fitted.h"
+#include "credence/posterior/posterior.h"
+#include "credence/prior/prior.h"
