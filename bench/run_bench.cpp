@@ -31,7 +31,7 @@
 #include "credence/fit/fit.h"
 
 namespace cb = credence::bench;
-using nlohmann::json;
+using json = nlohmann::ordered_json;  // keeps keys in insertion order
 
 namespace {
 
@@ -81,9 +81,13 @@ bool is_metric_key(const std::string& k) {
   return std::find(skip.begin(), skip.end(), k) == skip.end();
 }
 
+// "mean ± se" with the mean rounded to the standard error's second significant digit; the mean
+// alone (4 significant digits) when there is no standard error.
 std::string format_mean_se(double mean, double se) {
-  if (std::isnan(se)) return fmt::format("{:.4g}", mean);
-  return fmt::format("{:.4g} ± {:.2g}", mean, se);
+  if (std::isnan(se)) return fmt::format("{:.4g}", mean);  // one repetition
+  if (!std::isfinite(se) || se <= 0) return fmt::format("{:.4g} ± {}", mean, se);
+  int decimals = std::clamp(1 - static_cast<int>(std::floor(std::log10(se))), 0, 6);
+  return fmt::format("{:.{}f} ± {:.{}f}", mean, decimals, se, decimals);
 }
 
 struct Args {
@@ -128,8 +132,9 @@ int main(int argc, char** argv) {
     auto datas = split_specs(a.data, "--data");
     auto tests = split_specs(a.test, "--test");
     if (tests.size() != datas.size() && tests.size() != 1)
-      throw credence::InvalidArgument(fmt::format("--test has {} specs for {} --data specs (give {} or 1)",
-                                                  tests.size(), datas.size(), datas.size()));
+      throw credence::InvalidArgument(fmt::format(
+          "--test has {} specs for {} --data specs (give one per --data spec, or one for all)", tests.size(),
+          datas.size()));
     auto methods = split_methods(a.methods);
     for (const auto& m : methods) credence::resolve_method(m);  // fail fast on a typo
 
@@ -263,6 +268,8 @@ int main(int argc, char** argv) {
     md << "- date: " << header["date"].get<std::string>() << "\n";
     md << fmt::format("- model `{}`, {} epochs, batch {}, lr {}, prior precision {}, {} repetitions (mean ± standard error)\n",
                       a.model, a.epochs, a.batch_size, a.lr, a.prior, a.reps);
+    for (size_t di = 0; di < datas.size(); ++di)
+      md << fmt::format("- `{}` tested on `{}`\n", datas[di], tests.size() == 1 ? tests[0] : tests[di]);
     md << "\n| data | method |";
     for (const auto& k : metric_names) md << " " << k << " |";
     md << "\n|---|---|";

@@ -18,6 +18,8 @@ torch::Tensor hetero_var(const torch::Tensor& raw) { return at::softplus(raw) + 
 Likelihood Likelihood::parse(const std::string& name, const Dataset& data) {
   Likelihood l;
   Spec spec = Spec::parse(name.empty() ? (data.task == Task::Regression ? "gaussian" : "categorical") : name);
+  if (!spec.body.empty())
+    throw InvalidArgument(fmt::format("likelihood '{}': options go after '?', e.g. gaussian?sigma=0.1", name));
   if (spec.scheme == "gaussian") {
     l.kind = LikelihoodKind::Gaussian;
     spec.check_keys({"sigma"}, false);

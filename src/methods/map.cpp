@@ -35,13 +35,16 @@ class MapMethod : public Method {
     optimizer_->zero_grad();
     auto out = p.model->forward(batch.x, theta);
     // Per-example objective: NLL averaged over the batch plus the prior spread over N examples,
-    // i.e. weight decay prior_precision / N.
-    auto loss = p.likelihood.nll(out, batch.y, state_.count("log_sigma") ? state_["log_sigma"] : torch::Tensor()) /
-                    batch.x.size(0) +
-                p.prior.neg_log_prob(theta) / static_cast<double>(p.train.size());
-    loss.backward();
+    // i.e. weight decay prior_precision / N. The prior's gradient, precision * theta / N, is added
+    // directly rather than through autograd, whose graph for it cost ~16% of an mlp:256,256 step
+    // (bench/map_throughput).
+    auto nll = p.likelihood.nll(out, batch.y, state_.count("log_sigma") ? state_["log_sigma"] : torch::Tensor()) /
+               batch.x.size(0);
+    nll.backward();
+    if (!theta.grad().defined()) theta.mutable_grad() = at::zeros_like(theta);
+    double prior_term = p.prior.add_grad(theta, theta.mutable_grad(), 1.0 / static_cast<double>(p.train.size()));
     optimizer_->step();
-    return {loss.item<double>()};
+    return {nll.item<double>() + prior_term};
   }
 
   std::shared_ptr<Posterior> finalize() override {

@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 
-#include <functional>
 
 #include "credence/core/error.h"
 #include "credence/core/spec.h"
@@ -27,7 +26,10 @@ std::string Model::fingerprint() const {
   for (auto s : input_shape()) text += fmt::format(",{}", s);
   text += fmt::format("|out{}", output_dim());
   for (const auto& b : layout().blocks) text += fmt::format("|{}:{}", b.name, fmt::join(b.shape, "x"));
-  return fmt::format("{:016x}", std::hash<std::string>{}(text));
+  // FNV-1a: stable across standard libraries, unlike std::hash, so files move between builds.
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : text) h = (h ^ c) * 0x100000001b3ULL;
+  return fmt::format("{:016x}", h);
 }
 
 std::shared_ptr<Model> make_mlp(const std::string& text, const std::vector<int64_t>& input_shape,

@@ -40,7 +40,16 @@ class TorchScriptModel : public Model {
     std::vector<int64_t> probe_shape = {2};
     probe_shape.insert(probe_shape.end(), input_shape_.begin(), input_shape_.end());
     torch::NoGradGuard no_grad;
-    auto out = call("forward", torch::zeros(probe_shape, torch::TensorOptions().dtype(dtype).device(device)));
+    torch::Tensor out;
+    try {
+      out = call("forward", torch::zeros(probe_shape, torch::TensorOptions().dtype(dtype).device(device)));
+    } catch (const std::exception& e) {  // c10::Error or the interpreter's JITException
+      std::string why = e.what();  // a traceback whose last line names the failure
+      while (!why.empty() && why.back() == '\n') why.pop_back();
+      why = why.substr(why.find_last_of('\n') == std::string::npos ? 0 : why.find_last_of('\n') + 1);
+      throw InvalidArgument(fmt::format("TorchScript '{}' cannot take inputs [N, {}]: {}", path,
+                                        fmt::join(input_shape_, ", "), why.substr(0, 200)));
+    }
     if (out.dim() != 2 || out.size(1) != output_dim)
       throw InvalidArgument(fmt::format(
           "TorchScript '{}' maps inputs [N, {}] to [{}], but this task needs outputs [N, {}]", path,

@@ -50,12 +50,16 @@ FittedModel FittedModel::load(const std::string& path, torch::Device device, con
   auto [meta, tensors] = load_tensor_file(path);
   if (meta.value("format", "") != "credence-posterior")
     throw IoError(fmt::format("'{}' is not a credence posterior file", path));
-  int version = meta.at("version").get<int>();
+  if (!meta.contains("version") || !meta["version"].is_number_integer())
+    throw IoError(fmt::format("'{}' has no format version (not a credence posterior file?)", path));
+  int version = meta["version"].get<int>();
   if (version > kFormatVersion)
     throw IoError(fmt::format("'{}' has format version {}; this credence reads up to {} (upgrade credence)",
                               path, version, kFormatVersion));
   FittedModel f;
+  std::string fingerprint;
   try {
+    fingerprint = meta.at("fingerprint").get<std::string>();
     auto dtype = meta.at("dtype") == "float64" ? torch::kFloat64 : torch::kFloat32;
     f.model = make_model(meta.at("model"), meta.at("input_shape").get<std::vector<int64_t>>(),
                          meta.at("output_dim").get<int64_t>(), dtype, device);
@@ -74,7 +78,7 @@ FittedModel FittedModel::load(const std::string& path, torch::Device device, con
   } catch (const nlohmann::json::exception& e) {
     throw IoError(fmt::format("'{}' is missing fields ({})", path, e.what()));
   }
-  if (f.model->fingerprint() != meta.at("fingerprint"))
+  if (f.model->fingerprint() != fingerprint)
     throw IoError(fmt::format("'{}' does not match model '{}' as built here (file changed?)", path,
                               f.model->spec()));
   if (expected && expected->fingerprint() != f.model->fingerprint())

@@ -1,6 +1,7 @@
 #include "credence/prior/prior.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 #include <fmt/format.h>
 
 #include "credence/core/error.h"
@@ -44,6 +45,18 @@ GaussianPrior GaussianPrior::parse(const std::string& text, const Model& model) 
 
 torch::Tensor GaussianPrior::neg_log_prob(const torch::Tensor& theta) const {
   return 0.5 * (precision * theta * theta).sum(-1);
+}
+
+double GaussianPrior::add_grad(const torch::Tensor& theta, torch::Tensor& grad, double scale) const {
+  at::NoGradGuard no_grad;
+  if (layer_precisions.size() == 1) {  // isotropic: plain weight decay, no temporary
+    const double decay = layer_precisions[0] * scale;
+    grad.add_(theta, decay);
+    return 0.5 * decay * at::dot(theta, theta).item<double>();
+  }
+  auto g = precision * theta;
+  grad.add_(g, scale);
+  return 0.5 * scale * at::dot(theta, g).item<double>();
 }
 
 std::string GaussianPrior::describe() const { return fmt::format("{}", fmt::join(layer_precisions, ",")); }

@@ -53,6 +53,9 @@ TEST(Likelihood, ParseNamesAndDefaults) {
   EXPECT_THROW(Likelihood::parse("gaussian?sigma=abc", reg), InvalidArgument);
   EXPECT_THROW(Likelihood::parse("gaussian?scale=1", reg), InvalidArgument);
   EXPECT_THROW(Likelihood::parse("poisson", reg), InvalidArgument);
+  // Options go after '?': a body such as "gaussian:sigma=0.5" must not silently learn sigma.
+  EXPECT_THROW(Likelihood::parse("gaussian:sigma=0.5", reg), InvalidArgument);
+  EXPECT_THROW(Likelihood::parse("categorical:3", c3), InvalidArgument);
 }
 
 TEST(Likelihood, GaussianFixedSigmaNllByHand) {

@@ -33,6 +33,10 @@ std::shared_ptr<Model> load(const std::string& name, int64_t out = 2) {
   return make_model("torchscript:" + kDir + "/" + name + ".pt", {3}, out);
 }
 
+std::shared_ptr<Model> load_shape(const std::string& name, const std::vector<int64_t>& shape) {
+  return make_model("torchscript:" + kDir + "/" + name + ".pt", shape, 2);
+}
+
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
   EXPECT_EQ(a.sizes(), b.sizes());
   return (a - b).abs().max().item<double>();
@@ -48,6 +52,13 @@ TEST(TorchScript, ReproducesPythonReferenceOutputs) {
     EXPECT_EQ(m->dtype(), torch::kFloat32);
     auto out = m->forward(x, m->init_params(0));
     EXPECT_LT(max_abs_diff(out, to_tensor(ref[name])), 1e-5) << name;
+    // The module converts to float64 on request.
+    auto m64 = make_model("torchscript:" + kDir + "/" + name + ".pt", {3}, 2, torch::kFloat64);
+    auto t64 = m64->init_params(0);
+    EXPECT_EQ(t64.scalar_type(), at::kDouble);
+    auto out64 = m64->forward(x.to(at::kDouble), t64);
+    EXPECT_EQ(out64.scalar_type(), at::kDouble);
+    EXPECT_LT(max_abs_diff(out64.to(at::kFloat), to_tensor(ref[name])), 1e-5) << name;
   }
 }
 
@@ -140,6 +151,16 @@ TEST(TorchScript, Errors) {
   EXPECT_THROW(load("tiny_plain", 3), InvalidArgument);
   EXPECT_THROW(load("tiny_features", 1), InvalidArgument);
   EXPECT_THROW(make_model("torchscript:" + kDir + "/no_such_model.pt", {3}, 2), IoError);
+  // Data whose inputs the module cannot take is the caller's mistake, not an internal error.
+  EXPECT_THROW(load_shape("tiny_plain", {5}), InvalidArgument);
+  EXPECT_THROW(load_shape("tiny_features", {1, 28, 28}), InvalidArgument);
+  try {
+    load_shape("tiny_plain", {5});
+  } catch (const InvalidArgument& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("[N, 5]"), std::string::npos) << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;  // one line for the CLI
+  }
   // A file that is not TorchScript at all.
   EXPECT_THROW(make_model("torchscript:" + kDir + "/tiny_reference.json", {3}, 2), IoError);
   auto m = load("tiny_plain");

@@ -19,7 +19,7 @@ struct Likelihood {
   double sigma = 1.0;       ///< Gaussian noise std, in standardized target units
   bool learn_sigma = true;  ///< whether fitting may change sigma
 
-  /// `name` is gaussian, gaussian:sigma=S (fixed), heteroscedastic, categorical, bernoulli, or ""
+  /// `name` is gaussian, gaussian?sigma=S (fixed), heteroscedastic, categorical, bernoulli, or ""
   /// for the task's default (learned-noise Gaussian or categorical). Checks it suits the data.
   static Likelihood parse(const std::string& name, const Dataset& data);
   std::string name() const;

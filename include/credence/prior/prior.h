@@ -22,6 +22,9 @@ struct GaussianPrior {
   /// 0.5 * sum precision * theta^2 (the negative log density up to a constant), for [P] -> scalar
   /// or [S, P] -> [S].
   torch::Tensor neg_log_prob(const torch::Tensor& theta) const;
+  /// Adds `scale` * d/dtheta neg_log_prob to `grad` in place (outside autograd, which would cost a
+  /// graph per step) and returns `scale` * neg_log_prob(theta). theta [P].
+  double add_grad(const torch::Tensor& theta, torch::Tensor& grad, double scale) const;
   std::string describe() const;
 };
 

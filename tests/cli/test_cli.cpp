@@ -1,0 +1,208 @@
+// The `credence` binary end to end: describe, fit, evaluate, predict, compare, and its errors.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct Result {
+  int code = -1;
+  std::string output;  // stdout and stderr together
+};
+
+Result run(const std::string& args) {
+  std::string cmd = std::string("'") + CREDENCE_CLI + "' " + args + " 2>&1";
+  Result r;
+  FILE* pipe = popen(cmd.c_str(), "r");
+  if (!pipe) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) r.output.append(buf, n);
+  int status = pclose(pipe);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) out.push_back(line);
+  return out;
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "credence_cli_XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  std::string path(const std::string& name) const { return dir_ + "/" + name; }
+  /// Fits a small MAP regression on synthetic:sine and returns the posterior path.
+  std::string fit_sine() {
+    auto out = path("sine.crd");
+    auto r = run("fit --data synthetic:sine --model mlp:16 --epochs 5 -q --out '" + out + "'");
+    EXPECT_EQ(r.code, 0) << r.output;
+    return out;
+  }
+  /// Expects exit code 1 and exactly one line "credence: error: ..." containing `part`.
+  void expect_error(const std::string& args, const std::string& part) {
+    auto r = run(args);
+    EXPECT_EQ(r.code, 1) << args << "\n" << r.output;
+    auto lines = lines_of(r.output);
+    ASSERT_EQ(lines.size(), 1u) << args << "\n" << r.output;
+    EXPECT_EQ(lines[0].rfind("credence: error: ", 0), 0u) << lines[0];
+    EXPECT_NE(lines[0].find(part), std::string::npos) << "lacks '" << part << "': " << lines[0];
+  }
+  std::string dir_;
+};
+
+nlohmann::json read_json(const std::string& file) {
+  std::ifstream in(file);
+  EXPECT_TRUE(in.good()) << file;
+  return nlohmann::json::parse(in);
+}
+
+TEST_F(Cli, DescribeListsMethodsAndOptions) {
+  auto r = run("describe");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("map"), std::string::npos) << r.output;
+  auto m = run("describe map");
+  EXPECT_EQ(m.code, 0) << m.output;
+  EXPECT_NE(m.output.find("optimizer"), std::string::npos) << m.output;
+  EXPECT_NE(m.output.find("adam"), std::string::npos) << m.output;
+  expect_error("describe nosuch", "nosuch");
+}
+
+TEST_F(Cli, FitWritesAFileAndRefusesToOverwrite) {
+  auto out = fit_sine();
+  ASSERT_TRUE(std::filesystem::exists(out));
+  EXPECT_GT(std::filesystem::file_size(out), 100u);
+  auto before = std::filesystem::last_write_time(out);
+  auto again = run("fit --data synthetic:sine --model mlp:16 --epochs 5 -q --out '" + out + "'");
+  EXPECT_EQ(again.code, 1) << again.output;
+  EXPECT_NE(again.output.find("exists"), std::string::npos) << again.output;
+  EXPECT_NE(again.output.find("credence: error:"), std::string::npos) << again.output;
+  EXPECT_EQ(std::filesystem::last_write_time(out), before);
+  auto forced = run("fit --data synthetic:sine --model mlp:16 --epochs 5 -q --force --out '" + out + "'");
+  EXPECT_EQ(forced.code, 0) << forced.output;
+  // Without -q, fit reports what it did.
+  auto loud = run("fit --data synthetic:sine --model mlp:4 --epochs 1 --out '" + path("b.crd") + "'");
+  EXPECT_EQ(loud.code, 0) << loud.output;
+  EXPECT_NE(loud.output.find("fitted map"), std::string::npos) << loud.output;
+}
+
+TEST_F(Cli, EvaluateWritesJsonMetrics) {
+  auto post = fit_sine();
+  auto json = path("metrics.json");
+  auto r = run("evaluate -q --posterior '" + post + "' --data 'synthetic:sine?part=test' --json '" + json + "'");
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto j = read_json(json);
+  ASSERT_TRUE(j["results"].is_array());
+  ASSERT_EQ(j["results"].size(), 1u);
+  const auto& row = j["results"][0];
+  for (const char* key : {"rmse", "nll", "coverage_90"}) {
+    ASSERT_TRUE(row.contains(key)) << key << " in " << row.dump();
+    EXPECT_TRUE(row[key].is_number()) << key;
+  }
+  EXPECT_GT(row["rmse"].get<double>(), 0.0);
+  EXPECT_LT(row["rmse"].get<double>(), 5.0);  // sin(x) + noise stays within a few units
+  EXPECT_GE(row["coverage_90"].get<double>(), 0.0);
+  EXPECT_LE(row["coverage_90"].get<double>(), 1.0);
+  EXPECT_EQ(row["method"], "map");
+  // The table is printed too.
+  EXPECT_NE(r.output.find("rmse"), std::string::npos) << r.output;
+  // --json refuses to replace a file.
+  auto again = run("evaluate -q --posterior '" + post + "' --data 'synthetic:sine?part=test' --json '" + json + "'");
+  EXPECT_EQ(again.code, 1) << again.output;
+}
+
+TEST_F(Cli, PredictWritesCsv) {
+  auto post = fit_sine();
+  auto csv = path("x.csv");
+  auto r = run("predict -q --posterior '" + post + "' --data 'synthetic:sine?part=test&n=17' --out '" + csv + "'");
+  ASSERT_EQ(r.code, 0) << r.output;
+  std::ifstream in(csv);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 18u);
+  EXPECT_EQ(lines[0], "mean,std,lower_90,upper_90");
+  for (size_t i = 1; i < lines.size(); ++i) {
+    double mean, sd, lo, hi;
+    char c1, c2, c3;
+    std::istringstream row(lines[i]);
+    ASSERT_TRUE(row >> mean >> c1 >> sd >> c2 >> lo >> c3 >> hi) << lines[i];
+    EXPECT_GT(sd, 0.0) << lines[i];
+    // A MAP predictive is one Gaussian: the 90% interval is mean -+ 1.6449 sd.
+    const double z = 1.6448536269514722;
+    EXPECT_NEAR(lo, mean - z * sd, 1e-4 * (1 + std::abs(mean) + sd)) << lines[i];
+    EXPECT_NEAR(hi, mean + z * sd, 1e-4 * (1 + std::abs(mean) + sd)) << lines[i];
+  }
+  // Without --out the CSV goes to standard output.
+  auto stdout_run = run("predict -q --posterior '" + post + "' --data 'synthetic:sine?part=test&n=3'");
+  ASSERT_EQ(stdout_run.code, 0) << stdout_run.output;
+  auto out_lines = lines_of(stdout_run.output);
+  ASSERT_EQ(out_lines.size(), 4u) << stdout_run.output;
+  EXPECT_EQ(out_lines[0], "mean,std,lower_90,upper_90");
+  // Data of another input shape is refused.
+  expect_error("predict -q --posterior '" + post + "' --data 'synthetic:moons?n=5'", "shape");
+}
+
+TEST_F(Cli, CompareWritesJsonResults) {
+  auto json = path("cmp.json");
+  auto r = run("compare -q --data synthetic:moons --test 'synthetic:moons?part=test' --model mlp:16 "
+               "--methods map --epochs 5 --json '" + json + "'");
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto j = read_json(json);
+  ASSERT_EQ(j["results"].size(), 1u);
+  const auto& row = j["results"][0];
+  EXPECT_EQ(row["method"], "map");
+  for (const char* key : {"accuracy", "nll", "ece", "brier", "fit_seconds", "predict_seconds"}) {
+    ASSERT_TRUE(row.contains(key)) << key << " in " << row.dump();
+    EXPECT_TRUE(row[key].is_number()) << key;
+    EXPECT_GE(row[key].get<double>(), 0.0) << key;
+  }
+  EXPECT_LE(row["accuracy"].get<double>(), 1.0);
+  EXPECT_GT(row["accuracy"].get<double>(), 0.5);  // better than chance on two moons
+  EXPECT_LE(row["brier"].get<double>(), 2.0);
+  EXPECT_GT(row["fit_seconds"].get<double>(), 0.0);
+  EXPECT_EQ(j["model"], "mlp:16");
+  EXPECT_EQ(j["data"], "synthetic:moons");
+}
+
+TEST_F(Cli, BadInputsGiveOneLineErrors) {
+  auto out = "--out '" + path("p.crd") + "'";
+  expect_error("fit -q --data synthetic:sine --method nosuch --epochs 1 " + out, "nosuch");
+  expect_error("fit -q --data synthetic:sine --method map:foo=1 --epochs 1 " + out, "foo");
+  expect_error("fit -q --data 'synthetic:sine?bogus=1' --epochs 1 " + out, "bogus");
+  expect_error("fit -q --data 'csv:" + path("missing.csv") + "?target=y' --epochs 1 " + out, "missing.csv");
+  expect_error("fit -q --data synthetic:sine --model rnn:4 --epochs 1 " + out, "rnn:4");
+  expect_error("fit -q --data synthetic:sine --likelihood categorical --epochs 1 " + out, "categorical");
+  // A TorchScript module that cannot take these inputs ([1], it wants [3]) is a user error too.
+  expect_error("fit -q --data synthetic:sine --model 'torchscript:" + std::string(CREDENCE_TEST_DATA_DIR) +
+                   "/tiny_plain.pt' --epochs 1 " + out,
+               "tiny_plain.pt");
+  expect_error("evaluate -q --posterior '" + path("none.crd") + "' --data synthetic:sine", "none.crd");
+  expect_error("compare -q --data synthetic:moons --test synthetic:moons --methods nosuch", "nosuch");
+  EXPECT_FALSE(std::filesystem::exists(path("p.crd")));
+  // Command-line syntax errors are CLI11's: non-zero and not an internal error.
+  auto r = run("fit --data synthetic:sine");
+  EXPECT_NE(r.code, 0);
+  EXPECT_EQ(r.output.find("internal error"), std::string::npos) << r.output;
+}
+
+}  // namespace
