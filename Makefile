@@ -15,8 +15,8 @@ build: setup $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
 demo: build
-	$(BUILD)/credence compare --data "fmnist:train?n=10000&holdout=val:0.1,cal:0.1" --test fmnist:test \
-	  --model mlp:256,256 --methods map --json $(BUILD)/demo.json
+	$(BUILD)/credence compare --data "fmnist:train?n=10000" --test fmnist:test \
+	  --model mlp:256,256 --methods map --json $(BUILD)/demo.json --force
 
 # Unit and integration tests (the CI set); `make test-all` adds the slow label.
 test: build

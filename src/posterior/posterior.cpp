@@ -4,6 +4,8 @@
 #include <ATen/core/grad_mode.h>
 #include <fmt/format.h>
 
+#include <cmath>
+
 #include "credence/core/error.h"
 #include "credence/core/rng.h"
 
@@ -61,6 +63,39 @@ void GaussianPosterior::save(TensorMap& tensors, nlohmann::json& meta) const {
   tensors["posterior.variance"] = variance_;
 }
 
+MixturePosterior::MixturePosterior(torch::Tensor means, torch::Tensor variances, torch::Tensor weights)
+    : means_(means.detach()), variances_(variances.detach()), weights_(weights.detach()) {
+  if (means_.dim() != 2 || means_.sizes() != variances_.sizes() || weights_.dim() != 1 ||
+      weights_.size(0) != means_.size(0))
+    throw InvalidArgument("mixture posterior: means/variances must be [K, P] and weights [K]");
+  if (at::any(variances_ < 0).item<bool>() || at::any(weights_ < 0).item<bool>() ||
+      std::abs(weights_.sum().item<double>() - 1.0) > 1e-4)
+    throw NumericalError("mixture posterior: negative variance, or weights not summing to 1");
+}
+
+torch::Tensor MixturePosterior::sample(int64_t n, uint64_t seed) const {
+  if (n < 1) throw InvalidArgument(fmt::format("number of samples must be >= 1, got {}", n));
+  const int64_t K = means_.size(0);
+  auto w = weights_.to(at::kCPU, at::kDouble);
+  std::vector<torch::Tensor> draws, sw;
+  for (int64_t k = 0; k < K; ++k) {
+    double wk = w[k].item<double>();
+    if (wk <= 0) continue;
+    int64_t nk = std::max<int64_t>(1, std::llround(n * wk));
+    auto eps = keyed_randn({nk, means_.size(1)}, rng_key(seed, Stream::Sample, 0, k), means_.options());
+    draws.push_back(means_[k] + eps * variances_[k].sqrt());
+    sw.push_back(at::full({nk}, wk / nk, w.options()));
+  }
+  sample_weights_ = at::cat(sw).to(means_.options());
+  return at::cat(draws);
+}
+
+void MixturePosterior::save(TensorMap& tensors, nlohmann::json& meta) const {
+  tensors["posterior.means"] = means_;
+  tensors["posterior.variances"] = variances_;
+  tensors["posterior.weights"] = weights_;
+}
+
 std::unique_ptr<Posterior> load_posterior(const TensorMap& tensors, const nlohmann::json& meta,
                                           torch::Device device) {
   std::string kind = meta.at("posterior_kind").get<std::string>();
@@ -73,6 +108,9 @@ std::unique_ptr<Posterior> load_posterior(const TensorMap& tensors, const nlohma
     auto w = tensors.count("posterior.weights") ? get("posterior.weights") : torch::Tensor();
     return std::make_unique<ParticlePosterior>(get("posterior.particles"), w);
   }
+  if (kind == "mixture")
+    return std::make_unique<MixturePosterior>(get("posterior.means"), get("posterior.variances"),
+                                              get("posterior.weights"));
   if (kind == "gaussian") return std::make_unique<GaussianPosterior>(get("posterior.mean"), get("posterior.variance"));
   throw IoError(fmt::format("unknown posterior kind '{}' in file (written by a newer credence?)", kind));
 }

@@ -62,8 +62,13 @@ void print_table(const std::vector<Row>& rows) {
   for (size_t i = 0; i < cols.size(); ++i) fmt::print("{:<{}}  ", cols[i], width[i]);
   fmt::print("\n");
   for (const auto& row : rows) {
-    for (size_t i = 0; i < cols.size(); ++i)
-      fmt::print(i == 0 ? "{:<{}}  " : "{:>{}}  ", row.count(cols[i]) ? cell(row.at(cols[i])) : "-", width[i]);
+    for (size_t i = 0; i < cols.size(); ++i) {
+      std::string text = row.count(cols[i]) ? cell(row.at(cols[i])) : "-";
+      if (i == 0)
+        fmt::print("{:<{}}  ", text, width[i]);
+      else
+        fmt::print("{:>{}}  ", text, width[i]);
+    }
     fmt::print("\n");
   }
 }

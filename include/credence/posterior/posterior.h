@@ -62,6 +62,23 @@ class GaussianPosterior : public Posterior {
   torch::Tensor mean_, variance_;
 };
 
+/// A weighted mixture of K diagonal Gaussians (mixture VI, multi-SWAG). Samples are stratified:
+/// component k gets round(n * w_k) draws (at least one), so the predictive keeps each mode.
+class MixturePosterior : public Posterior {
+ public:
+  /// means and variances [K, P], weights [K] summing to 1.
+  MixturePosterior(torch::Tensor means, torch::Tensor variances, torch::Tensor weights);
+  std::string kind() const override { return "mixture"; }
+  torch::Tensor sample(int64_t n, uint64_t seed) const override;
+  torch::Tensor weights() const override { return sample_weights_; }
+  void save(TensorMap& tensors, nlohmann::json& meta) const override;
+  const torch::Tensor& component_weights() const { return weights_; }
+
+ private:
+  torch::Tensor means_, variances_, weights_;
+  mutable torch::Tensor sample_weights_;  ///< weights of the last sample() draws
+};
+
 /// Rebuilds the posterior a file holds; IoError for an unknown kind.
 std::unique_ptr<Posterior> load_posterior(const TensorMap& tensors, const nlohmann::json& meta,
                                           torch::Device device);

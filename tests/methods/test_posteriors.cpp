@@ -1,0 +1,69 @@
+// Sampling and persistence of the Gaussian and mixture posteriors.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+#include <unistd.h>
+
+#include "credence/credence.h"
+
+namespace credence {
+
+TEST(GaussianPosterior, SamplesHaveItsMoments) {
+  auto mean = at::tensor({1.0, -2.0, 0.5}, at::kDouble);
+  auto var = at::tensor({0.25, 4.0, 1e-4}, at::kDouble);
+  GaussianPosterior q(mean, var);
+  auto s = q.sample(20000, 7);
+  ASSERT_EQ(s.sizes(), (std::vector<int64_t>{20000, 3}));
+  // Standard errors: sd / sqrt(n) for the mean, ~var * sqrt(2 / n) for the variance.
+  EXPECT_TRUE(at::allclose(s.mean(0), mean, 0, 4 * 2.0 / std::sqrt(20000.0)));
+  EXPECT_TRUE(at::allclose(s.var(0), var, 0.05, 0));
+  EXPECT_TRUE(at::equal(q.sample(5, 7), q.sample(5, 7)));  // keyed: same seed, same draws
+  EXPECT_FALSE(at::equal(q.sample(5, 7), q.sample(5, 8)));
+}
+
+TEST(MixturePosterior, StratifiedSamplesKeepEachComponent) {
+  auto means = at::tensor({-3.0, 3.0}, at::kDouble).view({2, 1});
+  auto vars = at::full({2, 1}, 0.01, at::kDouble);
+  MixturePosterior q(means, vars, at::tensor({0.25, 0.75}, at::kDouble));
+  auto s = q.sample(8, 1);
+  ASSERT_EQ(s.size(0), 8);
+  EXPECT_EQ((s < 0).sum().item<int64_t>(), 2);  // round(8 * 0.25) draws near -3
+  auto w = q.weights();
+  EXPECT_NEAR(w.sum().item<double>(), 1.0, 1e-12);
+  EXPECT_NEAR(w[0].item<double>(), 0.125, 1e-12);  // 0.25 / 2 draws
+  EXPECT_NEAR(w[7].item<double>(), 0.125, 1e-12);  // 0.75 / 6 draws
+  EXPECT_THROW(MixturePosterior(means, vars, at::tensor({0.5, 0.6}, at::kDouble)), NumericalError);
+  EXPECT_THROW(MixturePosterior(means, vars, at::tensor({1.0}, at::kDouble)), InvalidArgument);
+}
+
+TEST(MixturePosterior, PredictiveIsTheWeightedMixtureAndSurvivesSaveLoad) {
+  auto data = load_data("synthetic:linear?n=50&d=1", {torch::kFloat64}).fit;
+  FittedModel f;
+  f.model = make_model("mlp:", {1}, 1, torch::kFloat64);
+  f.likelihood = Likelihood::parse("gaussian?sigma=0.5", data);
+  f.standardizer = Standardizer::fit(data);
+  // Two point-like components: slopes +1 and -1, bias 0.
+  auto means = at::tensor({1.0, 0.0, -1.0, 0.0}, at::kDouble).view({2, 2});
+  f.posterior = std::make_shared<MixturePosterior>(means, at::full({2, 2}, 1e-24, at::kDouble),
+                                                   at::tensor({0.5, 0.5}, at::kDouble));
+  f.method = "test";
+  auto p = f.predict(data, {2});
+  auto xs = f.standardizer.inputs(data.x).squeeze(1);
+  auto sd = f.standardizer.y_std;
+  // Mixture of N(+x, s^2) and N(-x, s^2) in standardized units: mean 0, var s^2 + x^2.
+  EXPECT_TRUE(at::allclose(p.mean, at::full_like(p.mean, f.standardizer.y_mean), 1e-6, 1e-6));
+  EXPECT_TRUE(at::allclose(p.var, (0.25 + xs * xs) * sd * sd, 1e-6, 1e-6));
+
+  char dir[] = "/tmp/credence-mixXXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string path = std::string(dir) + "/mix.crd";
+  f.save(path);
+  auto g = FittedModel::load(path);
+  EXPECT_EQ(g.posterior->kind(), "mixture");
+  auto p2 = g.predict(data, {2});
+  EXPECT_TRUE(at::allclose(p2.var, p.var, 1e-12, 1e-12));
+  std::remove(path.c_str());
+  rmdir(dir);
+}
+
+}  // namespace credence
