@@ -72,7 +72,7 @@ FittedModel FittedModel::load(const std::string& path, torch::Device device, con
     f.likelihood = Likelihood::parse(meta.at("likelihood"), shape_only);
     f.likelihood.sigma = meta.at("sigma").get<double>();
     f.standardizer = Standardizer::load(tensors, meta);
-    f.posterior = load_posterior(tensors, meta, device);
+    f.posterior = load_posterior(tensors, meta, *f.model);
     f.method = meta.at("method");
     f.info = meta.value("info", nlohmann::json::object());
   } catch (const nlohmann::json::exception& e) {

@@ -8,6 +8,7 @@
 
 #include "credence/core/error.h"
 #include "credence/core/rng.h"
+#include "credence/posterior/laplace.h"
 
 namespace credence {
 
@@ -97,7 +98,8 @@ void MixturePosterior::save(TensorMap& tensors, nlohmann::json& meta) const {
 }
 
 std::unique_ptr<Posterior> load_posterior(const TensorMap& tensors, const nlohmann::json& meta,
-                                          torch::Device device) {
+                                          const Model& model) {
+  const auto device = model.device();
   std::string kind = meta.at("posterior_kind").get<std::string>();
   auto get = [&](const std::string& name) {
     auto it = tensors.find(name);
@@ -108,6 +110,7 @@ std::unique_ptr<Posterior> load_posterior(const TensorMap& tensors, const nlohma
     auto w = tensors.count("posterior.weights") ? get("posterior.weights") : torch::Tensor();
     return std::make_unique<ParticlePosterior>(get("posterior.particles"), w);
   }
+  if (kind == "laplace") return LaplacePosterior::load(tensors, meta, model);
   if (kind == "mixture")
     return std::make_unique<MixturePosterior>(get("posterior.means"), get("posterior.variances"),
                                               get("posterior.weights"));

@@ -81,7 +81,7 @@ class MixturePosterior : public Posterior {
 
 /// Rebuilds the posterior a file holds; IoError for an unknown kind.
 std::unique_ptr<Posterior> load_posterior(const TensorMap& tensors, const nlohmann::json& meta,
-                                          torch::Device device);
+                                          const Model& model);
 
 /// Runs the stacked forward in row chunks: outputs [S, N, O] for parameters [S, P].
 torch::Tensor stacked_outputs(const Model& model, const torch::Tensor& x, const torch::Tensor& thetas,

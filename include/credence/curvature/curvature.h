@@ -1,0 +1,72 @@
+#pragma once
+/// Curvature of the summed negative log-likelihood over a parameter subset: the generalized
+/// Gauss-Newton (GGN, the Fisher for exponential families) or the empirical Fisher (EF), in a
+/// diagonal, Kronecker-factored (KFAC) or full structure. Built from per-layer Jacobian factors
+/// (layer inputs and output-direction gradients), never from a dense per-example Jacobian over
+/// all parameters.
+#include <torch/types.h>
+
+#include <vector>
+
+#include "credence/data/dataset.h"
+#include "credence/likelihood/likelihood.h"
+#include "credence/model/subset.h"
+
+namespace credence {
+
+enum class CurvatureKind { GGN, EF };
+enum class Structure { Diag, Kron, Full };
+CurvatureKind parse_curvature_kind(const std::string& name);
+Structure parse_structure(const std::string& name);
+
+/// One block A (x) B of a Kronecker-factored matrix over subset entries [offset, offset + out*in):
+/// A [out, out] is the output side summed over the data, B [in, in] the input side averaged over
+/// the data (a bias block has in = 1 and B = [[1]]).
+struct KronBlock {
+  int64_t offset = 0, out = 0, in = 0;
+  torch::Tensor A, B;
+};
+
+struct Curvature {
+  Structure structure = Structure::Kron;
+  CurvatureKind kind = CurvatureKind::GGN;
+  torch::Tensor full;            ///< [K, K] for Full
+  torch::Tensor diag;            ///< [K] for Diag
+  std::vector<KronBlock> kron;   ///< for Kron
+  int64_t n = 0;                 ///< examples summed over
+  /// For the Gaussian likelihood the curvature is computed at unit noise; the posterior divides
+  /// it by sigma^noise_power (2 for the GGN, 4 for the EF). 0 for other likelihoods.
+  int noise_power = 0;
+  double nll = 0.0;              ///< summed NLL at theta (Gaussian: at unit noise)
+  double sum_sq_residual = 0.0;  ///< Gaussian: sum of squared residuals at theta
+  /// The dense [K, K] matrix (for tests and small subsets).
+  torch::Tensor dense() const;
+};
+
+/// Per-layer Jacobian factors on a batch, for each layer of the subset: inputs a [n, in] and the
+/// gradients of D output-space directions with respect to the layer's pre-activation, g [n, D, out].
+struct LayerFactors {
+  torch::Tensor a, g;
+};
+/// `directions` [n, C, D] are the output-space vectors to backpropagate (the identity gives the
+/// Jacobian). Writes the network outputs [n, C] to `outputs` when given.
+std::vector<LayerFactors> layer_factors(const Model& model, const ParamSubset& subset, const torch::Tensor& theta,
+                                        const torch::Tensor& x, const torch::Tensor& directions,
+                                        torch::Tensor* outputs = nullptr);
+
+/// Output-space factors [n, C, D] per example: for the GGN, L with L L^T = the NLL's Hessian in the
+/// outputs (the Fisher for the heteroscedastic head, whose Hessian is indefinite); for the EF, the
+/// NLL's gradient in the outputs (D = 1). Gaussian: at unit noise.
+torch::Tensor output_factors(const Likelihood& likelihood, const torch::Tensor& f, const torch::Tensor& y,
+                             CurvatureKind kind);
+
+/// The curvature over `data` (standardized units) at `theta`, in `structure`. Refuses a full
+/// matrix that would not fit in memory, naming the structures that will.
+Curvature compute_curvature(const Model& model, const Likelihood& likelihood, const ParamSubset& subset,
+                            const torch::Tensor& theta, const Dataset& data, Structure structure,
+                            CurvatureKind kind, int64_t batch_size = 256);
+
+/// Bytes above which a dense K x K matrix is refused.
+constexpr double kMaxDenseBytes = 4e9;
+
+}  // namespace credence

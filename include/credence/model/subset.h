@@ -1,0 +1,38 @@
+#pragma once
+/// Which parameters a method treats as random: all, the last layer, or layers by name. Every
+/// method that works on a subset (Laplace, VI, HMC) shares it.
+#include <torch/types.h>
+
+#include <string>
+#include <vector>
+
+#include "credence/model/model.h"
+
+namespace credence {
+
+/// A linear layer inside a subset: its weight [out, in] and bias [out] blocks.
+struct SubsetLayer {
+  int weight_block = -1, bias_block = -1;
+  int64_t out = 0, in = 0;
+  int64_t offset = 0;  ///< start of the weight in subset coordinates; the bias follows it
+  int model_layer = 0;
+};
+
+struct ParamSubset {
+  std::string spec;  ///< as given: all, last_layer, names:PATTERN
+  bool last_layer = false;
+  std::vector<SubsetLayer> layers;
+  torch::Tensor index;  ///< int64 [K]: positions in theta, in subset order
+  int64_t size = 0;     ///< K
+
+  /// `all`, `last_layer`, or `names:PATTERN` (layers whose parameter names contain PATTERN).
+  /// Throws NotSupported naming what the model lacks (features for last_layer; curvature over
+  /// convolutions).
+  static ParamSubset parse(const std::string& spec, const Model& model);
+  /// theta [P] (or [S, P]) restricted to the subset: [K] (or [S, K]).
+  torch::Tensor gather(const torch::Tensor& theta) const;
+  /// `base` with the subset's entries replaced by `values` [K] (or [S, K], then base expands).
+  torch::Tensor scatter(const torch::Tensor& base, const torch::Tensor& values) const;
+};
+
+}  // namespace credence

@@ -1,0 +1,69 @@
+#pragma once
+/// The Laplace posterior: a Gaussian around the MAP over a parameter subset, with precision
+/// curvature / (temperature * sigma^p) + prior precision, held in the curvature's structure
+/// (eigendecomposed Kronecker factors, a diagonal, or a Cholesky factor) so that log-determinants,
+/// sampling, prior changes and the linearized (GLM) predictive stay cheap.
+#include "credence/curvature/curvature.h"
+#include "credence/posterior/posterior.h"
+
+namespace credence {
+
+enum class LaplacePredictive { GLM, NN };
+enum class GlmLink { Probit, MC };
+
+class LaplacePosterior : public Posterior {
+ public:
+  /// `prior_precision` [K] over the subset (constant within each layer's weight and bias for kron).
+  LaplacePosterior(torch::Tensor theta, ParamSubset subset, Curvature curvature, torch::Tensor prior_precision,
+                   double sigma, double temperature);
+
+  std::string kind() const override { return "laplace"; }
+  torch::Tensor sample(int64_t n, uint64_t seed) const override;
+  Predictive predict(const Model& model, const Likelihood& likelihood, const torch::Tensor& x, double y_mean,
+                     double y_std, const PredictOptions& options) const override;
+  void save(TensorMap& tensors, nlohmann::json& meta) const override;
+  static std::unique_ptr<LaplacePosterior> load(const TensorMap& tensors, const nlohmann::json& meta,
+                                                const Model& model);
+
+  /// Changes the prior precision (scalar or [K]) and noise std, refreshing the factorization.
+  void set_hyper(const torch::Tensor& prior_precision, double sigma);
+  /// The log marginal likelihood as a differentiable function of log prior precision (scalar or
+  /// one per subset layer) and log sigma (ignored unless the Gaussian likelihood).
+  torch::Tensor log_marginal_likelihood(const torch::Tensor& log_prior, const torch::Tensor& log_sigma) const;
+  /// At the current hyper-parameters.
+  double log_marginal_likelihood() const;
+  double log_likelihood() const;
+  double log_det_precision() const;
+  double log_det_prior() const;
+  double scatter() const;
+  /// The posterior precision as a dense [K, K] matrix (tests, small subsets).
+  torch::Tensor precision_dense() const;
+  /// Function-space covariance J Sigma J^T at x: [n, C, C], or its diagonal [n, C].
+  torch::Tensor function_variance(const Model& model, const torch::Tensor& x, bool diag_only,
+                                  torch::Tensor* f_mu = nullptr) const;
+
+  LaplacePredictive predictive_type = LaplacePredictive::GLM;
+  GlmLink link = GlmLink::Probit;
+  const ParamSubset& subset() const { return subset_; }
+  const Curvature& curvature() const { return curvature_; }
+  const torch::Tensor& prior_precision() const { return prior_; }
+  double sigma() const { return sigma_; }
+  const torch::Tensor& theta() const { return theta_; }
+
+ private:
+  double curvature_scale(double sigma) const;
+  torch::Tensor block_prior(const torch::Tensor& prior, int64_t offset) const;
+  void factorize();
+  torch::Tensor theta_, theta_sub_;
+  ParamSubset subset_;
+  Curvature curvature_;
+  torch::Tensor prior_;  ///< [K]
+  double sigma_, temperature_;
+  // Factorization at the current hyper-parameters.
+  std::vector<torch::Tensor> eig_a_, vec_a_, eig_b_, vec_b_, block_d_;  ///< Kron: per block
+  torch::Tensor diag_p_;            ///< Diag: posterior precision [K]
+  torch::Tensor chol_, cov_;        ///< Full: Cholesky factor of P, and P^{-1}
+  torch::Tensor eig_h_, vec_h_;     ///< Full: eigendecomposition of the curvature (cheap marglik)
+};
+
+}  // namespace credence

@@ -1,0 +1,177 @@
+#include "credence/curvature/curvature.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include "credence/core/error.h"
+
+namespace credence {
+
+CurvatureKind parse_curvature_kind(const std::string& name) {
+  if (name == "ggn") return CurvatureKind::GGN;
+  if (name == "ef") return CurvatureKind::EF;
+  throw InvalidArgument(fmt::format("unknown curvature '{}' (known: ggn, ef)", name));
+}
+
+Structure parse_structure(const std::string& name) {
+  if (name == "diag") return Structure::Diag;
+  if (name == "kron") return Structure::Kron;
+  if (name == "full") return Structure::Full;
+  throw InvalidArgument(fmt::format("unknown hessian structure '{}' (known: diag, kron, full)", name));
+}
+
+torch::Tensor Curvature::dense() const {
+  if (structure == Structure::Full) return full;
+  if (structure == Structure::Diag) return at::diag(diag);
+  int64_t K = 0;
+  for (const auto& b : kron) K = std::max(K, b.offset + b.out * b.in);
+  auto H = at::zeros({K, K}, kron.front().A.options());
+  for (const auto& b : kron) {
+    int64_t m = b.out * b.in;
+    H.narrow(0, b.offset, m).narrow(1, b.offset, m).copy_(at::kron(b.A, b.B));
+  }
+  return H;
+}
+
+std::vector<LayerFactors> layer_factors(const Model& model, const ParamSubset& subset, const torch::Tensor& theta,
+                                        const torch::Tensor& x, const torch::Tensor& directions,
+                                        torch::Tensor* outputs) {
+  std::vector<LayerFactors> out;
+  if (subset.last_layer) {
+    // The last layer's pre-activation is the output itself: g is the directions.
+    at::NoGradGuard no_grad;
+    const auto& l = subset.layers.front();
+    auto parts = theta.split_with_sizes(model.layout().numels());
+    auto a = model.features(x, theta);
+    if (outputs) *outputs = at::linear(a, parts[l.weight_block].view({l.out, l.in}), parts[l.bias_block]);
+    out.push_back({a, directions.transpose(1, 2)});
+    return out;
+  }
+  auto th = theta.detach().requires_grad_(true);
+  ForwardTrace trace;
+  auto f = model.forward(x, th, &trace);
+  if (trace.outputs.empty())
+    throw NotSupported(fmt::format("model '{}' does not expose its layers; use subset=last_layer", model.spec()));
+  std::vector<torch::Tensor> pre;
+  for (const auto& l : subset.layers) pre.push_back(trace.outputs[l.model_layer]);
+  const int64_t D = directions.size(2);
+  std::vector<std::vector<torch::Tensor>> grads(subset.layers.size());
+  for (int64_t d = 0; d < D; ++d) {
+    auto g = torch::autograd::grad({f}, pre, {directions.select(2, d)}, /*retain_graph=*/true,
+                                   /*create_graph=*/false, /*allow_unused=*/true);
+    for (size_t i = 0; i < pre.size(); ++i)
+      grads[i].push_back(g[i].defined() ? g[i] : at::zeros_like(pre[i]));
+  }
+  for (size_t i = 0; i < subset.layers.size(); ++i)
+    out.push_back({trace.inputs[subset.layers[i].model_layer].detach(), at::stack(grads[i], 1)});
+  if (outputs) *outputs = f.detach();
+  return out;
+}
+
+torch::Tensor output_factors(const Likelihood& lik, const torch::Tensor& f, const torch::Tensor& y,
+                             CurvatureKind kind) {
+  const int64_t n = f.size(0);
+  switch (lik.kind) {
+    case LikelihoodKind::Gaussian:
+      if (kind == CurvatureKind::GGN) return at::ones({n, 1, 1}, f.options());
+      return (f.select(1, 0) - y).view({n, 1, 1});
+    case LikelihoodKind::Heteroscedastic: {
+      auto mu = f.select(1, 0), r = f.select(1, 1);
+      auto v = at::softplus(r) + 1e-6, dv = at::sigmoid(r);
+      if (kind == CurvatureKind::GGN) {  // Fisher in (mean, raw variance): diag(1/v, dv^2 / (2 v^2))
+        auto L = at::zeros({n, 2, 2}, f.options());
+        L.select(2, 0).select(1, 0).copy_(v.rsqrt());
+        L.select(2, 1).select(1, 1).copy_(dv / (v * std::sqrt(2.0)));
+        return L;
+      }
+      auto r2 = (mu - y).pow(2);
+      return at::stack({(mu - y) / v, 0.5 * (1 / v - r2 / (v * v)) * dv}, 1).unsqueeze(2);
+    }
+    case LikelihoodKind::Categorical: {
+      auto p = at::softmax(f, 1);
+      if (kind == CurvatureKind::GGN) {  // L L^T = diag(p) - p p^T with L = diag(sqrt p) - p sqrt(p)^T
+        auto s = p.sqrt();
+        return at::diag_embed(s) - p.unsqueeze(2) * s.unsqueeze(1);
+      }
+      return (p - at::one_hot(y, f.size(1)).to(f.scalar_type())).unsqueeze(2);
+    }
+    case LikelihoodKind::Bernoulli: {
+      auto q = at::sigmoid(f.select(1, 0));
+      if (kind == CurvatureKind::GGN) return (q * (1 - q)).sqrt().view({n, 1, 1});
+      return (q - y.to(q.scalar_type())).view({n, 1, 1});
+    }
+  }
+  return {};
+}
+
+Curvature compute_curvature(const Model& model, const Likelihood& likelihood, const ParamSubset& subset,
+                            const torch::Tensor& theta, const Dataset& data, Structure structure,
+                            CurvatureKind kind, int64_t batch_size) {
+  const int64_t K = subset.size;
+  auto opts = theta.options();
+  if (structure == Structure::Full && double(K) * K * theta.element_size() > kMaxDenseBytes)
+    throw NotSupported(fmt::format(
+        "hessian=full over {} parameters needs a {} x {} matrix ({:.1f} GB); use hessian=kron, hessian=diag, "
+        "or subset=last_layer",
+        K, K, K, double(K) * K * theta.element_size() / 1e9));
+  Curvature c;
+  c.structure = structure;
+  c.kind = kind;
+  c.n = data.size();
+  if (likelihood.kind == LikelihoodKind::Gaussian) c.noise_power = kind == CurvatureKind::GGN ? 2 : 4;
+  Likelihood unit = likelihood;
+  unit.sigma = 1.0;
+  std::vector<torch::Tensor> A(subset.layers.size()), B(subset.layers.size());
+  if (structure == Structure::Full) c.full = at::zeros({K, K}, opts);
+  if (structure == Structure::Diag) c.diag = at::zeros({K}, opts);
+  for (int64_t start = 0; start < data.size(); start += batch_size) {
+    int64_t m = std::min(batch_size, data.size() - start);
+    auto x = data.x.narrow(0, start, m), y = data.y.narrow(0, start, m);
+    // Outputs first (for the factors), then backpropagate the factors' directions.
+    torch::Tensor f;
+    {
+      at::NoGradGuard no_grad;
+      f = model.forward(x, theta);
+    }
+    auto dirs = output_factors(unit, f, y, kind);
+    c.nll += unit.nll(f, y).item<double>();
+    if (likelihood.kind == LikelihoodKind::Gaussian) c.sum_sq_residual += (f.select(1, 0) - y).pow(2).sum().item<double>();
+    auto factors = layer_factors(model, subset, theta, x, dirs);
+    at::NoGradGuard no_grad;
+    std::vector<torch::Tensor> rows;  // Full: per-(example, direction) Jacobian rows over the subset
+    for (size_t i = 0; i < factors.size(); ++i) {
+      const auto& l = subset.layers[i];
+      const auto& a = factors[i].a;
+      const auto& g = factors[i].g;  // [m, D, out]
+      if (structure == Structure::Kron) {
+        auto gg = g.reshape({-1, l.out});
+        A[i] = A[i].defined() ? A[i] + gg.t().mm(gg) : gg.t().mm(gg);
+        B[i] = B[i].defined() ? B[i] + a.t().mm(a) : a.t().mm(a);
+      } else if (structure == Structure::Diag) {
+        auto g2 = g.pow(2).sum(1);  // [m, out]
+        c.diag.narrow(0, l.offset, l.out * l.in).add_(g2.t().mm(a.pow(2)).reshape({-1}));
+        c.diag.narrow(0, l.offset + l.out * l.in, l.out).add_(g2.sum(0));
+      } else {
+        const int64_t D = g.size(1);
+        auto w = (g.unsqueeze(3) * a.view({m, 1, 1, l.in})).reshape({m * D, l.out * l.in});
+        rows.push_back(w);
+        rows.push_back(g.reshape({m * D, l.out}));
+      }
+    }
+    if (structure == Structure::Full) {
+      auto G = at::cat(rows, 1);
+      c.full.addmm_(G.t(), G);
+    }
+  }
+  if (structure == Structure::Kron) {
+    for (size_t i = 0; i < subset.layers.size(); ++i) {
+      const auto& l = subset.layers[i];
+      c.kron.push_back({l.offset, l.out, l.in, A[i], B[i] / static_cast<double>(c.n)});
+      c.kron.push_back({l.offset + l.out * l.in, l.out, 1, A[i], at::ones({1, 1}, opts)});
+    }
+  }
+  return c;
+}
+
+}  // namespace credence

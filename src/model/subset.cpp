@@ -1,0 +1,77 @@
+#include "credence/model/subset.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include "credence/core/error.h"
+
+namespace credence {
+namespace {
+SubsetLayer layer_from(const Model& model, int weight_block, int bias_block) {
+  const auto& blocks = model.layout().blocks;
+  const auto& w = blocks[weight_block];
+  if (w.shape.size() != 2)
+    throw NotSupported(fmt::format(
+        "model '{}': parameter '{}' has shape [{}]; curvature over convolutions is not supported yet "
+        "(use subset=last_layer)",
+        model.spec(), w.name, fmt::join(w.shape, ", ")));
+  if (bias_block < 0 || blocks[bias_block].numel != w.shape[0])
+    throw NotSupported(fmt::format("model '{}': layer '{}' has no bias of size {}", model.spec(), w.name,
+                                   w.shape[0]));
+  SubsetLayer l;
+  l.weight_block = weight_block;
+  l.bias_block = bias_block;
+  l.out = w.shape[0];
+  l.in = w.shape[1];
+  l.model_layer = w.layer;
+  return l;
+}
+}  // namespace
+
+ParamSubset ParamSubset::parse(const std::string& spec, const Model& model) {
+  ParamSubset s;
+  s.spec = spec;
+  const auto& blocks = model.layout().blocks;
+  if (spec == "last_layer") {
+    if (!model.has_features()) model.features(torch::Tensor(), torch::Tensor());  // throws NotSupported
+    auto ll = model.last_layer();
+    s.last_layer = true;
+    s.layers.push_back(layer_from(model, ll.weight_block, ll.bias_block));
+  } else if (spec == "all" || spec.rfind("names:", 0) == 0) {
+    std::string pattern = spec == "all" ? "" : spec.substr(6);
+    for (size_t b = 0; b + 1 < blocks.size(); ++b) {
+      if (blocks[b].name.find("weight") == std::string::npos) continue;
+      if (!pattern.empty() && blocks[b].name.find(pattern) == std::string::npos &&
+          blocks[b + 1].name.find(pattern) == std::string::npos)
+        continue;
+      s.layers.push_back(layer_from(model, static_cast<int>(b), static_cast<int>(b + 1)));
+    }
+    if (s.layers.empty())
+      throw InvalidArgument(fmt::format("subset '{}' matches no layer of model '{}'", spec, model.spec()));
+    if (model.layout().blocks.size() != 2 * s.layers.size() && spec == "all")
+      throw NotSupported(fmt::format("model '{}' has parameters outside linear layers; use subset=last_layer",
+                                     model.spec()));
+  } else {
+    throw InvalidArgument(fmt::format("unknown subset '{}' (known: all, last_layer, names:PATTERN)", spec));
+  }
+  std::vector<torch::Tensor> idx;
+  for (auto& l : s.layers) {
+    l.offset = s.size;
+    for (int b : {l.weight_block, l.bias_block}) {
+      idx.push_back(at::arange(blocks[b].offset, blocks[b].offset + blocks[b].numel, at::kLong));
+      s.size += blocks[b].numel;
+    }
+  }
+  s.index = at::cat(idx).to(model.device());
+  return s;
+}
+
+torch::Tensor ParamSubset::gather(const torch::Tensor& theta) const { return theta.index_select(-1, index); }
+
+torch::Tensor ParamSubset::scatter(const torch::Tensor& base, const torch::Tensor& values) const {
+  auto out = values.dim() == 2 ? base.unsqueeze(0).repeat({values.size(0), 1}) : base.clone();
+  out.index_copy_(-1, index, values.to(out.scalar_type()));
+  return out;
+}
+
+}  // namespace credence

@@ -1,0 +1,185 @@
+#include "credence/posterior/laplace.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "credence/core/error.h"
+#include "credence/core/rng.h"
+
+namespace credence {
+namespace {
+constexpr double kLog2Pi = 1.8378770664093454836;
+
+torch::Tensor check_cholesky(const torch::Tensor& P) {
+  auto [L, info] = at::linalg_cholesky_ex(P);
+  if (info.item<int64_t>() != 0)
+    throw NumericalError("Laplace: the posterior precision is not positive definite; raise the prior precision");
+  return L;
+}
+}  // namespace
+
+LaplacePosterior::LaplacePosterior(torch::Tensor theta, ParamSubset subset, Curvature curvature,
+                                   torch::Tensor prior_precision, double sigma, double temperature)
+    : theta_(theta.detach()), subset_(std::move(subset)), curvature_(std::move(curvature)),
+      sigma_(sigma), temperature_(temperature) {
+  if (!(temperature > 0)) throw InvalidArgument(fmt::format("laplace: temperature must be > 0, got {}", temperature));
+  theta_sub_ = subset_.gather(theta_);
+  if (curvature_.structure == Structure::Kron) {
+    for (const auto& b : curvature_.kron) {
+      auto [la, qa] = at::linalg_eigh(b.A);
+      auto [lb, qb] = at::linalg_eigh(b.B);
+      // Curvature factors are PSD; clamp round-off negatives so logs stay finite.
+      eig_a_.push_back(la.clamp_min(0));
+      vec_a_.push_back(qa);
+      eig_b_.push_back(lb.clamp_min(0));
+      vec_b_.push_back(qb);
+    }
+  } else if (curvature_.structure == Structure::Full) {
+    auto [lh, qh] = at::linalg_eigh(curvature_.full);
+    eig_h_ = lh.clamp_min(0);
+    vec_h_ = qh;
+  }
+  set_hyper(prior_precision, sigma);
+}
+
+double LaplacePosterior::curvature_scale(double sigma) const {
+  return 1.0 / (temperature_ * std::pow(sigma, curvature_.noise_power));
+}
+
+torch::Tensor LaplacePosterior::block_prior(const torch::Tensor& prior, int64_t offset) const {
+  return prior.numel() == 1 ? prior.reshape({}) : prior[offset];
+}
+
+void LaplacePosterior::set_hyper(const torch::Tensor& prior_precision, double sigma) {
+  auto p = prior_precision.to(theta_.options());
+  prior_ = p.numel() == 1 ? p.reshape({1}).expand({subset_.size}).clone() : p.clone();
+  if (prior_.numel() != subset_.size)
+    throw InvalidArgument(fmt::format("laplace: {} prior precisions for {} parameters", prior_.numel(), subset_.size));
+  if (at::any(prior_ <= 0).item<bool>()) throw InvalidArgument("laplace: prior precision must be > 0");
+  sigma_ = sigma;
+  factorize();
+}
+
+void LaplacePosterior::factorize() {
+  const double s = curvature_scale(sigma_);
+  switch (curvature_.structure) {
+    case Structure::Kron:
+      block_d_.clear();
+      for (size_t i = 0; i < curvature_.kron.size(); ++i)
+        block_d_.push_back(s * at::outer(eig_a_[i], eig_b_[i]) + block_prior(prior_, curvature_.kron[i].offset));
+      break;
+    case Structure::Diag: diag_p_ = s * curvature_.diag + prior_; break;
+    case Structure::Full:
+      chol_ = check_cholesky(s * curvature_.full + at::diag(prior_));
+      cov_ = at::cholesky_inverse(chol_);
+      break;
+  }
+}
+
+torch::Tensor LaplacePosterior::log_marginal_likelihood(const torch::Tensor& log_prior,
+                                                        const torch::Tensor& log_sigma) const {
+  auto opts = theta_.options();
+  // Prior precision per subset entry from one value or one per layer.
+  torch::Tensor delta;
+  if (log_prior.numel() == 1) {
+    delta = log_prior.reshape({}).exp().expand({subset_.size});
+  } else {
+    if (log_prior.numel() != static_cast<int64_t>(subset_.layers.size()))
+      throw InvalidArgument("laplace: give one prior precision or one per layer of the subset");
+    std::vector<torch::Tensor> parts;
+    for (size_t i = 0; i < subset_.layers.size(); ++i) {
+      const auto& l = subset_.layers[i];
+      parts.push_back(log_prior[i].exp().expand({l.out * (l.in + 1)}));
+    }
+    delta = at::cat(parts);
+  }
+  const bool gaussian = curvature_.noise_power > 0;
+  auto sigma = gaussian ? log_sigma.reshape({}).exp() : at::ones({}, opts);
+  auto s = 1.0 / (temperature_ * sigma.pow(curvature_.noise_power));
+  const double n = static_cast<double>(curvature_.n);
+  auto log_lik = gaussian ? -0.5 * curvature_.sum_sq_residual / (sigma * sigma) / temperature_ -
+                                n * (at::log(sigma) + 0.5 * kLog2Pi)
+                          : at::full({}, -curvature_.nll / temperature_, opts);
+  torch::Tensor logdet;
+  switch (curvature_.structure) {
+    case Structure::Kron: {
+      logdet = at::zeros({}, opts);
+      for (size_t i = 0; i < curvature_.kron.size(); ++i)
+        logdet = logdet + at::log(s * at::outer(eig_a_[i], eig_b_[i]) + delta[curvature_.kron[i].offset]).sum();
+      break;
+    }
+    case Structure::Diag: logdet = at::log(s * curvature_.diag + delta).sum(); break;
+    case Structure::Full:
+      logdet = log_prior.numel() == 1 ? at::log(s * eig_h_ + delta[0]).sum()
+                                      : 2 * at::log(at::diagonal(check_cholesky(s * curvature_.full + at::diag(delta)))).sum();
+      break;
+  }
+  auto scatter = (delta * theta_sub_ * theta_sub_).sum();
+  return log_lik - 0.5 * (logdet - at::log(delta).sum() + scatter);
+}
+
+double LaplacePosterior::log_marginal_likelihood() const {
+  at::NoGradGuard no_grad;
+  // Per-entry prior: pass it through its log per layer when it is constant per layer.
+  auto lp = at::log(prior_.narrow(0, 0, 1));
+  bool scalar = at::allclose(prior_, prior_[0].expand_as(prior_));
+  if (!scalar) {
+    std::vector<torch::Tensor> v;
+    for (const auto& l : subset_.layers) v.push_back(at::log(prior_[l.offset]));
+    lp = at::stack(v);
+  }
+  return log_marginal_likelihood(lp, at::full({}, std::log(sigma_), theta_.options())).item<double>();
+}
+
+double LaplacePosterior::log_likelihood() const {
+  if (curvature_.noise_power == 0) return -curvature_.nll / temperature_;
+  return -0.5 * curvature_.sum_sq_residual / (sigma_ * sigma_) / temperature_ -
+         curvature_.n * (std::log(sigma_) + 0.5 * kLog2Pi);
+}
+
+double LaplacePosterior::log_det_precision() const {
+  switch (curvature_.structure) {
+    case Structure::Kron: {
+      double v = 0;
+      for (const auto& d : block_d_) v += at::log(d).sum().item<double>();
+      return v;
+    }
+    case Structure::Diag: return at::log(diag_p_).sum().item<double>();
+    case Structure::Full: return 2 * at::log(at::diagonal(chol_)).sum().item<double>();
+  }
+  return 0;
+}
+
+double LaplacePosterior::log_det_prior() const { return at::log(prior_).sum().item<double>(); }
+double LaplacePosterior::scatter() const { return (prior_ * theta_sub_ * theta_sub_).sum().item<double>(); }
+
+torch::Tensor LaplacePosterior::precision_dense() const {
+  const double s = curvature_scale(sigma_);
+  return s * curvature_.dense() + at::diag(prior_);
+}
+
+torch::Tensor LaplacePosterior::sample(int64_t n, uint64_t seed) const {
+  if (n < 1) throw InvalidArgument(fmt::format("number of samples must be >= 1, got {}", n));
+  auto eps = keyed_randn({n, subset_.size}, rng_key(seed, Stream::Sample), theta_.options());
+  torch::Tensor x;
+  switch (curvature_.structure) {
+    case Structure::Diag: x = eps / diag_p_.sqrt(); break;
+    case Structure::Full:  // cov = P^{-1} = L^{-T} L^{-1}: x = L^{-T} eps
+      x = at::linalg_solve_triangular(chol_.t(), eps.t(), /*upper=*/true).t();
+      break;
+    case Structure::Kron: {
+      x = at::empty_like(eps);
+      for (size_t i = 0; i < curvature_.kron.size(); ++i) {
+        const auto& b = curvature_.kron[i];
+        auto e = eps.narrow(1, b.offset, b.out * b.in).view({n, b.out, b.in}) / block_d_[i].sqrt();
+        x.narrow(1, b.offset, b.out * b.in).copy_(vec_a_[i].matmul(e).matmul(vec_b_[i].t()).reshape({n, -1}));
+      }
+      break;
+    }
+  }
+  return subset_.scatter(theta_, theta_sub_ + x);
+}
+
+}  // namespace credence

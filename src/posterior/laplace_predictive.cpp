@@ -1,0 +1,163 @@
+// The linearized (GLM) predictive of the Laplace posterior, and its file format.
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "credence/core/error.h"
+#include "credence/core/rng.h"
+#include "credence/posterior/laplace.h"
+
+namespace credence {
+namespace {
+// sum_i u[n, c, i] u[n, d, i] s[n, i]: [n, C, C], or only its diagonal [n, C].
+torch::Tensor weighted_gram(const torch::Tensor& u, const torch::Tensor& s, bool diag_only) {
+  if (diag_only) return (u * u * s.unsqueeze(1)).sum(-1);
+  return (u * s.unsqueeze(1)).matmul(u.transpose(1, 2));
+}
+}  // namespace
+
+torch::Tensor LaplacePosterior::function_variance(const Model& model, const torch::Tensor& x, bool diag_only,
+                                                  torch::Tensor* f_mu) const {
+  const int64_t n = x.size(0), C = model.output_dim();
+  auto eye = at::eye(C, x.options()).expand({n, C, C});
+  auto factors = layer_factors(model, subset_, theta_, x, eye, f_mu);
+  at::NoGradGuard no_grad;
+  auto fvar = diag_only ? at::zeros({n, C}, x.options()) : at::zeros({n, C, C}, x.options());
+  if (curvature_.structure == Structure::Full) {
+    std::vector<torch::Tensor> cols;  // J [n, C, K] in subset order, from factored a (x) g
+    for (size_t i = 0; i < factors.size(); ++i) {
+      const auto& l = subset_.layers[i];
+      const auto &a = factors[i].a, &g = factors[i].g;
+      cols.push_back((g.unsqueeze(3) * a.view({n, 1, 1, l.in})).reshape({n, C, l.out * l.in}));
+      cols.push_back(g);
+    }
+    auto J = at::cat(cols, 2);
+    auto JS = J.matmul(cov_);
+    return diag_only ? (JS * J).sum(-1) : JS.matmul(J.transpose(1, 2));
+  }
+  for (size_t i = 0; i < factors.size(); ++i) {
+    const auto& l = subset_.layers[i];
+    const auto &a = factors[i].a, &g = factors[i].g;  // g [n, C, out]
+    if (curvature_.structure == Structure::Diag) {
+      auto pw = diag_p_.narrow(0, l.offset, l.out * l.in).view({l.out, l.in});
+      auto pb = diag_p_.narrow(0, l.offset + l.out * l.in, l.out);
+      auto s = a.pow(2).matmul(pw.reciprocal().t()) + pb.reciprocal();  // [n, out]
+      fvar += weighted_gram(g, s, diag_only);
+    } else {  // Kron: blocks 2i (weight) and 2i + 1 (bias)
+      auto u = g.matmul(vec_a_[2 * i]);                                       // [n, C, out]
+      auto s = a.matmul(vec_b_[2 * i]).pow(2).matmul(block_d_[2 * i].reciprocal().t());  // [n, out]
+      fvar += weighted_gram(u, s, diag_only);
+      auto ub = g.matmul(vec_a_[2 * i + 1]);
+      auto sb = block_d_[2 * i + 1].reciprocal().view({1, l.out}).expand({n, l.out});
+      fvar += weighted_gram(ub, sb, diag_only);
+    }
+  }
+  return fvar;
+}
+
+Predictive LaplacePosterior::predict(const Model& model, const Likelihood& likelihood, const torch::Tensor& x,
+                                     double y_mean, double y_std, const PredictOptions& options) const {
+  if (predictive_type == LaplacePredictive::NN)
+    return Posterior::predict(model, likelihood, x, y_mean, y_std, options);
+  const bool probit = likelihood.task() == Task::Classification && link == GlmLink::Probit;
+  std::vector<torch::Tensor> outs, mus, vars;
+  for (int64_t start = 0; start < x.size(0); start += options.batch_size) {
+    auto xb = x.narrow(0, start, std::min(options.batch_size, x.size(0) - start));
+    torch::Tensor mu;
+    auto var = function_variance(model, xb, probit || likelihood.task() == Task::Regression, &mu);
+    mus.push_back(mu);
+    vars.push_back(var);
+  }
+  auto mu = at::cat(mus), var = at::cat(vars);
+  Predictive p;
+  p.task = likelihood.task();
+  if (p.task == Task::Regression) {
+    // Linearized over the mean output; the noise (or the heteroscedastic head at the MAP) adds on.
+    auto noise = likelihood.kind == LikelihoodKind::Heteroscedastic
+                     ? at::softplus(mu.select(1, 1)) + 1e-6
+                     : at::full({mu.size(0)}, sigma_ * sigma_, mu.options());
+    p.mean = mu.select(1, 0) * y_std + y_mean;
+    p.var = (var.select(1, 0) + noise) * (y_std * y_std);
+    return p;
+  }
+  if (probit) {
+    auto kappa = (1 + M_PI / 8 * var).rsqrt();
+    auto f = mu * kappa;
+    if (likelihood.kind == LikelihoodKind::Bernoulli) {
+      auto q = at::sigmoid(f.select(1, 0));
+      p.probs = at::stack({1 - q, q}, 1);
+    } else {
+      p.probs = at::softmax(f, 1);
+    }
+    return p;
+  }
+  // MC over the linearized outputs: f ~ N(mu, J Sigma J^T).
+  const int64_t S = options.samples, n = mu.size(0), C = mu.size(1);
+  auto jitter = 1e-10 * at::eye(C, mu.options());
+  auto L = at::linalg_cholesky(var + jitter);
+  auto eps = keyed_randn({S, n, C, 1}, rng_key(options.seed, Stream::Sample, 1), mu.options());
+  auto f = mu.unsqueeze(0) + L.unsqueeze(0).matmul(eps).squeeze(-1);
+  return likelihood.predictive(f, y_mean, y_std);
+}
+
+void LaplacePosterior::save(TensorMap& tensors, nlohmann::json& meta) const {
+  tensors["laplace.theta"] = theta_;
+  tensors["laplace.prior"] = prior_;
+  const char* structure = curvature_.structure == Structure::Kron   ? "kron"
+                          : curvature_.structure == Structure::Diag ? "diag"
+                                                                    : "full";
+  nlohmann::json blocks = nlohmann::json::array();
+  if (curvature_.structure == Structure::Full) tensors["laplace.full"] = curvature_.full;
+  if (curvature_.structure == Structure::Diag) tensors["laplace.diag"] = curvature_.diag;
+  for (size_t i = 0; i < curvature_.kron.size(); ++i) {
+    const auto& b = curvature_.kron[i];
+    tensors[fmt::format("laplace.kron.{}.A", i)] = b.A;
+    tensors[fmt::format("laplace.kron.{}.B", i)] = b.B;
+    blocks.push_back({b.offset, b.out, b.in});
+  }
+  meta["laplace"] = {{"subset", subset_.spec},
+                     {"structure", structure},
+                     {"curvature", curvature_.kind == CurvatureKind::GGN ? "ggn" : "ef"},
+                     {"kron_blocks", blocks},
+                     {"n", curvature_.n},
+                     {"noise_power", curvature_.noise_power},
+                     {"nll", curvature_.nll},
+                     {"sum_sq_residual", curvature_.sum_sq_residual},
+                     {"sigma", sigma_},
+                     {"temperature", temperature_},
+                     {"predictive", predictive_type == LaplacePredictive::GLM ? "glm" : "nn"},
+                     {"link", link == GlmLink::Probit ? "probit" : "mc"}};
+}
+
+std::unique_ptr<LaplacePosterior> LaplacePosterior::load(const TensorMap& tensors, const nlohmann::json& meta,
+                                                         const Model& model) {
+  const auto& m = meta.at("laplace");
+  auto get = [&](const std::string& name) {
+    auto it = tensors.find(name);
+    if (it == tensors.end()) throw IoError(fmt::format("posterior file lacks tensor '{}'", name));
+    return it->second.to(model.device());
+  };
+  Curvature c;
+  c.structure = parse_structure(m.at("structure"));
+  c.kind = parse_curvature_kind(m.at("curvature"));
+  c.n = m.at("n");
+  c.noise_power = m.at("noise_power");
+  c.nll = m.at("nll");
+  c.sum_sq_residual = m.at("sum_sq_residual");
+  if (c.structure == Structure::Full) c.full = get("laplace.full");
+  if (c.structure == Structure::Diag) c.diag = get("laplace.diag");
+  for (size_t i = 0; i < m.at("kron_blocks").size(); ++i) {
+    const auto& b = m.at("kron_blocks")[i];
+    c.kron.push_back({b[0].get<int64_t>(), b[1].get<int64_t>(), b[2].get<int64_t>(), get(fmt::format("laplace.kron.{}.A", i)),
+                      get(fmt::format("laplace.kron.{}.B", i))});
+  }
+  auto post = std::make_unique<LaplacePosterior>(get("laplace.theta"), ParamSubset::parse(m.at("subset"), model),
+                                                 std::move(c), get("laplace.prior"), m.at("sigma").get<double>(),
+                                                 m.at("temperature").get<double>());
+  post->predictive_type = m.at("predictive") == "glm" ? LaplacePredictive::GLM : LaplacePredictive::NN;
+  post->link = m.at("link") == "probit" ? GlmLink::Probit : GlmLink::MC;
+  return post;
+}
+
+}  // namespace credence
