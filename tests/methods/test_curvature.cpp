@@ -1,0 +1,122 @@
+// Curvature against brute-force definitions built from autograd per-example gradients.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include "credence/credence.h"
+#include "credence/curvature/curvature.h"
+
+namespace credence {
+namespace {
+
+struct Case {
+  Dataset data;
+  std::shared_ptr<Model> model;
+  Likelihood lik;
+  torch::Tensor theta;
+  ParamSubset subset;
+};
+
+Case make_case(int64_t n) {
+  Case c;
+  c.data = load_data("synthetic:moons?n=" + std::to_string(n), {torch::kFloat64}).fit;
+  c.model = make_model("mlp:4?act=tanh", {2}, 2, torch::kFloat64);
+  c.lik = Likelihood::parse("categorical", c.data);
+  c.theta = c.model->init_params(3);
+  c.subset = ParamSubset::parse("all", *c.model);
+  return c;
+}
+
+// Jacobian of the outputs of example i with respect to theta: [C, P].
+torch::Tensor jacobian(const Case& c, int64_t i) {
+  auto th = c.theta.clone().requires_grad_(true);
+  auto f = c.model->forward(c.data.x.narrow(0, i, 1), th).squeeze(0);
+  std::vector<torch::Tensor> rows;
+  for (int64_t k = 0; k < f.size(0); ++k)
+    rows.push_back(torch::autograd::grad({f[k]}, {th}, {}, /*retain_graph=*/true)[0]);
+  return at::stack(rows);
+}
+
+}  // namespace
+
+TEST(Curvature, FullGgnAndEfEqualBruteForce) {
+  auto c = make_case(20);
+  auto ggn = at::zeros({c.subset.size, c.subset.size}, at::kDouble), ef = at::zeros_like(ggn);
+  for (int64_t i = 0; i < c.data.size(); ++i) {
+    auto J = jacobian(c, i);
+    auto p = at::softmax(c.model->forward(c.data.x.narrow(0, i, 1), c.theta).squeeze(0), 0);
+    ggn += J.t().mm(at::diag(p) - at::outer(p, p)).mm(J);
+    auto r = p.clone();
+    r[c.data.y[i].item<int64_t>()] -= 1;  // gradient of the NLL in the outputs
+    auto g = J.t().mv(r);
+    ef += at::outer(g, g);
+  }
+  auto full = compute_curvature(*c.model, c.lik, c.subset, c.theta, c.data, Structure::Full, CurvatureKind::GGN, 7);
+  EXPECT_TRUE(at::allclose(full.full, ggn, 1e-10, 1e-12));
+  auto efc = compute_curvature(*c.model, c.lik, c.subset, c.theta, c.data, Structure::Full, CurvatureKind::EF, 7);
+  EXPECT_TRUE(at::allclose(efc.full, ef, 1e-10, 1e-12));
+  auto diag = compute_curvature(*c.model, c.lik, c.subset, c.theta, c.data, Structure::Diag, CurvatureKind::GGN, 7);
+  EXPECT_TRUE(at::allclose(diag.diag, ggn.diagonal(), 1e-10, 1e-12));
+}
+
+TEST(Curvature, KronWithOneExampleEqualsTheExactBlocks) {
+  auto c = make_case(1);
+  auto kron = compute_curvature(*c.model, c.lik, c.subset, c.theta, c.data, Structure::Kron, CurvatureKind::GGN);
+  auto full = compute_curvature(*c.model, c.lik, c.subset, c.theta, c.data, Structure::Full, CurvatureKind::GGN);
+  auto dense = kron.dense();
+  for (const auto& b : kron.kron) {
+    int64_t m = b.out * b.in;
+    EXPECT_TRUE(at::allclose(dense.narrow(0, b.offset, m).narrow(1, b.offset, m),
+                             full.full.narrow(0, b.offset, m).narrow(1, b.offset, m), 1e-10, 1e-12))
+        << "block at " << b.offset;
+  }
+}
+
+TEST(Curvature, KronFactorsEqualTheirDefinitions) {
+  // With many examples the exact block is a sum of Kronecker products; each factor must still
+  // equal its own definition: A = sum_n G_n (output side), B = mean_n a_n a_n^T (input side).
+  auto c = make_case(30);
+  auto kron = compute_curvature(*c.model, c.lik, c.subset, c.theta, c.data, Structure::Kron, CurvatureKind::GGN, 8);
+  ForwardTrace trace;
+  auto th = c.theta.clone().requires_grad_(true);
+  auto f = c.model->forward(c.data.x, th, &trace);
+  auto p = at::softmax(f.detach(), 1);
+  for (size_t layer = 0; layer < 2; ++layer) {
+    const auto& z = trace.outputs[layer];
+    auto A = at::zeros({z.size(1), z.size(1)}, at::kDouble);
+    for (int64_t i = 0; i < c.data.size(); ++i) {
+      std::vector<torch::Tensor> rows;  // dz_i / df_k for each output k
+      for (int64_t k = 0; k < 2; ++k)
+        rows.push_back(torch::autograd::grad({f[i][k]}, {z}, {}, true)[0][i]);
+      auto Jz = at::stack(rows);  // [C, out]
+      A += Jz.t().mm(at::diag(p[i]) - at::outer(p[i], p[i])).mm(Jz);
+    }
+    auto a = trace.inputs[layer].detach();
+    auto B = a.t().mm(a) / static_cast<double>(c.data.size());
+    EXPECT_TRUE(at::allclose(kron.kron[2 * layer].A, A, 1e-10, 1e-12)) << "layer " << layer;
+    EXPECT_TRUE(at::allclose(kron.kron[2 * layer].B, B, 1e-10, 1e-12)) << "layer " << layer;
+    EXPECT_TRUE(at::allclose(kron.kron[2 * layer + 1].A, A, 1e-10, 1e-12));
+  }
+}
+
+TEST(Curvature, RefusesAFullMatrixThatDoesNotFit) {
+  auto model = make_model("mlp:256,256", {784}, 10);
+  auto subset = ParamSubset::parse("all", *model);
+  Dataset d;
+  d.x = at::zeros({1, 784});
+  d.y = at::zeros({1}, at::kLong);
+  d.task = Task::Classification;
+  d.num_classes = 10;
+  try {
+    compute_curvature(*model, Likelihood::parse("categorical", d), subset, model->init_params(0), d, Structure::Full,
+                      CurvatureKind::GGN);
+    FAIL() << "accepted a 269,322 x 269,322 matrix";
+  } catch (const NotSupported& e) {
+    EXPECT_NE(std::string(e.what()).find("hessian=kron"), std::string::npos);
+  }
+  EXPECT_THROW(ParamSubset::parse("all", *make_model("cnn:lenet", {1, 28, 28}, 10)), NotSupported);
+  EXPECT_THROW(ParamSubset::parse("bogus", *model), InvalidArgument);
+}
+
+}  // namespace credence
