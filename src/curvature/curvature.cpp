@@ -128,16 +128,25 @@ Curvature compute_curvature(const Model& model, const Likelihood& likelihood, co
   for (int64_t start = 0; start < data.size(); start += batch_size) {
     int64_t m = std::min(batch_size, data.size() - start);
     auto x = data.x.narrow(0, start, m), y = data.y.narrow(0, start, m);
-    // Outputs first (for the factors), then backpropagate the factors' directions.
-    torch::Tensor f;
+    // Outputs first (for the factors), then backpropagate the factors' directions. For the last
+    // layer the directions are its pre-activation gradients: one pass to the features suffices.
+    torch::Tensor f, features;
     {
       at::NoGradGuard no_grad;
-      f = model.forward(x, theta);
+      if (subset.last_layer) {
+        const auto& l = subset.layers.front();
+        auto parts = theta.split_with_sizes(model.layout().numels());
+        features = model.features(x, theta);
+        f = at::linear(features, parts[l.weight_block].view({l.out, l.in}), parts[l.bias_block]);
+      } else {
+        f = model.forward(x, theta);
+      }
     }
     auto dirs = output_factors(unit, f, y, kind);
     c.nll += unit.nll(f, y).item<double>();
     if (likelihood.kind == LikelihoodKind::Gaussian) c.sum_sq_residual += (f.select(1, 0) - y).pow(2).sum().item<double>();
-    auto factors = layer_factors(model, subset, theta, x, dirs);
+    auto factors = subset.last_layer ? std::vector<LayerFactors>{{features, dirs.transpose(1, 2)}}
+                                     : layer_factors(model, subset, theta, x, dirs);
     at::NoGradGuard no_grad;
     std::vector<torch::Tensor> rows;  // Full: per-(example, direction) Jacobian rows over the subset
     for (size_t i = 0; i < factors.size(); ++i) {
