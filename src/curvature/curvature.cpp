@@ -5,13 +5,15 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include "credence/core/error.h"
+#include "credence/core/rng.h"
 
 namespace credence {
 
 CurvatureKind parse_curvature_kind(const std::string& name) {
   if (name == "ggn") return CurvatureKind::GGN;
   if (name == "ef") return CurvatureKind::EF;
-  throw InvalidArgument(fmt::format("unknown curvature '{}' (known: ggn, ef)", name));
+  if (name == "mc") return CurvatureKind::MC;
+  throw InvalidArgument(fmt::format("unknown curvature '{}' (known: ggn, ef, mc)", name));
 }
 
 Structure parse_structure(const std::string& name) {
@@ -69,8 +71,27 @@ std::vector<LayerFactors> layer_factors(const Model& model, const ParamSubset& s
   return out;
 }
 
+namespace {
+// A target per example drawn from the model's predictive at outputs f (Gaussian at unit noise).
+torch::Tensor sample_targets(const Likelihood& lik, const torch::Tensor& f, uint64_t key) {
+  auto gen = cpu_generator(key);
+  auto fc = f.detach().to(at::kCPU);
+  torch::Tensor y;
+  switch (lik.kind) {
+    case LikelihoodKind::Gaussian: y = fc.select(1, 0) + at::randn({fc.size(0)}, gen, fc.options()); break;
+    case LikelihoodKind::Heteroscedastic:
+      y = fc.select(1, 0) + (at::softplus(fc.select(1, 1)) + 1e-6).sqrt() * at::randn({fc.size(0)}, gen, fc.options());
+      break;
+    case LikelihoodKind::Categorical: y = at::multinomial(at::softmax(fc, 1), 1, true, gen).squeeze(1); break;
+    case LikelihoodKind::Bernoulli: y = at::bernoulli(at::sigmoid(fc.select(1, 0)), gen).to(at::kLong); break;
+  }
+  return y.to(f.device());
+}
+}  // namespace
+
 torch::Tensor output_factors(const Likelihood& lik, const torch::Tensor& f, const torch::Tensor& y,
-                             CurvatureKind kind) {
+                             CurvatureKind kind, uint64_t key) {
+  if (kind == CurvatureKind::MC) return output_factors(lik, f, sample_targets(lik, f, key), CurvatureKind::EF);
   const int64_t n = f.size(0);
   switch (lik.kind) {
     case LikelihoodKind::Gaussian:
@@ -107,7 +128,7 @@ torch::Tensor output_factors(const Likelihood& lik, const torch::Tensor& f, cons
 
 Curvature compute_curvature(const Model& model, const Likelihood& likelihood, const ParamSubset& subset,
                             const torch::Tensor& theta, const Dataset& data, Structure structure,
-                            CurvatureKind kind, int64_t batch_size) {
+                            CurvatureKind kind, int64_t batch_size, uint64_t seed) {
   const int64_t K = subset.size;
   auto opts = theta.options();
   if (structure == Structure::Full && double(K) * K * theta.element_size() > kMaxDenseBytes)
@@ -115,11 +136,13 @@ Curvature compute_curvature(const Model& model, const Likelihood& likelihood, co
         "hessian=full over {} parameters needs a {} x {} matrix ({:.1f} GB); use hessian=kron, hessian=diag, "
         "or subset=last_layer",
         K, K, K, double(K) * K * theta.element_size() / 1e9));
+  if (structure == Structure::Kron && subset.partial())
+    throw NotSupported(fmt::format("subset '{}' covers parts of layers; use hessian=full or hessian=diag", subset.spec));
   Curvature c;
   c.structure = structure;
   c.kind = kind;
   c.n = data.size();
-  if (likelihood.kind == LikelihoodKind::Gaussian) c.noise_power = kind == CurvatureKind::GGN ? 2 : 4;
+  if (likelihood.kind == LikelihoodKind::Gaussian) c.noise_power = kind == CurvatureKind::EF ? 4 : 2;
   Likelihood unit = likelihood;
   unit.sigma = 1.0;
   std::vector<torch::Tensor> A(subset.layers.size()), B(subset.layers.size());
@@ -142,7 +165,7 @@ Curvature compute_curvature(const Model& model, const Likelihood& likelihood, co
         f = model.forward(x, theta);
       }
     }
-    auto dirs = output_factors(unit, f, y, kind);
+    auto dirs = output_factors(unit, f, y, kind, rng_key(seed, Stream::Noise, start));
     c.nll += unit.nll(f, y).item<double>();
     if (likelihood.kind == LikelihoodKind::Gaussian) c.sum_sq_residual += (f.select(1, 0) - y).pow(2).sum().item<double>();
     auto factors = subset.last_layer ? std::vector<LayerFactors>{{features, dirs.transpose(1, 2)}}
@@ -158,14 +181,15 @@ Curvature compute_curvature(const Model& model, const Likelihood& likelihood, co
         A[i] = A[i].defined() ? A[i] + gg.t().mm(gg) : gg.t().mm(gg);
         B[i] = B[i].defined() ? B[i] + a.t().mm(a) : a.t().mm(a);
       } else if (structure == Structure::Diag) {
+        if (l.partial()) {
+          c.diag.narrow(0, l.offset, l.size()).add_(l.jacobian_columns(a, g).pow(2).sum(at::IntArrayRef{0, 1}));
+          continue;
+        }
         auto g2 = g.pow(2).sum(1);  // [m, out]
         c.diag.narrow(0, l.offset, l.out * l.in).add_(g2.t().mm(a.pow(2)).reshape({-1}));
         c.diag.narrow(0, l.offset + l.out * l.in, l.out).add_(g2.sum(0));
       } else {
-        const int64_t D = g.size(1);
-        auto w = (g.unsqueeze(3) * a.view({m, 1, 1, l.in})).reshape({m * D, l.out * l.in});
-        rows.push_back(w);
-        rows.push_back(g.reshape({m * D, l.out}));
+        rows.push_back(l.jacobian_columns(a, g).reshape({-1, l.size()}));
       }
     }
     if (structure == Structure::Full) {

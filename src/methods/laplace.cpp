@@ -5,9 +5,11 @@
 #include <torch/optim/lbfgs.h>
 
 #include <cmath>
+#include <limits>
 
 #include "credence/core/error.h"
 #include "credence/core/spec.h"
+#include "credence/eval/metrics.h"
 #include "credence/posterior/laplace.h"
 
 namespace credence {
@@ -34,7 +36,7 @@ void optimize_marglik(LaplacePosterior& post, bool per_layer, bool tune_sigma) {
     std::vector<torch::Tensor> parts;
     for (int64_t i = 0; i < layers; ++i) {
       const auto& l = post.subset().layers[i];
-      parts.push_back(prior[i].expand({l.out * (l.in + 1)}));
+      parts.push_back(prior[i].expand({l.size()}));
     }
     prior = at::cat(parts);
   }
@@ -60,17 +62,23 @@ class LaplaceMethod : public Method {
     likelihood_ = problem.map->likelihood;
     const auto& model = *problem.model;
     auto theta = particles->particles()[0];
-    auto subset = ParamSubset::parse(options_.get_string("subset"), model);
+    const std::string subset_spec = options_.get_string("subset");
+    auto subset = subset_spec.rfind("subnetwork:", 0) == 0 ? choose_subnetwork(problem, theta, subset_spec)
+                                                            : ParamSubset::parse(subset_spec, model);
     auto curvature = compute_curvature(model, likelihood_, subset, theta, problem.train,
                                        parse_structure(options_.get_string("hessian")),
-                                       parse_curvature_kind(options_.get_string("curvature")));
+                                       parse_curvature_kind(options_.get_string("curvature")), 256,
+                                       problem.train_options.seed);
     const std::string prior = options_.get_string("prior");
     torch::Tensor prior_precision = subset.gather(problem.prior.precision);
     if (prior.rfind("fixed:", 0) == 0)
       prior_precision = at::full({1}, parse_double(prior.substr(6), "laplace prior"), theta.options());
-    else if (prior != "fixed" && prior != "marglik" && prior != "marglik:layerwise")
+    else if (prior != "fixed" && prior != "marglik" && prior != "marglik:layerwise" && prior != "val")
       throw InvalidArgument(fmt::format(
-          "laplace: prior '{}' unknown (known: marglik, marglik:layerwise, fixed (the MAP's), fixed:VALUE)", prior));
+          "laplace: prior '{}' unknown (known: marglik, marglik:layerwise, val, fixed (the MAP's), fixed:VALUE)",
+          prior));
+    if (prior == "val" && !problem.val)
+      throw InvalidArgument("laplace: prior=val needs a validation part; add holdout=val:0.1 to --data");
     posterior_ = std::make_shared<LaplacePosterior>(theta, subset, std::move(curvature), prior_precision,
                                                     likelihood_.sigma, options_.get_double("temperature"));
     if (prior.rfind("marglik", 0) == 0) {
@@ -80,10 +88,42 @@ class LaplaceMethod : public Method {
     }
     posterior_->predictive_type =
         options_.get_string("predictive") == "glm" ? LaplacePredictive::GLM : LaplacePredictive::NN;
-    posterior_->link = options_.get_string("link") == "probit" ? GlmLink::Probit : GlmLink::MC;
+    posterior_->link = parse_glm_link(options_.get_string("link"));
+    if (prior == "val") tune_on_validation(problem);
   }
 
   std::shared_ptr<Posterior> finalize() override { return posterior_; }
+
+  // The K weights whose posterior variance (diagonal GGN Laplace) falls most below their prior
+  // variance: weights that the data inform, unlike raw posterior variance, which favours dead ones.
+  ParamSubset choose_subnetwork(const Problem& problem, const torch::Tensor& theta, const std::string& spec) const {
+    const auto& model = *problem.model;
+    long k = parse_int(spec.substr(11), "laplace subset=subnetwork:K");
+    auto all = ParamSubset::parse("all", model);
+    if (k < 1 || k > all.size)
+      throw InvalidArgument(fmt::format("laplace: subnetwork:{} must pick between 1 and {} weights", k, all.size));
+    auto diag = compute_curvature(model, likelihood_, all, theta, problem.train, Structure::Diag, CurvatureKind::GGN);
+    auto h = diag.diag / std::pow(likelihood_.sigma, diag.noise_power);
+    auto delta = all.gather(problem.prior.precision);
+    auto reduction = delta.reciprocal() - (h + delta).reciprocal();
+    auto top = std::get<1>(reduction.topk(k));
+    return ParamSubset::from_index(spec, model, all.index.index_select(0, top));
+  }
+
+  // Picks the prior precision on a log grid by the predictive NLL on the validation part
+  // (standardized units: the argmin is the same as in original units).
+  void tune_on_validation(const Problem& problem) {
+    const auto& val = *problem.val;
+    double best_nll = std::numeric_limits<double>::infinity(), best = 1.0;
+    for (int i = -4 * 4; i <= 4 * 4; ++i) {
+      double delta = std::pow(10.0, i / 4.0);
+      posterior_->set_hyper(at::full({1}, delta, posterior_->theta().options()), posterior_->sigma());
+      auto p = posterior_->predict(*problem.model, likelihood_, val.x, 0.0, 1.0, {});
+      double nll = val.task == Task::Classification ? classification_nll(p, val.y) : regression_nll(p, val.y);
+      if (nll < best_nll) best_nll = nll, best = delta;
+    }
+    posterior_->set_hyper(at::full({1}, best, posterior_->theta().options()), posterior_->sigma());
+  }
   Likelihood fitted_likelihood() const override { return likelihood_; }
 
  private:
@@ -100,16 +140,19 @@ MethodInfo laplace_method_info() {
   info.summary = "Laplace approximation around the MAP (curvature-based Gaussian), post-hoc";
   info.post_hoc = true;
   info.fields = {
-      {"subset", FieldType::String, "last_layer", "random parameters: all, last_layer, names:PATTERN", {}},
+      {"subset", FieldType::String, "last_layer",
+       "random parameters: all, last_layer, names:PATTERN, subnetwork:K (the K weights the data inform most)", {}},
       {"hessian", FieldType::Choice, "kron", "structure: diag, kron (KFAC), full", {"diag", "kron", "full"}},
-      {"curvature", FieldType::Choice, "ggn", "ggn (generalized Gauss-Newton) or ef (empirical Fisher)",
-       {"ggn", "ef"}},
+      {"curvature", FieldType::Choice, "ggn",
+       "ggn (exact generalized Gauss-Newton), ef (empirical Fisher), mc (Monte-Carlo Fisher: one sampled target)",
+       {"ggn", "ef", "mc"}},
       {"prior", FieldType::String, "marglik",
        "marglik (tune prior precision, and Gaussian noise, by marginal likelihood), marglik:layerwise, "
-       "fixed (the MAP's prior), fixed:VALUE",
+       "val (grid search on the validation part by NLL), fixed (the MAP's prior), fixed:VALUE",
        {}},
       {"predictive", FieldType::Choice, "glm", "glm (linearized network) or nn (sample weights)", {"glm", "nn"}},
-      {"link", FieldType::Choice, "probit", "classification GLM predictive: probit or mc", {"probit", "mc"}},
+      {"link", FieldType::Choice, "probit",
+       "classification GLM predictive: probit, bridge (Laplace bridge to a Dirichlet) or mc", {"probit", "bridge", "mc"}},
       {"temperature", FieldType::Double, "1", "posterior temperature (curvature divided by it)", {}}};
   info.make = [](const Options& o) { return std::make_unique<LaplaceMethod>(o); };
   return info;

@@ -66,6 +66,49 @@ ParamSubset ParamSubset::parse(const std::string& spec, const Model& model) {
   return s;
 }
 
+torch::Tensor SubsetLayer::jacobian_columns(const torch::Tensor& a, const torch::Tensor& g) const {
+  const int64_t n = a.size(0), D = g.size(1);
+  if (!partial())
+    return at::cat({(g.unsqueeze(3) * a.view({n, 1, 1, in})).reshape({n, D, out * in}), g}, 2);
+  auto rows = at::div(weight_entries, in, "floor"), cols = weight_entries.remainder(in);
+  auto w = g.index_select(2, rows) * a.index_select(1, cols).unsqueeze(1);
+  return at::cat({w, g.index_select(2, bias_entries)}, 2);
+}
+
+bool ParamSubset::partial() const {
+  for (const auto& l : layers)
+    if (l.partial()) return true;
+  return false;
+}
+
+ParamSubset ParamSubset::from_index(const std::string& spec, const Model& model, const torch::Tensor& index) {
+  auto all = parse("all", model);
+  const auto& blocks = model.layout().blocks;
+  auto sorted = std::get<0>(index.to(at::kCPU, at::kLong).sort());
+  if (sorted.numel() == 0) throw InvalidArgument(fmt::format("subset '{}' is empty", spec));
+  ParamSubset s;
+  s.spec = spec;
+  for (auto l : all.layers) {
+    const auto& wb = blocks[l.weight_block];
+    const auto& bb = blocks[l.bias_block];
+    auto in_range = [&](const ParamBlock& b) {
+      auto mask = (sorted >= b.offset) & (sorted < b.offset + b.numel);
+      return sorted.masked_select(mask) - b.offset;
+    };
+    l.weight_entries = in_range(wb).to(model.device());
+    l.bias_entries = in_range(bb).to(model.device());
+    if (l.size() == 0) continue;
+    if (l.num_weights() == l.out * l.in && l.num_biases() == l.out) l.weight_entries = l.bias_entries = torch::Tensor();
+    l.offset = s.size;
+    s.size += l.size();
+    s.layers.push_back(l);
+  }
+  if (s.size != sorted.numel() || std::get<0>(at::unique_consecutive(sorted)).numel() != sorted.numel())
+    throw InvalidArgument(fmt::format("subset '{}': indices must be distinct positions in linear layers", spec));
+  s.index = sorted.to(model.device());
+  return s;
+}
+
 torch::Tensor ParamSubset::gather(const torch::Tensor& theta) const { return theta.index_select(-1, index); }
 
 torch::Tensor ParamSubset::scatter(const torch::Tensor& base, const torch::Tensor& values) const {

@@ -20,6 +20,13 @@ torch::Tensor check_cholesky(const torch::Tensor& P) {
 }
 }  // namespace
 
+GlmLink parse_glm_link(const std::string& name) {
+  if (name == "probit") return GlmLink::Probit;
+  if (name == "bridge") return GlmLink::Bridge;
+  if (name == "mc") return GlmLink::MC;
+  throw InvalidArgument(fmt::format("unknown link '{}' (known: probit, bridge, mc)", name));
+}
+
 LaplacePosterior::LaplacePosterior(torch::Tensor theta, ParamSubset subset, Curvature curvature,
                                    torch::Tensor prior_precision, double sigma, double temperature)
     : theta_(theta.detach()), subset_(std::move(subset)), curvature_(std::move(curvature)),
@@ -91,7 +98,7 @@ torch::Tensor LaplacePosterior::log_marginal_likelihood(const torch::Tensor& log
     std::vector<torch::Tensor> parts;
     for (size_t i = 0; i < subset_.layers.size(); ++i) {
       const auto& l = subset_.layers[i];
-      parts.push_back(log_prior[i].exp().expand({l.out * (l.in + 1)}));
+      parts.push_back(log_prior[i].exp().expand({l.size()}));
     }
     delta = at::cat(parts);
   }

@@ -11,6 +11,10 @@
 namespace credence {
 namespace {
 // sum_i u[n, c, i] u[n, d, i] s[n, i]: [n, C, C], or only its diagonal [n, C].
+ParamSubset load_subset(const std::string& spec, const Model& model, const torch::Tensor& index) {
+  return spec.rfind("subnetwork", 0) == 0 ? ParamSubset::from_index(spec, model, index) : ParamSubset::parse(spec, model);
+}
+
 torch::Tensor weighted_gram(const torch::Tensor& u, const torch::Tensor& s, bool diag_only) {
   if (diag_only) return (u * u * s.unsqueeze(1)).sum(-1);
   return (u * s.unsqueeze(1)).matmul(u.transpose(1, 2));
@@ -26,12 +30,7 @@ torch::Tensor LaplacePosterior::function_variance(const Model& model, const torc
   auto fvar = diag_only ? at::zeros({n, C}, x.options()) : at::zeros({n, C, C}, x.options());
   if (curvature_.structure == Structure::Full) {
     std::vector<torch::Tensor> cols;  // J [n, C, K] in subset order, from factored a (x) g
-    for (size_t i = 0; i < factors.size(); ++i) {
-      const auto& l = subset_.layers[i];
-      const auto &a = factors[i].a, &g = factors[i].g;
-      cols.push_back((g.unsqueeze(3) * a.view({n, 1, 1, l.in})).reshape({n, C, l.out * l.in}));
-      cols.push_back(g);
-    }
+    for (size_t i = 0; i < factors.size(); ++i) cols.push_back(subset_.layers[i].jacobian_columns(factors[i].a, factors[i].g));
     auto J = at::cat(cols, 2);
     auto JS = J.matmul(cov_);
     return diag_only ? (JS * J).sum(-1) : JS.matmul(J.transpose(1, 2));
@@ -39,7 +38,10 @@ torch::Tensor LaplacePosterior::function_variance(const Model& model, const torc
   for (size_t i = 0; i < factors.size(); ++i) {
     const auto& l = subset_.layers[i];
     const auto &a = factors[i].a, &g = factors[i].g;  // g [n, C, out]
-    if (curvature_.structure == Structure::Diag) {
+    if (curvature_.structure == Structure::Diag && l.partial()) {
+      auto J = l.jacobian_columns(a, g);  // [n, C, size]
+      fvar += weighted_gram(J, diag_p_.narrow(0, l.offset, l.size()).reciprocal().expand({n, l.size()}), diag_only);
+    } else if (curvature_.structure == Structure::Diag) {
       auto pw = diag_p_.narrow(0, l.offset, l.out * l.in).view({l.out, l.in});
       auto pb = diag_p_.narrow(0, l.offset + l.out * l.in, l.out);
       auto s = a.pow(2).matmul(pw.reciprocal().t()) + pb.reciprocal();  // [n, out]
@@ -60,7 +62,7 @@ Predictive LaplacePosterior::predict(const Model& model, const Likelihood& likel
                                      double y_mean, double y_std, const PredictOptions& options) const {
   if (predictive_type == LaplacePredictive::NN)
     return Posterior::predict(model, likelihood, x, y_mean, y_std, options);
-  const bool probit = likelihood.task() == Task::Classification && link == GlmLink::Probit;
+  const bool probit = likelihood.task() == Task::Classification && link != GlmLink::MC;
   std::vector<torch::Tensor> outs, mus, vars;
   for (int64_t start = 0; start < x.size(0); start += options.batch_size) {
     auto xb = x.narrow(0, start, std::min(options.batch_size, x.size(0) - start));
@@ -79,6 +81,15 @@ Predictive LaplacePosterior::predict(const Model& model, const Likelihood& likel
                      : at::full({mu.size(0)}, sigma_ * sigma_, mu.options());
     p.mean = mu.select(1, 0) * y_std + y_mean;
     p.var = (var.select(1, 0) + noise) * (y_std * y_std);
+    return p;
+  }
+  if (probit && link == GlmLink::Bridge && likelihood.kind == LikelihoodKind::Categorical) {
+    // Laplace bridge: the Dirichlet whose logistic-normal approximation matches N(mu, diag var);
+    // alpha_k = (1 - 2/C + e^{mu_k} sum_l e^{-mu_l} / C^2) / var_k. Its mean is the predictive.
+    const double C = static_cast<double>(mu.size(1));
+    auto cross = at::exp((mu + at::logsumexp(-mu, 1, true)).clamp_max(80.0));
+    auto alpha = (1 - 2 / C + cross / (C * C)) / var.clamp_min(1e-12);
+    p.probs = alpha / alpha.sum(1, true);
     return p;
   }
   if (probit) {
@@ -104,6 +115,7 @@ Predictive LaplacePosterior::predict(const Model& model, const Likelihood& likel
 void LaplacePosterior::save(TensorMap& tensors, nlohmann::json& meta) const {
   tensors["laplace.theta"] = theta_;
   tensors["laplace.prior"] = prior_;
+  tensors["laplace.subset_index"] = subset_.index;
   const char* structure = curvature_.structure == Structure::Kron   ? "kron"
                           : curvature_.structure == Structure::Diag ? "diag"
                                                                     : "full";
@@ -118,7 +130,7 @@ void LaplacePosterior::save(TensorMap& tensors, nlohmann::json& meta) const {
   }
   meta["laplace"] = {{"subset", subset_.spec},
                      {"structure", structure},
-                     {"curvature", curvature_.kind == CurvatureKind::GGN ? "ggn" : "ef"},
+                     {"curvature", curvature_.kind == CurvatureKind::GGN ? "ggn" : curvature_.kind == CurvatureKind::EF ? "ef" : "mc"},
                      {"kron_blocks", blocks},
                      {"n", curvature_.n},
                      {"noise_power", curvature_.noise_power},
@@ -127,7 +139,7 @@ void LaplacePosterior::save(TensorMap& tensors, nlohmann::json& meta) const {
                      {"sigma", sigma_},
                      {"temperature", temperature_},
                      {"predictive", predictive_type == LaplacePredictive::GLM ? "glm" : "nn"},
-                     {"link", link == GlmLink::Probit ? "probit" : "mc"}};
+                     {"link", link == GlmLink::Probit ? "probit" : link == GlmLink::Bridge ? "bridge" : "mc"}};
 }
 
 std::unique_ptr<LaplacePosterior> LaplacePosterior::load(const TensorMap& tensors, const nlohmann::json& meta,
@@ -152,11 +164,11 @@ std::unique_ptr<LaplacePosterior> LaplacePosterior::load(const TensorMap& tensor
     c.kron.push_back({b[0].get<int64_t>(), b[1].get<int64_t>(), b[2].get<int64_t>(), get(fmt::format("laplace.kron.{}.A", i)),
                       get(fmt::format("laplace.kron.{}.B", i))});
   }
-  auto post = std::make_unique<LaplacePosterior>(get("laplace.theta"), ParamSubset::parse(m.at("subset"), model),
+  auto post = std::make_unique<LaplacePosterior>(get("laplace.theta"), load_subset(m.at("subset"), model, get("laplace.subset_index")),
                                                  std::move(c), get("laplace.prior"), m.at("sigma").get<double>(),
                                                  m.at("temperature").get<double>());
   post->predictive_type = m.at("predictive") == "glm" ? LaplacePredictive::GLM : LaplacePredictive::NN;
-  post->link = m.at("link") == "probit" ? GlmLink::Probit : GlmLink::MC;
+  post->link = parse_glm_link(m.at("link"));
   return post;
 }
 

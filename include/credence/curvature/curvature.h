@@ -14,7 +14,9 @@
 
 namespace credence {
 
-enum class CurvatureKind { GGN, EF };
+/// GGN: exact generalized Gauss-Newton; EF: empirical Fisher (observed targets); MC: Monte-Carlo
+/// Fisher (one target sampled from the model per example: one backward pass instead of C).
+enum class CurvatureKind { GGN, EF, MC };
 enum class Structure { Diag, Kron, Full };
 CurvatureKind parse_curvature_kind(const std::string& name);
 Structure parse_structure(const std::string& name);
@@ -56,15 +58,16 @@ std::vector<LayerFactors> layer_factors(const Model& model, const ParamSubset& s
 
 /// Output-space factors [n, C, D] per example: for the GGN, L with L L^T = the NLL's Hessian in the
 /// outputs (the Fisher for the heteroscedastic head, whose Hessian is indefinite); for the EF, the
-/// NLL's gradient in the outputs (D = 1). Gaussian: at unit noise.
+/// NLL's gradient in the outputs (D = 1); for MC, that gradient at a target drawn from the model
+/// with `key`. Gaussian: at unit noise.
 torch::Tensor output_factors(const Likelihood& likelihood, const torch::Tensor& f, const torch::Tensor& y,
-                             CurvatureKind kind);
+                             CurvatureKind kind, uint64_t key = 0);
 
 /// The curvature over `data` (standardized units) at `theta`, in `structure`. Refuses a full
 /// matrix that would not fit in memory, naming the structures that will.
 Curvature compute_curvature(const Model& model, const Likelihood& likelihood, const ParamSubset& subset,
                             const torch::Tensor& theta, const Dataset& data, Structure structure,
-                            CurvatureKind kind, int64_t batch_size = 256);
+                            CurvatureKind kind, int64_t batch_size = 256, uint64_t seed = 0);
 
 /// Bytes above which a dense K x K matrix is refused.
 constexpr double kMaxDenseBytes = 4e9;

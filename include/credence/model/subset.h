@@ -16,6 +16,16 @@ struct SubsetLayer {
   int64_t out = 0, in = 0;
   int64_t offset = 0;  ///< start of the weight in subset coordinates; the bias follows it
   int model_layer = 0;
+  torch::Tensor weight_entries;  ///< chosen weights (o * in + i), or undefined for all of them
+  torch::Tensor bias_entries;    ///< chosen biases, or undefined for all of them
+
+  bool partial() const { return weight_entries.defined(); }
+  int64_t num_weights() const { return partial() ? weight_entries.numel() : out * in; }
+  int64_t num_biases() const { return partial() ? bias_entries.numel() : out; }
+  int64_t size() const { return num_weights() + num_biases(); }
+  /// Jacobian columns of the chosen entries from the layer's factors a [n, in], g [n, D, out]:
+  /// [n, D, size()] (weights, then biases).
+  torch::Tensor jacobian_columns(const torch::Tensor& a, const torch::Tensor& g) const;
 };
 
 struct ParamSubset {
@@ -29,6 +39,11 @@ struct ParamSubset {
   /// Throws NotSupported naming what the model lacks (features for last_layer; curvature over
   /// convolutions).
   static ParamSubset parse(const std::string& spec, const Model& model);
+  /// The parameters at positions `index` of theta (any order; kept sorted), all inside linear
+  /// layers: a subnetwork.
+  static ParamSubset from_index(const std::string& spec, const Model& model, const torch::Tensor& index);
+  /// Whether some layer is only partly in the subset (then only full and diag structures apply).
+  bool partial() const;
   /// theta [P] (or [S, P]) restricted to the subset: [K] (or [S, K]).
   torch::Tensor gather(const torch::Tensor& theta) const;
   /// `base` with the subset's entries replaced by `values` [K] (or [S, K], then base expands).

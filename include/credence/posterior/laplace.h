@@ -9,7 +9,9 @@
 namespace credence {
 
 enum class LaplacePredictive { GLM, NN };
-enum class GlmLink { Probit, MC };
+/// How the classification GLM predictive maps N(f_mu, f_var) to probabilities.
+enum class GlmLink { Probit, Bridge, MC };
+GlmLink parse_glm_link(const std::string& name);
 
 class LaplacePosterior : public Posterior {
  public:

@@ -1,0 +1,116 @@
+// Laplace on Fashion-MNIST: quality of every subset x structure that fits, next to MAP, and the
+// cost ratios of the Laplace issue, all measured in one run on one MAP fit.
+//   laplace_cost [--epochs 30] [--n 60000] [--threads 1] [--skip-all]
+#include <ATen/ATen.h>
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "bench_common.h"
+#include "credence/credence.h"
+#include "credence/posterior/laplace.h"
+
+using namespace credence;
+using bench::seconds_since;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+struct Row {
+  std::string method;
+  double fit = 0, predict = 0;
+  std::map<std::string, double> metrics;
+};
+
+void print_row(const Row& r) {
+  fmt::print("{:<44} acc {:.4f}  nll {:.4f}  ece {:.4f}  brier {:.4f}  fit {:7.2f}s  predict {:6.2f}s\n", r.method,
+             r.metrics.at("accuracy"), r.metrics.at("nll"), r.metrics.at("ece"), r.metrics.at("brier"), r.fit,
+             r.predict);
+  std::fflush(stdout);
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Laplace quality and cost on Fashion-MNIST"};
+  int64_t epochs = 30, n = 60000;
+  int threads = 1;
+  bool skip_all = false;
+  app.add_option("--epochs", epochs, "MAP epochs (long enough to be overconfident)");
+  app.add_option("--n", n, "training images");
+  app.add_option("--threads", threads, "threads");
+  app.add_flag("--skip-all", skip_all, "skip the all-weights variants");
+  CLI11_PARSE(app, argc, argv);
+  tune_allocator();
+  set_threads(threads);
+  fmt::print("machine: {}\nruntime: {}\n", bench::machine_summary(), runtime_summary());
+
+  FitRequest req;
+  req.data = load_data(fmt::format("fmnist:train?n={}", n));
+  req.model = "mlp:256,256";
+  req.train.epochs = epochs;
+  req.train.quiet = true;
+  auto test = load_data("fmnist:test").fit;
+  fmt::print("task: MAP mlp:256,256 on {} images, {} epochs (default recipe otherwise); test on {}\n\n",
+             req.data.fit.size(), epochs, test.size());
+
+  auto start = Clock::now();
+  auto map = fit(req);
+  double map_fit = seconds_since(start);
+  double epoch_seconds = map_fit / epochs;
+  start = Clock::now();
+  auto map_pred = map.predict(test);
+  Row map_row{"map", map_fit, seconds_since(start), standard_metrics(map_pred, test.y)};
+  print_row(map_row);
+
+  // One forward pass over the training set, for the cost ratios.
+  auto train = map.standardizer.apply(req.data.fit);
+  auto theta = dynamic_cast<const ParticlePosterior&>(*map.posterior).particles();
+  start = Clock::now();
+  stacked_outputs(*map.model, train.x, theta, 1000);
+  double forward_pass = seconds_since(start);
+
+  std::vector<std::string> variants = {"laplace:subset=last_layer,hessian=kron", "laplace:subset=last_layer,hessian=diag",
+                                       "laplace:subset=last_layer,hessian=full",
+                                       "laplace:subset=last_layer,hessian=kron,link=bridge"};
+  if (!skip_all)
+    for (std::string v : {"laplace:subset=all,hessian=kron", "laplace:subset=all,hessian=diag",
+                          "laplace:subset=all,hessian=kron,curvature=mc", "laplace:subset=subnetwork:1000,hessian=full"})
+      variants.push_back(v);
+  std::map<std::string, Row> rows;
+  for (const auto& method : variants) {
+    req.method = method;
+    req.map = &map;
+    start = Clock::now();
+    auto f = fit(req);
+    Row r{method, seconds_since(start), 0, {}};
+    start = Clock::now();
+    auto p = f.predict(test);
+    r.predict = seconds_since(start);
+    r.metrics = standard_metrics(p, test.y);
+    print_row(r);
+    rows[method] = r;
+    if (method == "laplace:subset=all,hessian=kron") {
+      // The full C x C function covariance of the all-weights KFAC GLM predictive on the test set.
+      auto& post = dynamic_cast<LaplacePosterior&>(*f.posterior);
+      auto x = map.standardizer.inputs(test.x);
+      start = Clock::now();
+      for (int64_t s = 0; s < x.size(0); s += 1000)
+        post.function_variance(*map.model, x.narrow(0, s, std::min<int64_t>(1000, x.size(0) - s)), false);
+      fmt::print("  all-weights KFAC GLM function covariance (10 x 10 per image) on {} test images: {:.2f}s\n",
+                 x.size(0), seconds_since(start));
+    }
+  }
+  auto ll = rows.at("laplace:subset=last_layer,hessian=kron");
+  fmt::print("\nquality (last-layer KFAC, marglik, probit) vs MAP: accuracy {:+.2f} points, NLL ratio {:.3f}, "
+             "ECE ratio {:.3f}\n",
+             100 * (ll.metrics["accuracy"] - map_row.metrics["accuracy"]), ll.metrics["nll"] / map_row.metrics["nll"],
+             ll.metrics["ece"] / map_row.metrics["ece"]);
+  fmt::print("cost: one forward pass over the training set {:.2f}s, one training epoch {:.2f}s, MAP prediction {:.2f}s\n",
+             forward_pass, epoch_seconds, map_row.predict);
+  fmt::print("  last-layer KFAC fit / forward pass: {:.2f}\n", ll.fit / forward_pass);
+  fmt::print("  last-layer KFAC GLM predictive / MAP prediction: {:.2f}\n", ll.predict / map_row.predict);
+  if (!skip_all) {
+    fmt::print("  all-weights KFAC fit, curvature=mc / one epoch: {:.2f}\n",
+               rows.at("laplace:subset=all,hessian=kron,curvature=mc").fit / epoch_seconds);
+    fmt::print("  all-weights KFAC fit, exact GGN: {:.2f}s\n", rows.at("laplace:subset=all,hessian=kron").fit);
+  }
+  return 0;
+}
