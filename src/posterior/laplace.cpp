@@ -12,8 +12,10 @@ namespace credence {
 namespace {
 constexpr double kLog2Pi = 1.8378770664093454836;
 
+// Dense factorizations run in float64: better conditioned, and OpenBLAS's float32 triangular
+// kernels crash on some processors it does not recognize.
 torch::Tensor check_cholesky(const torch::Tensor& P) {
-  auto [L, info] = at::linalg_cholesky_ex(P);
+  auto [L, info] = at::linalg_cholesky_ex(P.to(at::kDouble));
   if (info.item<int64_t>() != 0)
     throw NumericalError("Laplace: the posterior precision is not positive definite; raise the prior precision");
   return L;
@@ -35,18 +37,19 @@ LaplacePosterior::LaplacePosterior(torch::Tensor theta, ParamSubset subset, Curv
   theta_sub_ = subset_.gather(theta_);
   if (curvature_.structure == Structure::Kron) {
     for (const auto& b : curvature_.kron) {
-      auto [la, qa] = at::linalg_eigh(b.A);
-      auto [lb, qb] = at::linalg_eigh(b.B);
+      auto [la, qa] = at::linalg_eigh(b.A.to(at::kDouble));
+      auto [lb, qb] = at::linalg_eigh(b.B.to(at::kDouble));
       // Curvature factors are PSD; clamp round-off negatives so logs stay finite.
-      eig_a_.push_back(la.clamp_min(0));
-      vec_a_.push_back(qa);
-      eig_b_.push_back(lb.clamp_min(0));
-      vec_b_.push_back(qb);
+      auto dtype = theta_.scalar_type();
+      eig_a_.push_back(la.clamp_min(0).to(dtype));
+      vec_a_.push_back(qa.to(dtype));
+      eig_b_.push_back(lb.clamp_min(0).to(dtype));
+      vec_b_.push_back(qb.to(dtype));
     }
   } else if (curvature_.structure == Structure::Full) {
-    auto [lh, qh] = at::linalg_eigh(curvature_.full);
-    eig_h_ = lh.clamp_min(0);
-    vec_h_ = qh;
+    auto [lh, qh] = at::linalg_eigh(curvature_.full.to(at::kDouble));
+    eig_h_ = lh.clamp_min(0).to(theta_.scalar_type());
+    vec_h_ = qh.to(theta_.scalar_type());
   }
   set_hyper(prior_precision, sigma);
 }
@@ -79,8 +82,8 @@ void LaplacePosterior::factorize() {
       break;
     case Structure::Diag: diag_p_ = s * curvature_.diag + prior_; break;
     case Structure::Full:
-      chol_ = check_cholesky(s * curvature_.full + at::diag(prior_));
-      cov_ = at::cholesky_inverse(chol_);
+      chol_ = check_cholesky(s * curvature_.full + at::diag(prior_));  // float64
+      cov_ = at::cholesky_inverse(chol_).to(theta_.scalar_type());
       break;
   }
 }
@@ -120,7 +123,9 @@ torch::Tensor LaplacePosterior::log_marginal_likelihood(const torch::Tensor& log
     case Structure::Diag: logdet = at::log(s * curvature_.diag + delta).sum(); break;
     case Structure::Full:
       logdet = log_prior.numel() == 1 ? at::log(s * eig_h_ + delta[0]).sum()
-                                      : 2 * at::log(at::diagonal(check_cholesky(s * curvature_.full + at::diag(delta)))).sum();
+                                      : 2 * at::log(at::diagonal(check_cholesky(s * curvature_.full + at::diag(delta))))
+                                                .sum()
+                                                .to(opts.dtype());
       break;
   }
   auto scatter = (delta * theta_sub_ * theta_sub_).sum();
@@ -154,7 +159,7 @@ double LaplacePosterior::log_det_precision() const {
       return v;
     }
     case Structure::Diag: return at::log(diag_p_).sum().item<double>();
-    case Structure::Full: return 2 * at::log(at::diagonal(chol_)).sum().item<double>();
+    case Structure::Full: return 2 * at::log(at::diagonal(chol_)).sum().item<double>();  // chol_ is float64
   }
   return 0;
 }
@@ -174,7 +179,7 @@ torch::Tensor LaplacePosterior::sample(int64_t n, uint64_t seed) const {
   switch (curvature_.structure) {
     case Structure::Diag: x = eps / diag_p_.sqrt(); break;
     case Structure::Full:  // cov = P^{-1} = L^{-T} L^{-1}: x = L^{-T} eps
-      x = at::linalg_solve_triangular(chol_.t(), eps.t(), /*upper=*/true).t();
+      x = at::linalg_solve_triangular(chol_.t(), eps.t().to(at::kDouble), /*upper=*/true).t().to(eps.scalar_type());
       break;
     case Structure::Kron: {
       x = at::empty_like(eps);

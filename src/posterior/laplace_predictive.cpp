@@ -106,7 +106,7 @@ Predictive LaplacePosterior::predict(const Model& model, const Likelihood& likel
   // MC over the linearized outputs: f ~ N(mu, J Sigma J^T).
   const int64_t S = options.samples, n = mu.size(0), C = mu.size(1);
   auto jitter = 1e-10 * at::eye(C, mu.options());
-  auto L = at::linalg_cholesky(var + jitter);
+  auto L = at::linalg_cholesky((var + jitter).to(at::kDouble)).to(mu.scalar_type());  // see check_cholesky
   auto eps = keyed_randn({S, n, C, 1}, rng_key(options.seed, Stream::Sample, 1), mu.options());
   auto f = mu.unsqueeze(0) + L.unsqueeze(0).matmul(eps).squeeze(-1);
   return likelihood.predictive(f, y_mean, y_std);

@@ -143,3 +143,20 @@ TEST(LaplacePrior, ValidationGridNeedsAValidationPart) {
 }
 
 }  // namespace credence
+
+namespace credence {
+// float32 dense factorizations of some sizes (151, 401) crash inside OpenBLAS's fallback kernels
+// on processors it does not recognize; Laplace factorizes in float64.
+TEST(LaplaceFull, Float32ModelsWithAwkwardSizesWork) {
+  FitRequest req;
+  req.data = load_data("synthetic:sine?n=100");
+  req.model = "mlp:50?act=tanh";  // 151 parameters
+  req.train.epochs = 5;
+  req.train.quiet = true;
+  req.method = "laplace:subset=all,hessian=full";
+  auto fitted = fit(req);
+  auto p = fitted.predict(load_data("synthetic:sine?n=50&part=test").fit);
+  EXPECT_TRUE(at::isfinite(p.var).all().item<bool>());
+  EXPECT_EQ(fitted.posterior->sample(3, 0).size(1), 151);
+}
+}  // namespace credence
