@@ -6,6 +6,7 @@
 
 #include "credence/core/error.h"
 #include "credence/core/rng.h"
+#include "credence/core/spec.h"
 
 namespace credence {
 
@@ -16,16 +17,23 @@ CurvatureKind parse_curvature_kind(const std::string& name) {
   throw InvalidArgument(fmt::format("unknown curvature '{}' (known: ggn, ef, mc)", name));
 }
 
-Structure parse_structure(const std::string& name) {
+Structure parse_structure(const std::string& name, int64_t* rank) {
+  if (name.rfind("lowrank:", 0) == 0) {
+    long k = parse_int(name.substr(8), "hessian=lowrank:K");
+    if (k < 1) throw InvalidArgument(fmt::format("hessian={}: K must be >= 1", name));
+    if (rank) *rank = k;
+    return Structure::LowRank;
+  }
   if (name == "diag") return Structure::Diag;
   if (name == "kron") return Structure::Kron;
   if (name == "full") return Structure::Full;
-  throw InvalidArgument(fmt::format("unknown hessian structure '{}' (known: diag, kron, full)", name));
+  throw InvalidArgument(fmt::format("unknown hessian structure '{}' (known: diag, kron, full, lowrank:K)", name));
 }
 
 torch::Tensor Curvature::dense() const {
   if (structure == Structure::Full) return full;
   if (structure == Structure::Diag) return at::diag(diag);
+  if (structure == Structure::LowRank) return (lowrank_vectors * lowrank_values).mm(lowrank_vectors.t());
   int64_t K = 0;
   for (const auto& b : kron) K = std::max(K, b.offset + b.out * b.in);
   auto H = at::zeros({K, K}, kron.front().A.options());
@@ -126,9 +134,37 @@ torch::Tensor output_factors(const Likelihood& lik, const torch::Tensor& f, cons
   return {};
 }
 
+std::vector<LayerFactors> curvature_factors(const Model& model, const Likelihood& unit, const ParamSubset& subset,
+                                            const torch::Tensor& theta, const torch::Tensor& x, const torch::Tensor& y,
+                                            CurvatureKind kind, uint64_t key, Curvature* stats) {
+  // Outputs first (for the output factors), then backpropagate the factors' directions. For the
+  // last layer the directions are its pre-activation gradients: one pass to the features suffices.
+  torch::Tensor f, features;
+  {
+    at::NoGradGuard no_grad;
+    if (subset.last_layer) {
+      const auto& l = subset.layers.front();
+      auto parts = theta.split_with_sizes(model.layout().numels());
+      features = model.features(x, theta);
+      f = at::linear(features, parts[l.weight_block].view({l.out, l.in}), parts[l.bias_block]);
+    } else {
+      f = model.forward(x, theta);
+    }
+  }
+  auto dirs = output_factors(unit, f, y, kind, key);
+  if (stats) {
+    stats->nll += unit.nll(f, y).item<double>();
+    if (unit.kind == LikelihoodKind::Gaussian) stats->sum_sq_residual += (f.select(1, 0) - y).pow(2).sum().item<double>();
+  }
+  return subset.last_layer ? std::vector<LayerFactors>{{features, dirs.transpose(1, 2)}}
+                           : layer_factors(model, subset, theta, x, dirs);
+}
+
 Curvature compute_curvature(const Model& model, const Likelihood& likelihood, const ParamSubset& subset,
                             const torch::Tensor& theta, const Dataset& data, Structure structure,
                             CurvatureKind kind, int64_t batch_size, uint64_t seed) {
+  if (structure == Structure::LowRank)
+    throw InvalidArgument("compute_curvature: use compute_lowrank_curvature for hessian=lowrank:K");
   const int64_t K = subset.size;
   auto opts = theta.options();
   if (structure == Structure::Full && double(K) * K * theta.element_size() > kMaxDenseBytes)
@@ -151,25 +187,7 @@ Curvature compute_curvature(const Model& model, const Likelihood& likelihood, co
   for (int64_t start = 0; start < data.size(); start += batch_size) {
     int64_t m = std::min(batch_size, data.size() - start);
     auto x = data.x.narrow(0, start, m), y = data.y.narrow(0, start, m);
-    // Outputs first (for the factors), then backpropagate the factors' directions. For the last
-    // layer the directions are its pre-activation gradients: one pass to the features suffices.
-    torch::Tensor f, features;
-    {
-      at::NoGradGuard no_grad;
-      if (subset.last_layer) {
-        const auto& l = subset.layers.front();
-        auto parts = theta.split_with_sizes(model.layout().numels());
-        features = model.features(x, theta);
-        f = at::linear(features, parts[l.weight_block].view({l.out, l.in}), parts[l.bias_block]);
-      } else {
-        f = model.forward(x, theta);
-      }
-    }
-    auto dirs = output_factors(unit, f, y, kind, rng_key(seed, Stream::Noise, start));
-    c.nll += unit.nll(f, y).item<double>();
-    if (likelihood.kind == LikelihoodKind::Gaussian) c.sum_sq_residual += (f.select(1, 0) - y).pow(2).sum().item<double>();
-    auto factors = subset.last_layer ? std::vector<LayerFactors>{{features, dirs.transpose(1, 2)}}
-                                     : layer_factors(model, subset, theta, x, dirs);
+    auto factors = curvature_factors(model, unit, subset, theta, x, y, kind, rng_key(seed, Stream::Noise, start), &c);
     at::NoGradGuard no_grad;
     std::vector<torch::Tensor> rows;  // Full: per-(example, direction) Jacobian rows over the subset
     for (size_t i = 0; i < factors.size(); ++i) {

@@ -65,10 +65,14 @@ class LaplaceMethod : public Method {
     const std::string subset_spec = options_.get_string("subset");
     auto subset = subset_spec.rfind("subnetwork:", 0) == 0 ? choose_subnetwork(problem, theta, subset_spec)
                                                             : ParamSubset::parse(subset_spec, model);
-    auto curvature = compute_curvature(model, likelihood_, subset, theta, problem.train,
-                                       parse_structure(options_.get_string("hessian")),
-                                       parse_curvature_kind(options_.get_string("curvature")), 256,
-                                       problem.train_options.seed);
+    int64_t rank = 0;
+    auto structure = parse_structure(options_.get_string("hessian"), &rank);
+    auto kind = parse_curvature_kind(options_.get_string("curvature"));
+    auto curvature = structure == Structure::LowRank
+                         ? compute_lowrank_curvature(model, likelihood_, subset, theta, problem.train, kind, rank,
+                                                     options_.get_int("iterations"), 256, problem.train_options.seed)
+                         : compute_curvature(model, likelihood_, subset, theta, problem.train, structure, kind, 256,
+                                             problem.train_options.seed);
     const std::string prior = options_.get_string("prior");
     torch::Tensor prior_precision = subset.gather(problem.prior.precision);
     if (prior.rfind("fixed:", 0) == 0)
@@ -142,7 +146,9 @@ MethodInfo laplace_method_info() {
   info.fields = {
       {"subset", FieldType::String, "last_layer",
        "random parameters: all, last_layer, names:PATTERN, subnetwork:K (the K weights the data inform most)", {}},
-      {"hessian", FieldType::Choice, "kron", "structure: diag, kron (KFAC), full", {"diag", "kron", "full"}},
+      {"hessian", FieldType::String, "kron",
+       "structure: diag, kron (KFAC), full, lowrank:K (top-K eigenpairs of the exact curvature plus the prior)", {}},
+      {"iterations", FieldType::Int, "4", "lowrank: subspace-iteration passes over the data", {}},
       {"curvature", FieldType::Choice, "ggn",
        "ggn (exact generalized Gauss-Newton), ef (empirical Fisher), mc (Monte-Carlo Fisher: one sampled target)",
        {"ggn", "ef", "mc"}},

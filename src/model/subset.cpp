@@ -75,6 +75,24 @@ torch::Tensor SubsetLayer::jacobian_columns(const torch::Tensor& a, const torch:
   return at::cat({w, g.index_select(2, bias_entries)}, 2);
 }
 
+torch::Tensor SubsetLayer::jacobian_times(const torch::Tensor& a, const torch::Tensor& g, const torch::Tensor& V) const {
+  if (partial()) return jacobian_columns(a, g).matmul(V);
+  const int64_t n = a.size(0), m = V.size(1);
+  // t[n, o, k] = sum_i a[n, i] V_W[o, i, k] + V_b[o, k]; then J V = g t.
+  auto VW = V.narrow(0, 0, out * in).view({out, in, m});
+  auto t = a.mm(VW.permute({1, 0, 2}).reshape({in, out * m})).view({n, out, m}) + V.narrow(0, out * in, out);
+  return g.bmm(t);
+}
+
+torch::Tensor SubsetLayer::jacobian_transpose_times(const torch::Tensor& a, const torch::Tensor& g,
+                                                    const torch::Tensor& U) const {
+  const int64_t n = a.size(0), m = U.size(2);
+  if (partial()) return at::einsum("ndk,ndc->kc", {jacobian_columns(a, g), U});
+  auto q = g.transpose(1, 2).bmm(U);  // [n, out, m]
+  auto w = a.t().mm(q.reshape({n, out * m})).view({in, out, m}).permute({1, 0, 2}).reshape({out * in, m});
+  return at::cat({w, q.sum(0)}, 0);
+}
+
 bool ParamSubset::partial() const {
   for (const auto& l : layers)
     if (l.partial()) return true;

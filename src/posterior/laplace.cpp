@@ -72,9 +72,24 @@ void LaplacePosterior::set_hyper(const torch::Tensor& prior_precision, double si
   factorize();
 }
 
+torch::Tensor LaplacePosterior::lowrank_w(const torch::Tensor& delta, const torch::Tensor& s) const {
+  auto lam = (s * curvature_.lowrank_values).clamp_min(0);
+  return curvature_.lowrank_vectors * lam.sqrt() / delta.sqrt().unsqueeze(1);
+}
+
 void LaplacePosterior::factorize() {
   const double s = curvature_scale(sigma_);
   switch (curvature_.structure) {
+    case Structure::LowRank: {
+      auto W = lowrank_w(prior_, at::full({}, s, theta_.options())).to(at::kDouble);
+      auto [s2, R] = at::linalg_eigh(W.t().mm(W));
+      s2 = s2.clamp_min(0);
+      // Columns with S = 0 do not change P; give them zero weight rather than dividing by zero.
+      auto inv_s = at::where(s2 > 1e-30, s2.clamp_min(1e-30).rsqrt(), at::zeros_like(s2));
+      lr_q_ = (W.mm(R) * inv_s).to(theta_.scalar_type());
+      lr_s2_ = s2.to(theta_.scalar_type());
+      break;
+    }
     case Structure::Kron:
       block_d_.clear();
       for (size_t i = 0; i < curvature_.kron.size(); ++i)
@@ -121,6 +136,13 @@ torch::Tensor LaplacePosterior::log_marginal_likelihood(const torch::Tensor& log
       break;
     }
     case Structure::Diag: logdet = at::log(s * curvature_.diag + delta).sum(); break;
+    case Structure::LowRank: {
+      auto W = lowrank_w(delta, s);
+      auto I = at::eye(W.size(1), opts);
+      logdet = at::log(delta).sum() +
+               2 * at::log(at::diagonal(check_cholesky(I + W.t().mm(W)))).sum().to(opts.dtype());
+      break;
+    }
     case Structure::Full:
       logdet = log_prior.numel() == 1 ? at::log(s * eig_h_ + delta[0]).sum()
                                       : 2 * at::log(at::diagonal(check_cholesky(s * curvature_.full + at::diag(delta))))
@@ -159,6 +181,7 @@ double LaplacePosterior::log_det_precision() const {
       return v;
     }
     case Structure::Diag: return at::log(diag_p_).sum().item<double>();
+    case Structure::LowRank: return (at::log(prior_).sum() + at::log1p(lr_s2_).sum()).item<double>();
     case Structure::Full: return 2 * at::log(at::diagonal(chol_)).sum().item<double>();  // chol_ is float64
   }
   return 0;
@@ -178,6 +201,11 @@ torch::Tensor LaplacePosterior::sample(int64_t n, uint64_t seed) const {
   torch::Tensor x;
   switch (curvature_.structure) {
     case Structure::Diag: x = eps / diag_p_.sqrt(); break;
+    case Structure::LowRank: {  // D^{-1/2} (I + W W^T)^{-1/2} eps
+      auto c = (1 + lr_s2_).rsqrt() - 1;
+      x = (eps + (eps.mm(lr_q_) * c).mm(lr_q_.t())) / prior_.sqrt();
+      break;
+    }
     case Structure::Full:  // cov = P^{-1} = L^{-T} L^{-1}: x = L^{-T} eps
       x = at::linalg_solve_triangular(chol_.t(), eps.t().to(at::kDouble), /*upper=*/true).t().to(eps.scalar_type());
       break;

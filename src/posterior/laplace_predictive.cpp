@@ -35,6 +35,21 @@ torch::Tensor LaplacePosterior::function_variance(const Model& model, const torc
     auto JS = J.matmul(cov_);
     return diag_only ? (JS * J).sum(-1) : JS.matmul(J.transpose(1, 2));
   }
+  if (curvature_.structure == Structure::LowRank) {
+    // Sigma = D^{-1} - Z diag(S^2 / (1 + S^2)) Z^T with Z = D^{-1/2} Q.
+    auto Z = lr_q_ / prior_.sqrt().unsqueeze(1);
+    auto c = (lr_s2_ / (1 + lr_s2_)).expand({n, lr_s2_.size(0)});
+    torch::Tensor JZ;
+    for (size_t i = 0; i < factors.size(); ++i) {
+      const auto& l = subset_.layers[i];
+      const auto &a = factors[i].a, &g = factors[i].g;
+      auto J = l.jacobian_columns(a, g);  // the prior part: J D^{-1} J^T
+      fvar += weighted_gram(J, prior_.narrow(0, l.offset, l.size()).reciprocal().expand({n, l.size()}), diag_only);
+      auto part = l.jacobian_times(a, g, Z.narrow(0, l.offset, l.size()));
+      JZ = JZ.defined() ? JZ + part : part;
+    }
+    return fvar - weighted_gram(JZ, c, diag_only);
+  }
   for (size_t i = 0; i < factors.size(); ++i) {
     const auto& l = subset_.layers[i];
     const auto &a = factors[i].a, &g = factors[i].g;  // g [n, C, out]
@@ -116,12 +131,17 @@ void LaplacePosterior::save(TensorMap& tensors, nlohmann::json& meta) const {
   tensors["laplace.theta"] = theta_;
   tensors["laplace.prior"] = prior_;
   tensors["laplace.subset_index"] = subset_.index;
-  const char* structure = curvature_.structure == Structure::Kron   ? "kron"
-                          : curvature_.structure == Structure::Diag ? "diag"
-                                                                    : "full";
+  const char* structure = curvature_.structure == Structure::Kron      ? "kron"
+                          : curvature_.structure == Structure::Diag    ? "diag"
+                          : curvature_.structure == Structure::LowRank ? "lowrank:1"
+                                                                       : "full";
   nlohmann::json blocks = nlohmann::json::array();
   if (curvature_.structure == Structure::Full) tensors["laplace.full"] = curvature_.full;
   if (curvature_.structure == Structure::Diag) tensors["laplace.diag"] = curvature_.diag;
+  if (curvature_.structure == Structure::LowRank) {
+    tensors["laplace.lowrank.vectors"] = curvature_.lowrank_vectors;
+    tensors["laplace.lowrank.values"] = curvature_.lowrank_values;
+  }
   for (size_t i = 0; i < curvature_.kron.size(); ++i) {
     const auto& b = curvature_.kron[i];
     tensors[fmt::format("laplace.kron.{}.A", i)] = b.A;
@@ -159,6 +179,10 @@ std::unique_ptr<LaplacePosterior> LaplacePosterior::load(const TensorMap& tensor
   c.sum_sq_residual = m.at("sum_sq_residual");
   if (c.structure == Structure::Full) c.full = get("laplace.full");
   if (c.structure == Structure::Diag) c.diag = get("laplace.diag");
+  if (c.structure == Structure::LowRank) {
+    c.lowrank_vectors = get("laplace.lowrank.vectors");
+    c.lowrank_values = get("laplace.lowrank.values");
+  }
   for (size_t i = 0; i < m.at("kron_blocks").size(); ++i) {
     const auto& b = m.at("kron_blocks")[i];
     c.kron.push_back({b[0].get<int64_t>(), b[1].get<int64_t>(), b[2].get<int64_t>(), get(fmt::format("laplace.kron.{}.A", i)),

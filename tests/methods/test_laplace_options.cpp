@@ -160,3 +160,32 @@ TEST(LaplaceFull, Float32ModelsWithAwkwardSizesWork) {
   EXPECT_EQ(fitted.posterior->sample(3, 0).size(1), 151);
 }
 }  // namespace credence
+
+namespace credence {
+TEST(LaplaceLowRank, FullRankEqualsFullAndTopEigenpairsMatch) {
+  auto data = load_data("synthetic:moons?n=50", {torch::kFloat64}).fit;
+  auto model = make_model("mlp:5?act=tanh", {2}, 2, torch::kFloat64);  // 27 parameters
+  auto lik = Likelihood::parse("categorical", data);
+  auto theta = model->init_params(2);
+  auto all = ParamSubset::parse("all", *model);
+  auto full = compute_curvature(*model, lik, all, theta, data, Structure::Full, CurvatureKind::GGN, 16);
+  auto low = compute_lowrank_curvature(*model, lik, all, theta, data, CurvatureKind::GGN, 27, 2, 16);
+  EXPECT_TRUE(at::allclose(low.dense(), full.full, 1e-8, 1e-10));
+  auto prior = at::full({1}, 0.5, at::kDouble);
+  LaplacePosterior pf(theta, all, full, prior, 1.0, 1.0), pl(theta, all, low, prior, 1.0, 1.0);
+  EXPECT_NEAR(pl.log_marginal_likelihood(), pf.log_marginal_likelihood(), 1e-8);
+  EXPECT_NEAR(pl.log_det_precision(), pf.log_det_precision(), 1e-8);
+  auto x = data.x.narrow(0, 0, 4);
+  EXPECT_TRUE(at::allclose(pl.function_variance(*model, x, false), pf.function_variance(*model, x, false), 1e-8, 1e-10));
+  auto s = pl.sample(30000, 4) - theta;
+  auto emp = s.t().mm(s) / 30000.0;
+  auto cov = at::inverse(pf.precision_dense());
+  EXPECT_LT((emp - cov).abs().max().item<double>(), 0.05 * cov.diagonal().max().item<double>());
+
+  // Rank 3 of 27: the top three eigenvalues of the exact matrix.
+  auto top = compute_lowrank_curvature(*model, lik, all, theta, data, CurvatureKind::GGN, 3, 6, 16);
+  auto exact = std::get<0>(at::linalg_eigh(full.full)).flip(0).narrow(0, 0, 3);
+  EXPECT_TRUE(at::allclose(top.lowrank_values, exact, 1e-6, 1e-9));
+  EXPECT_THROW(compute_lowrank_curvature(*model, lik, all, theta, data, CurvatureKind::GGN, 28), InvalidArgument);
+}
+}  // namespace credence

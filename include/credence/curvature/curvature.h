@@ -17,9 +17,10 @@ namespace credence {
 /// GGN: exact generalized Gauss-Newton; EF: empirical Fisher (observed targets); MC: Monte-Carlo
 /// Fisher (one target sampled from the model per example: one backward pass instead of C).
 enum class CurvatureKind { GGN, EF, MC };
-enum class Structure { Diag, Kron, Full };
+enum class Structure { Diag, Kron, Full, LowRank };
 CurvatureKind parse_curvature_kind(const std::string& name);
-Structure parse_structure(const std::string& name);
+/// diag, kron, full, or lowrank:K (then `rank` receives K).
+Structure parse_structure(const std::string& name, int64_t* rank = nullptr);
 
 /// One block A (x) B of a Kronecker-factored matrix over subset entries [offset, offset + out*in):
 /// A [out, out] is the output side summed over the data, B [in, in] the input side averaged over
@@ -35,6 +36,8 @@ struct Curvature {
   torch::Tensor full;            ///< [K, K] for Full
   torch::Tensor diag;            ///< [K] for Diag
   std::vector<KronBlock> kron;   ///< for Kron
+  torch::Tensor lowrank_vectors; ///< LowRank: [K, r] orthonormal top eigenvectors
+  torch::Tensor lowrank_values;  ///< LowRank: [r] their eigenvalues
   int64_t n = 0;                 ///< examples summed over
   /// For the Gaussian likelihood the curvature is computed at unit noise; the posterior divides
   /// it by sigma^noise_power (2 for the GGN, 4 for the EF). 0 for other likelihoods.
@@ -68,6 +71,20 @@ torch::Tensor output_factors(const Likelihood& likelihood, const torch::Tensor& 
 Curvature compute_curvature(const Model& model, const Likelihood& likelihood, const ParamSubset& subset,
                             const torch::Tensor& theta, const Dataset& data, Structure structure,
                             CurvatureKind kind, int64_t batch_size = 256, uint64_t seed = 0);
+
+/// The factors of one batch for the curvature's output directions; adds the batch's NLL (and
+/// Gaussian squared residuals) to `stats` when given. `unit` is the likelihood at unit noise.
+std::vector<LayerFactors> curvature_factors(const Model& model, const Likelihood& unit, const ParamSubset& subset,
+                                            const torch::Tensor& theta, const torch::Tensor& x, const torch::Tensor& y,
+                                            CurvatureKind kind, uint64_t key, Curvature* stats);
+
+/// The top-`rank` eigenpairs of the curvature by block subspace iteration on exact
+/// curvature-matrix products (each iteration is one pass over the data; `iterations` passes plus
+/// one), computed from the factored Jacobians.
+Curvature compute_lowrank_curvature(const Model& model, const Likelihood& likelihood, const ParamSubset& subset,
+                                    const torch::Tensor& theta, const Dataset& data, CurvatureKind kind,
+                                    int64_t rank, int64_t iterations = 4, int64_t batch_size = 256,
+                                    uint64_t seed = 0);
 
 /// Bytes above which a dense K x K matrix is refused.
 constexpr double kMaxDenseBytes = 4e9;

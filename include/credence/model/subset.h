@@ -26,6 +26,10 @@ struct SubsetLayer {
   /// Jacobian columns of the chosen entries from the layer's factors a [n, in], g [n, D, out]:
   /// [n, D, size()] (weights, then biases).
   torch::Tensor jacobian_columns(const torch::Tensor& a, const torch::Tensor& g) const;
+  /// J V for this layer's rows V [size(), m] of a set of vectors: [n, D, m].
+  torch::Tensor jacobian_times(const torch::Tensor& a, const torch::Tensor& g, const torch::Tensor& V) const;
+  /// J^T U summed over examples and directions, for U [n, D, m]: [size(), m].
+  torch::Tensor jacobian_transpose_times(const torch::Tensor& a, const torch::Tensor& g, const torch::Tensor& U) const;
 };
 
 struct ParamSubset {

@@ -66,6 +66,11 @@ class LaplacePosterior : public Posterior {
   torch::Tensor diag_p_;            ///< Diag: posterior precision [K]
   torch::Tensor chol_, cov_;        ///< Full: Cholesky factor of P, and P^{-1}
   torch::Tensor eig_h_, vec_h_;     ///< Full: eigendecomposition of the curvature (cheap marglik)
+  /// LowRank: P = D^{1/2} (I + W W^T) D^{1/2} with D the prior and W = D^{-1/2} U (s Lambda)^{1/2};
+  /// W = Q S R^T keeps Q [K, r] and S^2 [r].
+  torch::Tensor lr_q_, lr_s2_;
+  /// LowRank: W for prior `delta` [K] and curvature scale `s` (differentiable).
+  torch::Tensor lowrank_w(const torch::Tensor& delta, const torch::Tensor& s) const;
 };
 
 }  // namespace credence
