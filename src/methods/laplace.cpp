@@ -31,7 +31,7 @@ void optimize_marglik(LaplacePosterior& post, bool per_layer, bool tune_sigma) {
     return loss;
   });
   at::NoGradGuard no_grad;
-  torch::Tensor prior = log_prior.exp();
+  torch::Tensor prior = log_prior.clamp(-30, 30).exp();
   if (per_layer) {
     std::vector<torch::Tensor> parts;
     for (int64_t i = 0; i < layers; ++i) {

@@ -48,7 +48,11 @@ LaplacePosterior::LaplacePosterior(torch::Tensor theta, ParamSubset subset, Curv
     }
   } else if (curvature_.structure == Structure::Full) {
     auto [lh, qh] = at::linalg_eigh(curvature_.full.to(at::kDouble));
-    eig_h_ = lh.clamp_min(0).to(theta_.scalar_type());
+    // The curvature is PSD in exact arithmetic; dropping round-off negatives keeps P = s H + D
+    // positive definite for every prior that marglik tuning may try.
+    lh = lh.clamp_min(0);
+    full_psd_ = (qh * lh).mm(qh.t());
+    eig_h_ = lh.to(theta_.scalar_type());
     vec_h_ = qh.to(theta_.scalar_type());
   }
   set_hyper(prior_precision, sigma);
@@ -97,7 +101,7 @@ void LaplacePosterior::factorize() {
       break;
     case Structure::Diag: diag_p_ = s * curvature_.diag + prior_; break;
     case Structure::Full:
-      chol_ = check_cholesky(s * curvature_.full + at::diag(prior_));  // float64
+      chol_ = check_cholesky(s * full_psd_ + at::diag(prior_.to(at::kDouble)));  // float64
       cov_ = at::cholesky_inverse(chol_).to(theta_.scalar_type());
       break;
   }
@@ -145,7 +149,7 @@ torch::Tensor LaplacePosterior::log_marginal_likelihood(const torch::Tensor& log
     }
     case Structure::Full:
       logdet = log_prior.numel() == 1 ? at::log(s * eig_h_ + delta[0]).sum()
-                                      : 2 * at::log(at::diagonal(check_cholesky(s * curvature_.full + at::diag(delta))))
+                                      : 2 * at::log(at::diagonal(check_cholesky(s.to(at::kDouble) * full_psd_ + at::diag(delta.to(at::kDouble)))))
                                                 .sum()
                                                 .to(opts.dtype());
       break;

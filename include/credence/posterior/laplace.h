@@ -66,6 +66,7 @@ class LaplacePosterior : public Posterior {
   torch::Tensor diag_p_;            ///< Diag: posterior precision [K]
   torch::Tensor chol_, cov_;        ///< Full: Cholesky factor of P, and P^{-1}
   torch::Tensor eig_h_, vec_h_;     ///< Full: eigendecomposition of the curvature (cheap marglik)
+  torch::Tensor full_psd_;          ///< Full: the curvature with round-off negative eigenvalues dropped (float64)
   /// LowRank: P = D^{1/2} (I + W W^T) D^{1/2} with D the prior and W = D^{-1/2} U (s Lambda)^{1/2};
   /// W = Q S R^T keeps Q [K, r] and S^2 [r].
   torch::Tensor lr_q_, lr_s2_;
