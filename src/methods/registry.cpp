@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 
 #include "credence/core/error.h"
+#include "credence/methods/ensemble.h"
 #include "credence/methods/laplace.h"
 #include "credence/methods/map.h"
 #include "credence/methods/method.h"
@@ -16,7 +17,7 @@ void TrainOptions::validate() const {
 }
 
 const std::vector<MethodInfo>& method_registry() {
-  static const std::vector<MethodInfo> registry = {map_method_info(), laplace_method_info()};
+  static const std::vector<MethodInfo> registry = {map_method_info(), laplace_method_info(), ensemble_method_info()};
   return registry;
 }
 

@@ -52,11 +52,11 @@ double GaussianPrior::add_grad(const torch::Tensor& theta, torch::Tensor& grad, 
   if (layer_precisions.size() == 1) {  // isotropic: plain weight decay, no temporary
     const double decay = layer_precisions[0] * scale;
     grad.add_(theta, decay);
-    return 0.5 * decay * at::dot(theta, theta).item<double>();
+    return 0.5 * decay * (theta.dim() == 1 ? at::dot(theta, theta) : theta.pow(2).sum()).item<double>();
   }
   auto g = precision * theta;
   grad.add_(g, scale);
-  return 0.5 * scale * at::dot(theta, g).item<double>();
+  return 0.5 * scale * (theta * g).sum().item<double>();
 }
 
 std::string GaussianPrior::describe() const { return fmt::format("{}", fmt::join(layer_precisions, ",")); }

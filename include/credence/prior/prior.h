@@ -23,7 +23,7 @@ struct GaussianPrior {
   /// or [S, P] -> [S].
   torch::Tensor neg_log_prob(const torch::Tensor& theta) const;
   /// Adds `scale` * d/dtheta neg_log_prob to `grad` in place (outside autograd, which would cost a
-  /// graph per step) and returns `scale` * neg_log_prob(theta). theta [P].
+  /// graph per step) and returns `scale` * neg_log_prob(theta), summed over rows for theta [S, P].
   double add_grad(const torch::Tensor& theta, torch::Tensor& grad, double scale) const;
   std::string describe() const;
 };
