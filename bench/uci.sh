@@ -16,6 +16,7 @@ REPS="${REPS:-3}"
 EPOCHS="${EPOCHS:-400}"
 BATCH="${BATCH:-32}"
 METHODS="${METHODS:-map}"
+PRIOR="${PRIOR:-10}"  # MAP prior precision: stronger than the image recipe's 5e-4 * N on these small sets
 THREADS="${THREADS:-1}"
 OUT="${OUT:-bench/results}"
 UCI="${UCI:-../shared/data/uci}"
@@ -31,5 +32,5 @@ for s in $SETS; do
 done
 mkdir -p "$OUT"
 "$BUILD/bench/run_bench" --data "$data" --test "$test" --model mlp:50 --methods "$METHODS" \
-  --reps "$REPS" --epochs "$EPOCHS" --batch-size "$BATCH" --threads "$THREADS" \
+  --reps "$REPS" --epochs "$EPOCHS" --batch-size "$BATCH" --threads "$THREADS" --prior-precision "$PRIOR" \
   --json "$OUT/uci.json" --markdown "$OUT/uci.md" "$@"
