@@ -38,6 +38,10 @@ MethodInfo ensemble_method_info() {
   info.fields = {{"members", FieldType::Int, "5", "number of members", {}},
                  {"optimizer", FieldType::Choice, "adam", "optimizer: adam or sgd (momentum 0.9)", {"adam", "sgd"}}};
   info.make = [](const Options& o) { return std::make_unique<EnsembleMethod>(o); };
+  info.validate = [](const Options& o) {
+    if (o.get_int("members") < 1)
+      throw InvalidArgument(fmt::format("ensemble: members must be >= 1, got {}", o.get_int("members")));
+  };
   return info;
 }
 

@@ -77,10 +77,6 @@ class LaplaceMethod : public Method {
     torch::Tensor prior_precision = subset.gather(problem.prior.precision);
     if (prior.rfind("fixed:", 0) == 0)
       prior_precision = at::full({1}, parse_double(prior.substr(6), "laplace prior"), theta.options());
-    else if (prior != "fixed" && prior != "marglik" && prior != "marglik:layerwise" && prior != "val")
-      throw InvalidArgument(fmt::format(
-          "laplace: prior '{}' unknown (known: marglik, marglik:layerwise, val, fixed (the MAP's), fixed:VALUE)",
-          prior));
     if (prior == "val" && !problem.val)
       throw InvalidArgument("laplace: prior=val needs a validation part; add holdout=val:0.1 to --data");
     posterior_ = std::make_shared<LaplacePosterior>(theta, subset, std::move(curvature), prior_precision,
@@ -161,6 +157,21 @@ MethodInfo laplace_method_info() {
        "classification GLM predictive: probit, bridge (Laplace bridge to a Dirichlet) or mc", {"probit", "bridge", "mc"}},
       {"temperature", FieldType::Double, "1", "posterior temperature (curvature divided by it)", {}}};
   info.make = [](const Options& o) { return std::make_unique<LaplaceMethod>(o); };
+  info.validate = [](const Options& o) {
+    parse_structure(o.get_string("hessian"));
+    const std::string subset = o.get_string("subset"), prior = o.get_string("prior");
+    if (subset != "all" && subset != "last_layer" && subset.rfind("names:", 0) != 0 &&
+        subset.rfind("subnetwork:", 0) != 0)
+      throw InvalidArgument(
+          fmt::format("laplace: unknown subset '{}' (known: all, last_layer, names:PATTERN, subnetwork:K)", subset));
+    if (subset.rfind("subnetwork:", 0) == 0) parse_int(subset.substr(11), "laplace subset=subnetwork:K");
+    if (prior.rfind("fixed:", 0) == 0) parse_double(prior.substr(6), "laplace prior=fixed:VALUE");
+    else if (prior != "fixed" && prior != "marglik" && prior != "marglik:layerwise" && prior != "val")
+      throw InvalidArgument(fmt::format(
+          "laplace: prior '{}' unknown (known: marglik, marglik:layerwise, val, fixed (the MAP's), fixed:VALUE)", prior));
+    if (!(o.get_double("temperature") > 0)) throw InvalidArgument("laplace: temperature must be > 0");
+    if (o.get_int("iterations") < 0) throw InvalidArgument("laplace: iterations must be >= 0");
+  };
   return info;
 }
 

@@ -34,7 +34,9 @@ const MethodInfo& find_method(const std::string& name) {
 std::pair<const MethodInfo*, Options> resolve_method(const std::string& text) {
   auto spec = MethodSpec::parse(text);
   const auto& info = find_method(spec.name);
-  return {&info, Options(info.name, info.fields, spec.values)};
+  Options options(info.name, info.fields, spec.values);
+  if (info.validate) info.validate(options);
+  return {&info, options};
 }
 
 }  // namespace credence

@@ -49,6 +49,13 @@ TEST(Registry, ResolveMethod) {
   EXPECT_TRUE(ThrowsInvalidWith("map:optimizer=rmsprop", "rmsprop"));
   EXPECT_TRUE(ThrowsInvalidWith("nosuch", "nosuch"));
   EXPECT_TRUE(ThrowsInvalidWith("nosuch", "map"));  // names what is known
+  // Method-specific values are checked before any training.
+  EXPECT_TRUE(ThrowsInvalidWith("laplace:hessian=lowrank:0", "lowrank:0"));
+  EXPECT_TRUE(ThrowsInvalidWith("laplace:hessian=block", "block"));
+  EXPECT_TRUE(ThrowsInvalidWith("laplace:subset=first_layer", "first_layer"));
+  EXPECT_TRUE(ThrowsInvalidWith("laplace:prior=fixed:abc", "abc"));
+  EXPECT_TRUE(ThrowsInvalidWith("laplace:prior=evidence", "evidence"));
+  EXPECT_TRUE(ThrowsInvalidWith("ensemble:members=0", "members"));
   EXPECT_TRUE(ThrowsInvalidWith("map:optimizer=sgd,optimizer=adam", "twice"));
   EXPECT_THROW(find_method("MAP"), InvalidArgument);
 }

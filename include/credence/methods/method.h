@@ -73,6 +73,8 @@ struct MethodInfo {
   std::vector<Field> fields;
   bool post_hoc = false;  ///< starts from a MAP fit (compare reuses one)
   std::function<std::unique_ptr<Method>(const Options&)> make;
+  /// Checks option values beyond their types (run before any training); may be empty.
+  std::function<void(const Options&)> validate;
 };
 
 const std::vector<MethodInfo>& method_registry();
