@@ -18,7 +18,9 @@ torch::Tensor stacked_outputs(const Model& model, const torch::Tensor& x, const 
   std::vector<torch::Tensor> chunks;
   for (int64_t start = 0; start < x.size(0); start += batch_size) {
     int64_t n = std::min(batch_size, x.size(0) - start);
-    chunks.push_back(model.forward(x.narrow(0, start, n), thetas));
+    auto xb = x.narrow(0, start, n);
+    // One parameter vector takes the plain path (no batched matmuls).
+    chunks.push_back(thetas.size(0) == 1 ? model.forward(xb, thetas[0]).unsqueeze(0) : model.forward(xb, thetas));
   }
   if (chunks.empty())
     throw DataError("cannot predict on an empty dataset");
