@@ -31,15 +31,7 @@ void optimize_marglik(LaplacePosterior& post, bool per_layer, bool tune_sigma) {
     return loss;
   });
   at::NoGradGuard no_grad;
-  torch::Tensor prior = log_prior.clamp(-30, 30).exp();
-  if (per_layer) {
-    std::vector<torch::Tensor> parts;
-    for (int64_t i = 0; i < layers; ++i) {
-      const auto& l = post.subset().layers[i];
-      parts.push_back(prior[i].expand({l.size()}));
-    }
-    prior = at::cat(parts);
-  }
+  torch::Tensor prior = post.subset().per_entry(log_prior.clamp(-30, 30).exp());
   double sigma = tune_sigma ? std::exp(log_sigma.item<double>()) : post.sigma();
   if (!std::isfinite(sigma) || !at::isfinite(prior).all().item<bool>())
     throw NumericalError("laplace: marginal-likelihood tuning diverged; use prior=fixed:VALUE");

@@ -127,6 +127,16 @@ ParamSubset ParamSubset::from_index(const std::string& spec, const Model& model,
   return s;
 }
 
+torch::Tensor ParamSubset::per_entry(const torch::Tensor& values) const {
+  if (values.numel() == 1) return values.reshape({}).expand({size});
+  if (values.numel() != static_cast<int64_t>(layers.size()))
+    throw InvalidArgument(fmt::format("subset '{}': {} values given; give one, or one per layer ({})", spec,
+                                      values.numel(), layers.size()));
+  std::vector<torch::Tensor> parts;
+  for (size_t i = 0; i < layers.size(); ++i) parts.push_back(values[i].expand({layers[i].size()}));
+  return at::cat(parts);
+}
+
 torch::Tensor ParamSubset::gather(const torch::Tensor& theta) const { return theta.index_select(-1, index); }
 
 torch::Tensor ParamSubset::scatter(const torch::Tensor& base, const torch::Tensor& values) const {

@@ -110,20 +110,7 @@ void LaplacePosterior::factorize() {
 torch::Tensor LaplacePosterior::log_marginal_likelihood(const torch::Tensor& log_prior,
                                                         const torch::Tensor& log_sigma) const {
   auto opts = theta_.options();
-  // Prior precision per subset entry from one value or one per layer.
-  torch::Tensor delta;
-  if (log_prior.numel() == 1) {
-    delta = log_prior.reshape({}).exp().expand({subset_.size});
-  } else {
-    if (log_prior.numel() != static_cast<int64_t>(subset_.layers.size()))
-      throw InvalidArgument("laplace: give one prior precision or one per layer of the subset");
-    std::vector<torch::Tensor> parts;
-    for (size_t i = 0; i < subset_.layers.size(); ++i) {
-      const auto& l = subset_.layers[i];
-      parts.push_back(log_prior[i].exp().expand({l.size()}));
-    }
-    delta = at::cat(parts);
-  }
+  auto delta = subset_.per_entry(log_prior.exp());  // prior precision per subset entry
   const bool gaussian = curvature_.noise_power > 0;
   auto sigma = gaussian ? log_sigma.reshape({}).exp() : at::ones({}, opts);
   auto s = 1.0 / (temperature_ * sigma.pow(curvature_.noise_power));

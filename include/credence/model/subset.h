@@ -48,6 +48,9 @@ struct ParamSubset {
   static ParamSubset from_index(const std::string& spec, const Model& model, const torch::Tensor& index);
   /// Whether some layer is only partly in the subset (then only full and diag structures apply).
   bool partial() const;
+  /// One value per subset entry [K] from one value [1] or one per layer [layers.size()]
+  /// (differentiable); InvalidArgument for another count.
+  torch::Tensor per_entry(const torch::Tensor& values) const;
   /// theta [P] (or [S, P]) restricted to the subset: [K] (or [S, K]).
   torch::Tensor gather(const torch::Tensor& theta) const;
   /// `base` with the subset's entries replaced by `values` [K] (or [S, K], then base expands).
