@@ -29,8 +29,7 @@ void add_fit(CLI::App& app) {
   cmd->callback([args] {
     args->common.apply();
     args->flags.train.quiet = args->common.quiet;
-    if (!args->force && std::ifstream(args->out).good())
-      throw IoError(fmt::format("'{}' exists; choose another --out or pass --force to replace it", args->out));
+    refuse_existing(args->out, args->force, "--out");
     FitRequest req;
     req.data = load_data(args->data, {args->common.torch_dtype()});
     req.model = args->flags.model;
@@ -74,8 +73,7 @@ void add_predict(CLI::App& app) {
     auto f = FittedModel::load(args->posterior, args->common.torch_device());
     auto data = load_eval_data(args->data, f);
     auto p = f.predict(data, {args->samples}).to(torch::kCPU);
-    if (!args->out.empty() && !args->force && std::ifstream(args->out).good())
-      throw IoError(fmt::format("'{}' exists; choose another --out or pass --force to replace it", args->out));
+    refuse_existing(args->out, args->force, "--out");
     std::ofstream file;
     if (!args->out.empty()) {
       file.open(args->out);

@@ -73,9 +73,13 @@ void print_table(const std::vector<Row>& rows) {
   }
 }
 
+void refuse_existing(const std::string& path, bool force, const std::string& option) {
+  if (!path.empty() && !force && std::ifstream(path).good())
+    throw IoError(fmt::format("'{}' exists; choose another {} or pass --force to replace it", path, option));
+}
+
 void write_json(const std::string& path, const nlohmann::json& j, bool overwrite) {
-  if (!overwrite && std::ifstream(path).good())
-    throw IoError(fmt::format("'{}' exists; choose another file or pass --force to replace it", path));
+  refuse_existing(path, overwrite, "file");
   std::ofstream out(path);
   if (!out) throw IoError(fmt::format("cannot write '{}'", path));
   out << j.dump(2) << "\n";

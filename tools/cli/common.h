@@ -32,6 +32,8 @@ struct TrainFlags {
 /// One result row as written to --json and printed as a table.
 using Row = std::map<std::string, nlohmann::json>;
 void print_table(const std::vector<Row>& rows);
+/// IoError when `path` exists and `force` is not set: saved work is never replaced silently.
+void refuse_existing(const std::string& path, bool force, const std::string& option);
 void write_json(const std::string& path, const nlohmann::json& j, bool overwrite);
 
 void add_fit(CLI::App& app);

@@ -59,8 +59,7 @@ void add_compare(CLI::App& app) {
   cmd->callback([args] {
     args->common.apply();
     args->flags.train.quiet = args->common.quiet;
-    if (!args->json.empty() && !args->force && std::ifstream(args->json).good())
-      throw IoError(fmt::format("'{}' exists; choose another --json or pass --force to replace it", args->json));
+    refuse_existing(args->json, args->force, "--json");
     auto methods = split_methods(args->methods);
     for (const auto& m : methods) resolve_method(m);  // fail fast on a typo before any training
     auto dtype = args->common.torch_dtype();
