@@ -8,6 +8,7 @@
 
 #include "credence/core/error.h"
 #include "credence/eval/metrics.h"
+#include "expect_invalid.h"
 
 namespace credence {
 namespace {
@@ -32,16 +33,6 @@ Predictive four_by_three() {
   return p;
 }
 torch::Tensor four_labels() { return labels({0, 2, 2, 1}); }
-
-template <class F>
-void expect_invalid(F&& f, const std::string& needle) {
-  try {
-    f();
-    FAIL() << "expected InvalidArgument mentioning '" << needle << "'";
-  } catch (const InvalidArgument& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
-}
 
 TEST(ClassificationMetrics, AccuracyByHand) {
   // 3 of 4 argmaxes match the label (row 1 predicts 1, label 2): 3/4.

@@ -9,6 +9,7 @@
 
 #include "credence/core/error.h"
 #include "credence/eval/metrics.h"
+#include "expect_invalid.h"
 
 namespace credence {
 namespace {
@@ -48,16 +49,6 @@ Predictive mixture(std::vector<std::vector<double>> means, std::vector<std::vect
 double phi(double z) { return 0.5 * std::erfc(-z / std::sqrt(2.0)); }
 double normal_pdf(double x, double m, double v) {
   return std::exp(-0.5 * (x - m) * (x - m) / v) / std::sqrt(2.0 * M_PI * v);
-}
-
-template <class F>
-void expect_invalid(F&& f, const std::string& needle) {
-  try {
-    f();
-    FAIL() << "expected InvalidArgument mentioning '" << needle << "'";
-  } catch (const InvalidArgument& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
 }
 
 // Three points: mean [1, 2, 3], var [1, 4, 0.25], y [2, 0, 3].
