@@ -4,7 +4,10 @@
 #include "credence/methods/ensemble.h"
 #include "credence/methods/laplace.h"
 #include "credence/methods/map.h"
+#include "credence/methods/mcdropout.h"
 #include "credence/methods/method.h"
+#include "credence/methods/particles.h"
+#include "credence/methods/swag.h"
 
 namespace credence {
 
@@ -17,7 +20,16 @@ void TrainOptions::validate() const {
 }
 
 const std::vector<MethodInfo>& method_registry() {
-  static const std::vector<MethodInfo> registry = {map_method_info(), laplace_method_info(), ensemble_method_info()};
+  static const std::vector<MethodInfo> registry = {
+      map_method_info(),
+      laplace_method_info(),
+      ensemble_method_info(),
+      svgd_method_info(),
+      repulsive_method_info(),
+      swag_method_info(),
+      multiswag_method_info(),
+      mcdropout_method_info(),
+  };
   return registry;
 }
 

@@ -25,20 +25,26 @@ void PointTrainer::setup(const Problem& problem, torch::Tensor theta, const std:
     optimizer_ = std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(lr));
 }
 
+void PointTrainer::set_lr(double lr) {
+  for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
+}
+
 StepInfo PointTrainer::step(const Batch& batch) {
   const auto& p = *problem_;
   auto& theta = state_["theta"];
   optimizer_->zero_grad();
-  auto out = p.model->forward(batch.x, theta);
+  auto out = outputs(batch, theta);
   auto ls = state_.count("log_sigma") ? state_["log_sigma"] : torch::Tensor();
   // Per-example objective: NLL averaged over the batch plus the prior spread over N examples,
   // i.e. weight decay prior_precision / N. The prior's gradient is added directly rather than
   // through autograd, whose graph for it cost ~16% of an mlp:256,256 step (bench/map_throughput).
   auto nll = (theta.dim() == 1 ? p.likelihood.nll(out, batch.y, ls) : p.likelihood.nll_stacked(out, batch.y, ls).sum()) /
              batch.x.size(0);
-  nll.backward();
+  auto extra = extra_objective(out, batch);
+  (extra.defined() ? nll + extra : nll).backward();
   if (!theta.grad().defined()) theta.mutable_grad() = at::zeros_like(theta);
   double prior = p.prior.add_grad(theta, theta.mutable_grad(), 1.0 / static_cast<double>(p.train.size()));
+  adjust_gradient(theta.mutable_grad());
   optimizer_->step();
   const double members = theta.dim() == 1 ? 1.0 : static_cast<double>(theta.size(0));
   return {(nll.item<double>() + prior) / members};

@@ -20,6 +20,18 @@ class PointTrainer : public Method {
   /// Takes `theta` ([P] or [M, P]) as the trained state; `optimizer` is adam or sgd (momentum 0.9).
   /// A learned Gaussian noise is one scalar shared by stacked members.
   void setup(const Problem& problem, torch::Tensor theta, const std::string& optimizer);
+  /// Sets the optimizer's learning rate from here on (e.g. SWAG's collection phase).
+  void set_lr(double lr);
+  /// An objective added to the batch NLL before backward (e.g. a function-space repulsion between
+  /// members); undefined for none.
+  virtual torch::Tensor extra_objective(const torch::Tensor& outputs, const Batch& batch) { return {}; }
+  /// Rewrites the gradient [P] or [M, P] (NLL + prior, per example) before the optimizer step,
+  /// e.g. into a kernelized particle update.
+  virtual void adjust_gradient(torch::Tensor& grad) {}
+  /// The network outputs a step fits (e.g. with dropout masks); the plain forward by default.
+  virtual torch::Tensor outputs(const Batch& batch, const torch::Tensor& theta) const {
+    return problem_->model->forward(batch.x, theta);
+  }
 
  private:
   const Problem* problem_ = nullptr;

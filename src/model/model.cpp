@@ -21,6 +21,11 @@ const ParamBlock& ParamLayout::find(const std::string& name) const {
   throw InvalidArgument(fmt::format("model has no parameter named '{}'", name));
 }
 
+torch::Tensor Model::forward_dropout(const torch::Tensor&, const torch::Tensor&, double, uint64_t) const {
+  throw NotSupported(fmt::format("model '{}' cannot apply dropout: MC dropout needs a model built from "
+                                 "credence's own layers (mlp/cnn)", spec()));
+}
+
 std::string Model::fingerprint() const {
   std::string text = spec() + "|in";
   for (auto s : input_shape()) text += fmt::format(",{}", s);

@@ -64,8 +64,21 @@ namespace {
 enum class Layout { Plain, Stacked, Grouped };  // [N,...], [S,N,...], [N, S*C, H, W]
 }  // namespace
 
+// Inverted dropout: one keep-mask per linear layer, drawn in layer order from one CPU generator
+// (device-independent), of shape [N, in], or [S, N, in] for S stacked parameter sets.
+struct SequentialModel::Dropout {
+  double p;
+  at::Generator gen;
+  torch::Tensor apply(const torch::Tensor& h, int64_t sets) {
+    std::vector<int64_t> shape = {h.size(-2), h.size(-1)};
+    if (sets > 0) shape.insert(shape.begin(), sets);
+    auto keep = at::empty(shape, at::TensorOptions().dtype(h.scalar_type())).bernoulli_(1.0 - p, gen);
+    return h * keep.div_(1.0 - p).to(h.device());
+  }
+};
+
 torch::Tensor SequentialModel::run(const torch::Tensor& x, const torch::Tensor& theta,
-                                   size_t num_layers, ForwardTrace* trace) const {
+                                   size_t num_layers, ForwardTrace* trace, Dropout* dropout) const {
   if (theta.dim() != 1 && theta.dim() != 2)
     throw InvalidArgument(fmt::format("parameters must be [P] or [S, P], got {} dims", theta.dim()));
   if (theta.size(-1) != layout_.size)
@@ -82,6 +95,10 @@ torch::Tensor SequentialModel::run(const torch::Tensor& x, const torch::Tensor& 
     const auto& l = layers_[i];
     switch (l.kind) {
       case LayerDef::Linear: {
+        if (dropout) {  // per-set masks turn a shared [N, in] input into [S, N, in]
+          h = dropout->apply(h, stacked ? S : 0);
+          if (stacked) mode = Layout::Stacked;
+        }
         if (!stacked) {
           if (trace) trace->inputs.push_back(h);
           h = at::linear(h, parts[l.weight_block].view({l.out, l.in}), parts[l.bias_block]);
@@ -128,6 +145,21 @@ torch::Tensor SequentialModel::run(const torch::Tensor& x, const torch::Tensor& 
 torch::Tensor SequentialModel::forward(const torch::Tensor& x, const torch::Tensor& theta,
                                        ForwardTrace* trace) const {
   return run(x, theta, layers_.size(), theta.dim() == 1 ? trace : nullptr);
+}
+
+torch::Tensor SequentialModel::forward_dropout(const torch::Tensor& x, const torch::Tensor& theta, double p,
+                                               uint64_t key) const {
+  if (!(p >= 0.0 && p < 1.0))
+    throw InvalidArgument(fmt::format("dropout rate must be in [0, 1), got {}", p));
+  Dropout dropout{p, cpu_generator(key)};
+  return run(x, theta, layers_.size(), nullptr, &dropout);
+}
+
+std::vector<std::string> SequentialModel::dropout_blocks() const {
+  std::vector<std::string> names;
+  for (const auto& l : layers_)
+    if (l.kind == LayerDef::Linear) names.push_back(layout_.blocks[l.weight_block].name);
+  return names;
 }
 
 torch::Tensor SequentialModel::features(const torch::Tensor& x, const torch::Tensor& theta) const {

@@ -21,6 +21,9 @@ class SequentialModel : public Model {
   torch::Tensor init_params(uint64_t seed) const override;
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& theta,
                         ForwardTrace* trace) const override;
+  torch::Tensor forward_dropout(const torch::Tensor& x, const torch::Tensor& theta, double p,
+                                uint64_t key) const override;
+  std::vector<std::string> dropout_blocks() const override;
   bool has_features() const override { return true; }
   torch::Tensor features(const torch::Tensor& x, const torch::Tensor& theta) const override;
   LastLayer last_layer() const override;
@@ -28,8 +31,9 @@ class SequentialModel : public Model {
   torch::Device device() const override { return device_; }
 
  private:
+  struct Dropout;  // masks for forward_dropout; null on every other path
   torch::Tensor run(const torch::Tensor& x, const torch::Tensor& theta, size_t num_layers,
-                    ForwardTrace* trace) const;
+                    ForwardTrace* trace, Dropout* dropout = nullptr) const;
   std::string spec_;
   std::vector<int64_t> input_shape_;
   std::vector<LayerDef> layers_;

@@ -8,7 +8,9 @@
 
 #include "credence/core/error.h"
 #include "credence/core/rng.h"
+#include "credence/posterior/dropout.h"
 #include "credence/posterior/laplace.h"
+#include "credence/posterior/swag.h"
 
 namespace credence {
 
@@ -113,6 +115,8 @@ std::unique_ptr<Posterior> load_posterior(const TensorMap& tensors, const nlohma
     return std::make_unique<ParticlePosterior>(get("posterior.particles"), w);
   }
   if (kind == "laplace") return LaplacePosterior::load(tensors, meta, model);
+  if (kind == "dropout") return DropoutPosterior::load(tensors, meta, model);
+  if (kind == "swag") return SwagPosterior::load(tensors, meta, model);
   if (kind == "mixture")
     return std::make_unique<MixturePosterior>(get("posterior.means"), get("posterior.variances"),
                                               get("posterior.weights"));

@@ -3,6 +3,7 @@
 /// stacked set [S, P] (weight samples, members, particles, MCMC draws) evaluated in one pass.
 #include <torch/types.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -53,6 +54,14 @@ class Model {
   /// `trace` when given (single theta only).
   virtual torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& theta,
                                 ForwardTrace* trace = nullptr) const = 0;
+  /// forward() with inverted dropout at rate `p` on the input of every fully connected layer:
+  /// masks per example (and per stacked set) drawn from cpu_generator(key), kept inputs scaled
+  /// by 1/(1-p). Only credence's own layers know where their linear layers are.
+  virtual torch::Tensor forward_dropout(const torch::Tensor& x, const torch::Tensor& theta, double p,
+                                        uint64_t key) const;
+  /// Names of the weight blocks [out, in] whose input columns forward_dropout drops; empty when
+  /// the model does not support dropout.
+  virtual std::vector<std::string> dropout_blocks() const { return {}; }
   /// Whether features() and last_layer() are available.
   virtual bool has_features() const = 0;
   /// Penultimate features: theta [P] -> [N, F]; theta [S, P] -> [S, N, F].

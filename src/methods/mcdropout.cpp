@@ -1,0 +1,67 @@
+#include "credence/methods/mcdropout.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include "credence/core/error.h"
+#include "credence/core/rng.h"
+#include "credence/posterior/dropout.h"
+#include "trainer.h"
+
+namespace credence {
+namespace {
+
+void check_rate(double p) {
+  if (!(p >= 0.0 && p < 1.0))
+    throw InvalidArgument(fmt::format("mcdropout: p (the dropout rate) must be in [0, 1), got {}; e.g. p=0.1", p));
+}
+
+class McDropoutMethod : public PointTrainer {
+ public:
+  explicit McDropoutMethod(const Options& o) : options_(o), p_(o.get_double("p")) {}
+
+  void init(const Problem& problem) override {
+    check_rate(p_);
+    model_ = problem.model;
+    if (model_->dropout_blocks().empty())
+      throw NotSupported(fmt::format("mcdropout needs a model built from credence's own layers (mlp/cnn); "
+                                     "'{}' has no known linear layers to drop inputs of",
+                                     model_->spec()));
+    seed_ = problem.train_options.seed;
+    // Starts where MAP starts, so p=0 trains exactly as map does.
+    setup(problem, model_->init_params(seed_), options_.get_string("optimizer"));
+  }
+
+  std::shared_ptr<Posterior> finalize() override {
+    std::vector<ParamBlock> blocks;
+    for (const auto& name : model_->dropout_blocks()) blocks.push_back(model_->layout().find(name));
+    return std::make_shared<DropoutPosterior>(state_["theta"].detach().clone(), p_, std::move(blocks));
+  }
+
+ protected:
+  // Fresh masks per example and step, keyed by the step so a rerun draws the same ones.
+  torch::Tensor outputs(const Batch& batch, const torch::Tensor& theta) const override {
+    return model_->forward_dropout(batch.x, theta, p_, rng_key(seed_, Stream::Noise, batch.step));
+  }
+
+ private:
+  Options options_;
+  double p_;
+  std::shared_ptr<Model> model_;
+  uint64_t seed_ = 0;
+};
+
+}  // namespace
+
+MethodInfo mcdropout_method_info() {
+  MethodInfo info;
+  info.name = "mcdropout";
+  info.summary = "MC dropout: dropout on every fully connected layer's input, predicting over sampled masks";
+  info.fields = {{"p", FieldType::Double, "0.1", "dropout rate, in [0, 1)", {}},
+                 {"optimizer", FieldType::Choice, "adam", "optimizer: adam or sgd (momentum 0.9)", {"adam", "sgd"}}};
+  info.make = [](const Options& o) { return std::make_unique<McDropoutMethod>(o); };
+  info.validate = [](const Options& o) { check_rate(o.get_double("p")); };
+  return info;
+}
+
+}  // namespace credence
