@@ -110,6 +110,8 @@ FittedModel fit(const FitRequest& request) {
                  {"seed", request.train.seed},
                  {"n_fit", raw.size()},
                  {"data", raw.name}};
+  auto report = method->report();
+  if (!report.empty()) result.info["report"] = report;
   return result;
 }
 

@@ -105,7 +105,7 @@ torch::Tensor Likelihood::nll_stacked(const torch::Tensor& out, const torch::Ten
 }
 
 Predictive Likelihood::predictive(const torch::Tensor& out, double y_mean, double y_std,
-                                  const torch::Tensor& weights) const {
+                                  const torch::Tensor& weights, const torch::Tensor& sample_sigma) const {
   Predictive p;
   p.task = task();
   const int64_t S = out.size(0);
@@ -124,9 +124,9 @@ Predictive Likelihood::predictive(const torch::Tensor& out, double y_mean, doubl
     return p;
   }
   auto m = out.select(-1, 0) * y_std + y_mean;
-  auto v = kind == LikelihoodKind::Heteroscedastic
-               ? hetero_var(out.select(-1, 1)) * (y_std * y_std)
-               : at::full_like(m, sigma * sigma * y_std * y_std);
+  auto v = kind == LikelihoodKind::Heteroscedastic ? hetero_var(out.select(-1, 1)) * (y_std * y_std)
+           : sample_sigma.defined() ? (sample_sigma * y_std).pow(2).view({S, 1}).expand_as(m).contiguous()
+                                    : at::full_like(m, sigma * sigma * y_std * y_std);
   auto wv = w.view({S, 1});
   p.mean = (m * wv).sum(0);
   p.var = (v * wv).sum(0) + ((m - p.mean).pow(2) * wv).sum(0);  // law of total variance

@@ -2,11 +2,13 @@
 
 #include "credence/core/error.h"
 #include "credence/methods/ensemble.h"
+#include "credence/methods/hmc.h"
 #include "credence/methods/laplace.h"
 #include "credence/methods/map.h"
 #include "credence/methods/mcdropout.h"
 #include "credence/methods/method.h"
 #include "credence/methods/particles.h"
+#include "credence/methods/sgmcmc.h"
 #include "credence/methods/swag.h"
 
 namespace credence {
@@ -29,6 +31,12 @@ const std::vector<MethodInfo>& method_registry() {
       swag_method_info(),
       multiswag_method_info(),
       mcdropout_method_info(),
+      nuts_method_info(),
+      hmc_method_info(),
+      sgld_method_info(),
+      sghmc_method_info(),
+      psgld_method_info(),
+      csgmcmc_method_info(),
   };
   return registry;
 }

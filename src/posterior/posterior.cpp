@@ -45,9 +45,32 @@ ParticlePosterior::ParticlePosterior(torch::Tensor particles, torch::Tensor weig
                                       particles_.size(0)));
 }
 
+void ParticlePosterior::set_chains(int64_t chains) {
+  if (chains < 1 || particles_.size(0) % chains != 0)
+    throw InvalidArgument(fmt::format("{} particles do not split into {} equal chains", particles_.size(0), chains));
+  chains_ = chains;
+}
+
+void ParticlePosterior::set_log_sigma(torch::Tensor log_sigma) {
+  if (log_sigma.defined() && (log_sigma.dim() != 1 || log_sigma.size(0) != particles_.size(0)))
+    throw InvalidArgument(fmt::format("need one noise level per particle ({}), got {} values in {} dims",
+                                      particles_.size(0), log_sigma.numel(), log_sigma.dim()));
+  log_sigma_ = log_sigma.defined() ? log_sigma.detach() : log_sigma;
+}
+
+Predictive ParticlePosterior::predict(const Model& model, const Likelihood& likelihood, const torch::Tensor& x,
+                                      double y_mean, double y_std, const PredictOptions& options) const {
+  if (!log_sigma_.defined()) return Posterior::predict(model, likelihood, x, y_mean, y_std, options);
+  auto out = stacked_outputs(model, x, particles_.to(model.device(), model.dtype()), options.batch_size);
+  auto w = weights_.defined() ? weights_.to(out.device()) : weights_;
+  return likelihood.predictive(out, y_mean, y_std, w, log_sigma_.exp().to(out.device(), out.scalar_type()));
+}
+
 void ParticlePosterior::save(TensorMap& tensors, nlohmann::json& meta) const {
   tensors["posterior.particles"] = particles_;
   if (weights_.defined()) tensors["posterior.weights"] = weights_;
+  if (log_sigma_.defined()) tensors["posterior.log_sigma"] = log_sigma_;
+  meta["chains"] = chains_;
 }
 
 GaussianPosterior::GaussianPosterior(torch::Tensor mean, torch::Tensor variance)
@@ -112,7 +135,10 @@ std::unique_ptr<Posterior> load_posterior(const TensorMap& tensors, const nlohma
   };
   if (kind == "particles") {
     auto w = tensors.count("posterior.weights") ? get("posterior.weights") : torch::Tensor();
-    return std::make_unique<ParticlePosterior>(get("posterior.particles"), w);
+    auto p = std::make_unique<ParticlePosterior>(get("posterior.particles"), w);
+    if (tensors.count("posterior.log_sigma")) p->set_log_sigma(get("posterior.log_sigma"));
+    p->set_chains(meta.value("chains", int64_t{1}));
+    return p;
   }
   if (kind == "laplace") return LaplacePosterior::load(tensors, meta, model);
   if (kind == "dropout") return DropoutPosterior::load(tensors, meta, model);

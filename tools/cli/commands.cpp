@@ -129,6 +129,7 @@ void add_evaluate(CLI::App& app) {
     Row row = {{"method", f.method}};
     for (const auto& [k, v] : standard_metrics(p, data.y, args->bins))
       row[k] = v;
+    add_chain_diagnostics(f, p, row);
     row["fit_seconds"] = f.info.value("fit_seconds", 0.0);
     row["predict_seconds"] = seconds;
     print_table({row});

@@ -8,6 +8,7 @@
 
 #include "credence/core/error.h"
 #include "credence/core/runtime.h"
+#include "credence/eval/diagnostics.h"
 
 namespace credence::cli {
 
@@ -39,6 +40,17 @@ void TrainFlags::add(CLI::App& app) {
   app.add_option("--prior-precision", train.prior, "Gaussian prior precision: auto (5e-4 * N, i.e. weight decay 5e-4), one value, or one per layer")
       ->capture_default_str();
   app.add_option("--seed", train.seed, "random seed")->capture_default_str();
+}
+
+void add_chain_diagnostics(const FittedModel& fitted, const Predictive& predictive, Row& row) {
+  auto* particles = dynamic_cast<const ParticlePosterior*>(fitted.posterior.get());
+  if (!particles || particles->chains() < 2) return;
+  auto d = prediction_diagnostics(predictive, particles->chains());
+  row["rhat"] = d.rhat_p90;
+  row["rhat_max"] = d.rhat_max;
+  row["ess"] = d.ess_bulk_min;
+  row["ess_tail"] = d.ess_tail_min;
+  for (const auto& w : d.warnings()) fmt::print(stderr, "warning: {}: {}\n", fitted.method, w);
 }
 
 void print_table(const std::vector<Row>& rows) {

@@ -32,6 +32,9 @@ struct TrainFlags {
 /// One result row as written to --json and printed as a table.
 using Row = std::map<std::string, nlohmann::json>;
 void print_table(const std::vector<Row>& rows);
+/// For MCMC posteriors (several chains): R-hat and ESS of the test predictions into `row`
+/// (`rhat` = 90th percentile, `rhat_max`, `ess` = smallest bulk ESS, `ess_tail`), with warnings.
+void add_chain_diagnostics(const FittedModel& fitted, const Predictive& predictive, Row& row);
 /// IoError when `path` exists and `force` is not set: saved work is never replaced silently.
 void refuse_existing(const std::string& path, bool force, const std::string& option);
 void write_json(const std::string& path, const nlohmann::json& j, bool overwrite);

@@ -98,6 +98,7 @@ void add_compare(CLI::App& app) {
       double predict_seconds = seconds_since(start);
       Row row = {{"method", method}};
       for (const auto& [k, v] : standard_metrics(p, test.y)) row[k] = v;
+      add_chain_diagnostics(fitted, p, row);
       double fit_seconds = fitted.info.value("fit_seconds", 0.0);
       if (info->post_hoc) fit_seconds += map->info.value("fit_seconds", 0.0);
       row["fit_seconds"] = fit_seconds;

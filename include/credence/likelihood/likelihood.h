@@ -36,8 +36,9 @@ struct Likelihood {
                             const torch::Tensor& log_sigma = {}) const;
   /// The predictive of stacked outputs [S, N, O] with component `weights` [S] (undefined:
   /// uniform), in original target units.
+  /// `sample_sigma` [S], when given, is each sample's Gaussian noise level (standardized units).
   Predictive predictive(const torch::Tensor& out, double y_mean, double y_std,
-                        const torch::Tensor& weights = {}) const;
+                        const torch::Tensor& weights = {}, const torch::Tensor& sample_sigma = {}) const;
 };
 
 }  // namespace credence

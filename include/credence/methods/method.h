@@ -61,6 +61,8 @@ class Method {
   virtual std::shared_ptr<Posterior> finalize() = 0;
   /// The likelihood as fitted (e.g. with learned noise).
   virtual Likelihood fitted_likelihood() const = 0;
+  /// What the method reports about its run (e.g. MCMC diagnostics), kept in the fit's info.
+  virtual nlohmann::json report() const { return nlohmann::json::object(); }
   TensorMap& state() { return state_; }
 
  protected:

@@ -41,11 +41,22 @@ class ParticlePosterior : public Posterior {
   std::string kind() const override { return "particles"; }
   torch::Tensor sample(int64_t n, uint64_t seed) const override { return particles_; }
   torch::Tensor weights() const override { return weights_; }
+  Predictive predict(const Model& model, const Likelihood& likelihood, const torch::Tensor& x, double y_mean,
+                     double y_std, const PredictOptions& options) const override;
   void save(TensorMap& tensors, nlohmann::json& meta) const override;
   const torch::Tensor& particles() const { return particles_; }
 
+  /// MCMC draws: `chains` equal runs stored chain-major (draw i of chain c at row c * S + i).
+  void set_chains(int64_t chains);
+  int64_t chains() const { return chains_; }
+  /// A sampled Gaussian noise level per particle, log sigma [S] (standardized units), used by
+  /// the predictive instead of the likelihood's single sigma.
+  void set_log_sigma(torch::Tensor log_sigma);
+  const torch::Tensor& log_sigma() const { return log_sigma_; }
+
  private:
-  torch::Tensor particles_, weights_;
+  torch::Tensor particles_, weights_, log_sigma_;
+  int64_t chains_ = 1;
 };
 
 /// A Gaussian over the parameters with diagonal covariance (structured forms extend it).

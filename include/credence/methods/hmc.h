@@ -1,0 +1,44 @@
+#pragma once
+/// Hamiltonian Monte Carlo on a full-batch posterior: `nuts` (multinomial No-U-Turn sampler) and
+/// `hmc` (fixed trajectory length), both with dual-averaging step size and windowed diagonal
+/// mass-matrix adaptation during warm-up.
+#include <torch/types.h>
+
+#include <functional>
+
+#include "credence/methods/method.h"
+
+namespace credence {
+
+MethodInfo nuts_method_info();
+MethodInfo hmc_method_info();
+
+/// A differentiable log density on R^D: returns log p(q) and writes its gradient into `grad`.
+using LogDensity = std::function<double(const torch::Tensor& q, torch::Tensor& grad)>;
+
+struct SamplerSettings {
+  int64_t warmup = 500, draws = 500;
+  int max_depth = 8;          ///< NUTS: at most 2^max_depth - 1 leapfrog steps per draw
+  int64_t steps = 0;          ///< > 0: plain HMC with this many leapfrog steps per draw
+  double target_accept = 0.8;
+  bool adapt_mass = true;
+  bool dense_mass = false;    ///< adapt a dense rather than diagonal mass matrix
+  std::function<void(int64_t iteration)> on_iteration;  ///< progress; may be empty
+};
+
+/// One chain's draws [draws, D] (float32) and what happened on the way.
+struct ChainResult {
+  torch::Tensor draws;
+  torch::Tensor log_density;  ///< [draws] log p at each draw
+  double step_size = 0.0;
+  torch::Tensor inverse_mass;  ///< the adapted inverse mass matrix: [D] diagonal or [D, D] dense
+  int64_t divergences = 0;     ///< after warm-up
+  double mean_accept = 0.0;    ///< mean acceptance statistic after warm-up
+  double mean_leapfrogs = 0.0; ///< leapfrog steps per draw after warm-up
+};
+
+/// Runs one chain from `start` (float64 [D]); random numbers come from `key` alone.
+ChainResult run_chain(const LogDensity& log_density, const torch::Tensor& start, const SamplerSettings& settings,
+                      uint64_t key);
+
+}  // namespace credence

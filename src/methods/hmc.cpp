@@ -1,0 +1,228 @@
+#include "credence/methods/hmc.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "credence/core/error.h"
+#include "credence/core/progress.h"
+#include "credence/core/rng.h"
+#include "credence/eval/diagnostics.h"
+#include "credence/model/subset.h"
+
+namespace credence {
+namespace {
+
+constexpr int64_t kMaxAutoDense = 256;
+
+// Full-batch posterior sampling. The state is q = [theta, log sigma] when the Gaussian noise is
+// learned (then sampled under a Gamma(shape, rate) prior on the precision 1 / sigma^2), else theta.
+class HmcMethod : public Method {
+ public:
+  HmcMethod(const Options& o, bool nuts) : options_(o), nuts_(nuts) {}
+  bool wants_batches() const override { return false; }
+
+  void init(const Problem& problem) override {
+    problem_ = &problem;
+    if (!problem.map) throw InvalidArgument("hmc/nuts start from a MAP fit; none was given");
+    auto* map = dynamic_cast<const ParticlePosterior*>(problem.map->posterior.get());
+    if (!map || map->particles().size(0) != 1)
+      throw InvalidArgument("hmc/nuts start from a single MAP point; fit method 'map' first");
+    likelihood_ = problem.map->likelihood;
+    map_theta_ = map->particles()[0].to(at::kDouble);
+    subset_ = ParamSubset::parse(options_.get_string("subset"), *problem.model);
+    sample_noise_ = likelihood_.kind == LikelihoodKind::Gaussian && likelihood_.learn_sigma;
+  }
+
+  std::shared_ptr<Posterior> finalize() override {
+    const auto& p = *problem_;
+    const int64_t K = subset_.size;
+    auto x = p.train.x.to(at::kDouble);
+    auto y = p.train.task == Task::Regression ? p.train.y.to(at::kDouble) : p.train.y;
+    auto base = map_theta_.to(p.model->device());
+    auto precision = subset_.gather(p.prior.precision).to(at::kDouble);
+    // The last layer alone is a linear model of fixed features: compute them once.
+    torch::Tensor features;
+    if (subset_.last_layer) {
+      at::NoGradGuard no_grad;
+      features = p.model->features(x, base);
+    }
+    const double shape = options_.get_double("noise_shape"), rate = options_.get_double("noise_rate");
+    LogDensity log_density = [&](const torch::Tensor& q, torch::Tensor& grad) {
+      auto qv = q.detach().requires_grad_(true);
+      auto values = qv.narrow(0, 0, K);
+      auto log_sigma = sample_noise_ ? qv[K] : torch::Tensor();
+      torch::Tensor out;
+      if (features.defined()) {
+        const auto& l = subset_.layers.front();
+        out = at::linear(features, values.narrow(0, 0, l.out * l.in).view({l.out, l.in}),
+                         values.narrow(0, l.out * l.in, l.out));
+      } else {
+        out = p.model->forward(x, subset_.scatter(base, values));
+      }
+      auto u = likelihood_.nll(out, y, log_sigma) + 0.5 * (precision * values * values).sum();
+      // Gamma(shape, rate) on tau = exp(-2 s) with the Jacobian of s = log sigma.
+      if (sample_noise_) u = u + 2.0 * shape * log_sigma + rate * at::exp(-2.0 * log_sigma);
+      u.backward();
+      grad.copy_(-qv.grad());
+      return -u.item<double>();
+    };
+
+    SamplerSettings s;
+    s.warmup = options_.get_int("warmup");
+    s.draws = options_.get_int("draws");
+    s.target_accept = options_.get_double("target_accept");
+    const std::string metric = options_.get_string("metric");
+    s.dense_mass = metric == "dense" || (metric == "auto" && K + (sample_noise_ ? 1 : 0) <= kMaxAutoDense);
+    if (nuts_) s.max_depth = static_cast<int>(options_.get_int("max_depth"));
+    else s.steps = options_.get_int("steps");
+    const int64_t chains = options_.get_int("chains");
+    const uint64_t seed = p.train_options.seed;
+    Progress progress(nuts_ ? "nuts" : "hmc", chains * (s.warmup + s.draws), p.train_options.quiet);
+
+    std::vector<torch::Tensor> thetas, noise;
+    const int64_t thin = options_.get_int("thin");
+    report_ = {{"init", options_.get_string("init")}, {"chains", chains}, {"warmup", s.warmup}, {"draws", s.draws},
+               {"thin", thin}, {"subset", subset_.spec},
+               {"metric", s.dense_mass ? "dense" : "diag"}};
+    int64_t divergences = 0;
+    auto starts = chain_starts(chains);
+    for (int64_t c = 0; c < chains; ++c) {
+      // Chains are independent units of work: each depends on (seed, c) alone.
+      auto q0 = sample_noise_ ? at::cat({starts[c], at::full({1}, std::log(likelihood_.sigma), at::kDouble)}) : starts[c];
+      s.on_iteration = [&](int64_t it) {
+        progress.update(c * (s.warmup + s.draws) + it + 1, fmt::format("chain {}/{}", c + 1, chains));
+      };
+      auto r = run_chain(log_density, q0.to(at::kCPU), s, rng_key(seed, Stream::Sample, 1, c));
+      auto kept = r.draws.slice(0, 0, s.draws, thin);
+      thetas.push_back(subset_.scatter(map_theta_.to(at::kFloat), kept.narrow(1, 0, K).contiguous()).to(p.model->dtype()));
+      if (sample_noise_) noise.push_back(kept.select(1, K));
+      divergences += r.divergences;
+      report_["step_size"].push_back(r.step_size);
+      report_["accept"].push_back(r.mean_accept);
+      report_["leapfrogs"].push_back(r.mean_leapfrogs);
+      report_["divergences"].push_back(r.divergences);
+      log_density_.push_back(r.log_density);
+    }
+    progress.finish();
+    if (chains >= 2 && s.draws >= 4) {
+      auto d = summarize(at::stack(log_density_));
+      report_["rhat_log_density"] = d.rhat_max;
+      report_["ess_bulk_log_density"] = d.ess_bulk_min;
+      report_["ess_tail_log_density"] = d.ess_tail_min;
+      for (const auto& w : d.warnings()) fmt::print(stderr, "warning: {} log density: {}\n", nuts_ ? "nuts" : "hmc", w);
+    }
+    if (divergences > 0)
+      fmt::print(stderr, "warning: {} divergent transitions after warm-up; raise target_accept (now {})\n",
+                 divergences, s.target_accept);
+    auto posterior = std::make_shared<ParticlePosterior>(at::cat(thetas).to(p.model->device()));
+    posterior->set_chains(chains);
+    if (sample_noise_) posterior->set_log_sigma(at::cat(noise).to(p.model->device(), p.model->dtype()));
+    return posterior;
+  }
+
+  Likelihood fitted_likelihood() const override { return likelihood_; }
+
+  // Subset values [K] (float64, CPU) where each chain starts: the MAP point, fresh
+  // initializations, or draws from a Laplace approximation around the MAP (a cheap posterior
+  // approximation as the warm start).
+  std::vector<torch::Tensor> chain_starts(int64_t chains) const {
+    const auto& p = *problem_;
+    const uint64_t seed = p.train_options.seed;
+    const std::string init = options_.get_string("init");
+    std::vector<torch::Tensor> starts;
+    torch::Tensor laplace_draws;
+    if (init == "laplace") {
+      auto [info, laplace_options] = resolve_method("laplace:subset=" + subset_.spec);
+      auto laplace = info->make(laplace_options);
+      laplace->init(p);
+      laplace_draws = laplace->finalize()->sample(chains, rng_key(seed, Stream::Init, 3));
+    }
+    for (int64_t c = 0; c < chains; ++c) {
+      torch::Tensor theta = init == "map" ? map_theta_
+                            : init == "laplace" ? laplace_draws[c]
+                                                : p.model->init_params(rng_key(seed, Stream::Init, 2, c));
+      starts.push_back(subset_.gather(theta.to(at::kDouble)).to(at::kCPU));
+    }
+    return starts;
+  }
+  nlohmann::json report() const override { return report_; }
+
+ private:
+  Options options_;
+  bool nuts_;
+  const Problem* problem_ = nullptr;
+  Likelihood likelihood_;
+  torch::Tensor map_theta_;
+  ParamSubset subset_;
+  bool sample_noise_ = false;
+  nlohmann::json report_;
+  std::vector<torch::Tensor> log_density_;
+};
+
+std::vector<Field> sampler_fields() {
+  return {{"chains", FieldType::Int, "4", "independent chains", {}},
+          {"warmup", FieldType::Int, "500", "warm-up iterations per chain (step size and mass adaptation)", {}},
+          {"draws", FieldType::Int, "500", "draws kept per chain", {}},
+          {"target_accept", FieldType::Double, "0.8", "target mean acceptance statistic in (0, 1)", {}},
+          {"init", FieldType::Choice, "map",
+           "chain starts: map (the MAP fit), laplace (draws from a Laplace approximation) or random",
+           {"map", "laplace", "random"}},
+          {"subset", FieldType::String, "all", "parameters sampled: all, last_layer or names:PATTERN (others stay at the MAP)", {}},
+          {"thin", FieldType::Int, "1", "keep every k-th draw", {}},
+          {"metric", FieldType::Choice, "auto",
+           "mass matrix adapted in warm-up: diag, dense, or auto (dense up to 256 sampled coordinates)",
+           {"auto", "diag", "dense"}},
+          {"noise_shape", FieldType::Double, "1", "Gamma prior on the noise precision: shape", {}},
+          {"noise_rate", FieldType::Double, "0.1", "Gamma prior on the noise precision: rate", {}}};
+}
+
+void validate_sampler(const std::string& name, const Options& o) {
+  auto positive = [&](const char* key) {
+    if (o.get_int(key) < 1) throw InvalidArgument(fmt::format("{}: {} must be >= 1, got {}", name, key, o.get_int(key)));
+  };
+  positive("chains");
+  positive("draws");
+  positive("thin");
+  if (o.get_int("warmup") < 0) throw InvalidArgument(fmt::format("{}: warmup must be >= 0", name));
+  const double t = o.get_double("target_accept");
+  if (!(t > 0 && t < 1)) throw InvalidArgument(fmt::format("{}: target_accept must be in (0, 1), got {}", name, t));
+  if (!(o.get_double("noise_shape") > 0 && o.get_double("noise_rate") > 0))
+    throw InvalidArgument(fmt::format("{}: noise_shape and noise_rate must be > 0", name));
+}
+
+}  // namespace
+
+MethodInfo nuts_method_info() {
+  MethodInfo info;
+  info.name = "nuts";
+  info.summary = "No-U-Turn sampler on the full-batch posterior (adapted step size and diagonal mass)";
+  info.fields = sampler_fields();
+  info.fields.push_back({"max_depth", FieldType::Int, "8", "tree depth limit (2^depth - 1 leapfrog steps)", {}});
+  info.post_hoc = true;
+  info.make = [](const Options& o) { return std::make_unique<HmcMethod>(o, true); };
+  info.validate = [](const Options& o) {
+    validate_sampler("nuts", o);
+    if (o.get_int("max_depth") < 1 || o.get_int("max_depth") > 14)
+      throw InvalidArgument(fmt::format("nuts: max_depth must be in [1, 14], got {}", o.get_int("max_depth")));
+  };
+  return info;
+}
+
+MethodInfo hmc_method_info() {
+  MethodInfo info;
+  info.name = "hmc";
+  info.summary = "Hamiltonian Monte Carlo with a fixed number of leapfrog steps on the full-batch posterior";
+  info.fields = sampler_fields();
+  info.fields.push_back({"steps", FieldType::Int, "32", "leapfrog steps per draw", {}});
+  info.post_hoc = true;
+  info.make = [](const Options& o) { return std::make_unique<HmcMethod>(o, false); };
+  info.validate = [](const Options& o) {
+    validate_sampler("hmc", o);
+    if (o.get_int("steps") < 1) throw InvalidArgument(fmt::format("hmc: steps must be >= 1"));
+  };
+  return info;
+}
+
+}  // namespace credence
