@@ -223,6 +223,7 @@ int main(int argc, char** argv) {
                       {"test_spec", test_s}, {"method", method},          {"rep", r},
                       {"seed", seed},       {"n_train", req.data.fit.size()}, {"n_test", test.size()}};
           for (const auto& [k, v] : credence::standard_metrics(p, test.y)) row[k] = v;
+          for (const auto& [k, v] : credence::convergence_metrics(fitted, p)) row[k] = v;
           row["fit_seconds"] = fit_seconds;
           row["predict_seconds"] = predict_seconds;
           if (!a.quiet) fmt::print(stderr, "{}\n", row.dump());

@@ -3,6 +3,7 @@
 #include "credence/core/error.h"
 #include "credence/methods/ensemble.h"
 #include "credence/methods/hmc.h"
+#include "credence/methods/ivon.h"
 #include "credence/methods/laplace.h"
 #include "credence/methods/map.h"
 #include "credence/methods/mcdropout.h"
@@ -10,6 +11,7 @@
 #include "credence/methods/particles.h"
 #include "credence/methods/sgmcmc.h"
 #include "credence/methods/swag.h"
+#include "credence/methods/vi.h"
 
 namespace credence {
 
@@ -37,6 +39,8 @@ const std::vector<MethodInfo>& method_registry() {
       sghmc_method_info(),
       psgld_method_info(),
       csgmcmc_method_info(),
+      ivon_method_info(),
+      vi_method_info(),
   };
   return registry;
 }

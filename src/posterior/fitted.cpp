@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "credence/core/error.h"
+#include "credence/eval/diagnostics.h"
 
 namespace credence {
 
@@ -90,6 +91,16 @@ FittedModel FittedModel::load(const std::string& path, torch::Device device, con
   f.standardizer.x_mean = f.standardizer.x_mean.defined() ? f.standardizer.x_mean.to(device) : f.standardizer.x_mean;
   f.standardizer.x_std = f.standardizer.x_std.defined() ? f.standardizer.x_std.to(device) : f.standardizer.x_std;
   return f;
+}
+
+std::map<std::string, double> convergence_metrics(const FittedModel& fitted, const Predictive& predictive,
+                                                  std::vector<std::string>* warnings) {
+  auto* particles = dynamic_cast<const ParticlePosterior*>(fitted.posterior.get());
+  if (!particles || particles->chains() < 2) return {};
+  auto d = prediction_diagnostics(predictive, particles->chains());
+  if (warnings)
+    for (const auto& w : d.warnings()) warnings->push_back(w);
+  return {{"rhat", d.rhat_p90}, {"rhat_max", d.rhat_max}, {"ess", d.ess_bulk_min}, {"ess_tail", d.ess_tail_min}};
 }
 
 }  // namespace credence

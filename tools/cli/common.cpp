@@ -8,7 +8,6 @@
 
 #include "credence/core/error.h"
 #include "credence/core/runtime.h"
-#include "credence/eval/diagnostics.h"
 
 namespace credence::cli {
 
@@ -43,14 +42,9 @@ void TrainFlags::add(CLI::App& app) {
 }
 
 void add_chain_diagnostics(const FittedModel& fitted, const Predictive& predictive, Row& row) {
-  auto* particles = dynamic_cast<const ParticlePosterior*>(fitted.posterior.get());
-  if (!particles || particles->chains() < 2) return;
-  auto d = prediction_diagnostics(predictive, particles->chains());
-  row["rhat"] = d.rhat_p90;
-  row["rhat_max"] = d.rhat_max;
-  row["ess"] = d.ess_bulk_min;
-  row["ess_tail"] = d.ess_tail_min;
-  for (const auto& w : d.warnings()) fmt::print(stderr, "warning: {}: {}\n", fitted.method, w);
+  std::vector<std::string> warnings;
+  for (const auto& [k, v] : convergence_metrics(fitted, predictive, &warnings)) row[k] = v;
+  for (const auto& w : warnings) fmt::print(stderr, "warning: {}: {}\n", fitted.method, w);
 }
 
 void print_table(const std::vector<Row>& rows) {

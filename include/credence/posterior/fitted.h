@@ -30,4 +30,10 @@ struct FittedModel {
                           const Model* expected = nullptr);
 };
 
+/// For MCMC posteriors (several chains): R-hat and ESS of the test predictions, as `rhat` (90th
+/// percentile), `rhat_max`, `ess` (smallest bulk ESS) and `ess_tail`; empty for other
+/// posteriors. Appends what failed the recommended thresholds to `warnings` when given.
+std::map<std::string, double> convergence_metrics(const FittedModel& fitted, const Predictive& predictive,
+                                                  std::vector<std::string>* warnings = nullptr);
+
 }  // namespace credence

@@ -1,0 +1,167 @@
+#include "credence/methods/ivon.h"
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "credence/core/error.h"
+#include "credence/core/rng.h"
+
+namespace credence {
+namespace {
+
+// As in sgmcmc: a learned Gaussian noise follows the running mean squared residual, a plain mean
+// over the first 1 / kSigmaRate steps, then an exponential average with this rate.
+constexpr double kSigmaRate = 0.01;
+
+// State: the posterior mean m, the Hessian estimate h and the gradient momentum g, all [P]. The
+// posterior is N(m, 1 / (ess (h + delta))) with delta = prior precision / N, the weight decay.
+class IvonMethod : public Method {
+ public:
+  explicit IvonMethod(const Options& o)
+      : hess_init_(o.get_double("hess_init")),
+        beta1_(o.get_double("beta1")),
+        beta2_(o.get_double("beta2")),
+        ess_(o.get_double("ess")),
+        clip_(o.get_double("clip")),
+        mc_samples_(o.get_int("mc_samples")) {}
+
+  void init(const Problem& problem) override {
+    problem_ = &problem;
+    n_ = problem.train.size();
+    lambda_ = ess_ > 0 ? ess_ : static_cast<double>(n_);
+    lr_ = problem.train_options.lr;
+    seed_ = problem.train_options.seed;
+    auto mean = problem.model->init_params(seed_);  // where MAP starts
+    state_["mean"] = mean;
+    state_["hess"] = at::full_like(mean, hess_init_);
+    state_["momentum"] = at::zeros_like(mean);
+    delta_ = problem.prior.precision.to(mean.options()) / static_cast<double>(n_);
+    const auto& lik = problem.likelihood;
+    if (lik.kind == LikelihoodKind::Gaussian && lik.learn_sigma)
+      state_["log_sigma"] = at::full({}, std::log(lik.sigma), mean.options());
+  }
+
+  StepInfo step(const Batch& batch) override {
+    const auto& p = *problem_;
+    auto& m = state_["mean"];
+    auto& h = state_["hess"];
+    auto& g = state_["momentum"];
+    const int64_t P = m.size(0);
+    auto sigma = at::rsqrt(lambda_ * (h + delta_));
+    // Keyed by step, so a data-parallel run draws the same weights.
+    auto eps = keyed_randn({mc_samples_, P}, rng_key(seed_, Stream::Noise, batch.step), m.options());
+    auto theta = (m + sigma * eps).requires_grad_(true);
+    // One sample takes the plain forward path (no batched matmuls).
+    auto out = mc_samples_ == 1 ? p.model->forward(batch.x, theta.select(0, 0)).unsqueeze(0)
+                                : p.model->forward(batch.x, theta);
+    auto log_sigma = state_.count("log_sigma") ? state_["log_sigma"] : torch::Tensor();
+    // Per-example NLL gradient of each sample (the prior enters through delta, not the gradient).
+    const double batch_size = static_cast<double>(batch.x.size(0));
+    auto nll = p.likelihood.nll_stacked(out, batch.y, log_sigma) / batch_size;
+    nll.sum().backward();
+    at::NoGradGuard no_grad;
+    auto grad = theta.grad().defined() ? theta.grad() : at::zeros_like(theta);
+    auto ghat = grad.mean(0);
+    // Reparameterization estimate of diag(Hessian): E[grad(m + sigma eps) eps / sigma] = diag(H).
+    auto hhat = (grad * eps).mean(0) / sigma;
+    ++steps_;
+    g.mul_(beta1_).add_(ghat, 1.0 - beta1_);
+    // The "improved" Hessian update: the extra term keeps h + delta > 0 whatever hhat's sign.
+    auto correction = (h - hhat).pow(2) / (h + delta_);
+    h.mul_(beta2_).add_(hhat, 1.0 - beta2_).add_(correction, 0.5 * (1.0 - beta2_) * (1.0 - beta2_));
+    auto gbar = g / (1.0 - std::pow(beta1_, static_cast<double>(steps_)));
+    auto direction = (gbar + delta_ * m) / (h + delta_);
+    if (clip_ > 0) direction.clamp_(-clip_, clip_);
+    m.add_(direction, -lr_);
+    if (log_sigma.defined()) update_sigma(out, batch);
+    const double prior = 0.5 * (delta_ * m * m).sum().item<double>();
+    return {nll.mean().item<double>() + prior};
+  }
+
+  std::shared_ptr<Posterior> finalize() override {
+    auto variance = 1.0 / (lambda_ * (state_["hess"] + delta_));
+    return std::make_shared<GaussianPosterior>(state_["mean"].clone(), variance);
+  }
+
+  Likelihood fitted_likelihood() const override {
+    Likelihood l = problem_->likelihood;
+    auto it = state_.find("log_sigma");
+    if (it != state_.end()) l.sigma = std::exp(it->second.item<double>());
+    return l;
+  }
+
+  // How far h got from its initial value: hess_init_weight = beta2^steps is the weight h0 still
+  // carries, so a value near 1 means the variances mostly reflect hess_init, not the data.
+  nlohmann::json report() const override {
+    const auto& h = state_.at("hess");
+    return {{"steps", steps_},
+            {"ess", lambda_},
+            {"hess_init_weight", std::pow(beta2_, static_cast<double>(steps_))},
+            {"hess_mean", h.mean().item<double>()},
+            {"hess_min", h.min().item<double>()},
+            {"hess_max", h.max().item<double>()}};
+  }
+
+ private:
+  // The noise level that maximizes the expected log-likelihood under q is the mean squared
+  // residual over q's samples; follow its running mean (a stochastic EM step, no learning rate).
+  void update_sigma(const torch::Tensor& out, const Batch& batch) {
+    auto& log_sigma = state_["log_sigma"];
+    const double r2 = (out.select(-1, 0) - batch.y).pow(2).mean().item<double>();
+    const double rate = std::max(1.0 / static_cast<double>(steps_), kSigmaRate);
+    const double var = (1.0 - rate) * std::exp(2.0 * log_sigma.item<double>()) + rate * r2;
+    log_sigma.fill_(0.5 * std::log(std::max(var, 1e-12)));
+  }
+
+  const Problem* problem_ = nullptr;
+  double hess_init_, beta1_, beta2_, ess_, clip_;
+  int64_t mc_samples_;
+  double lambda_ = 0, lr_ = 0;
+  int64_t n_ = 0, steps_ = 0;
+  uint64_t seed_ = 0;
+  torch::Tensor delta_;
+};
+
+void validate_ivon(const Options& o) {
+  auto fail = [](const std::string& what) { throw InvalidArgument("ivon: " + what); };
+  if (!(o.get_double("hess_init") > 0))
+    fail(fmt::format("hess_init must be > 0, got {} (try 0.1, or about the loss's curvature)",
+                     o.get_double("hess_init")));
+  for (const char* key : {"beta1", "beta2"})
+    if (!(o.get_double(key) >= 0 && o.get_double(key) < 1))
+      fail(fmt::format("{} must be in [0, 1), got {}", key, o.get_double(key)));
+  if (!(o.get_double("ess") >= 0))
+    fail(fmt::format("ess must be >= 0 (0: the training set size), got {}", o.get_double("ess")));
+  if (o.get_int("mc_samples") < 1) fail(fmt::format("mc_samples must be >= 1, got {}", o.get_int("mc_samples")));
+  if (!(o.get_double("clip") >= 0))
+    fail(fmt::format("clip must be >= 0 (0: no clipping), got {}", o.get_double("clip")));
+}
+
+}  // namespace
+
+MethodInfo ivon_method_info() {
+  MethodInfo info;
+  info.name = "ivon";
+  info.summary =
+      "IVON variational online Newton: a diagonal Gaussian at about Adam's cost (step --lr, about 0.1, not 1e-3)";
+  info.fields = {
+      {"hess_init", FieldType::Double, "0.1", "initial Hessian estimate h0 (> 0)", {}},
+      {"beta1", FieldType::Double, "0.9", "gradient momentum, in [0, 1)", {}},
+      {"beta2",
+       FieldType::Double,
+       "0.99999",
+       "Hessian momentum, in [0, 1); h forgets h0 as beta2^steps, so lower it for short runs",
+       {}},
+      {"ess", FieldType::Double, "0", "effective sample size lambda (0: N); variance 1 / (ess (h + delta))", {}},
+      {"mc_samples", FieldType::Int, "1", "weight samples per step, their gradients averaged", {}},
+      {"clip", FieldType::Double, "0", "clips each entry of the mean's step to [-clip, clip] (0: off)", {}}};
+  info.make = [](const Options& o) { return std::make_unique<IvonMethod>(o); };
+  info.validate = validate_ivon;
+  return info;
+}
+
+}  // namespace credence

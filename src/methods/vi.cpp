@@ -1,0 +1,313 @@
+#include "credence/methods/vi.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <torch/optim/adam.h>
+
+#include <cmath>
+
+#include "credence/core/error.h"
+#include "credence/core/rng.h"
+#include "credence/core/spec.h"
+#include "credence/model/subset.h"
+#include "credence/posterior/lowrank_gaussian.h"
+
+namespace credence {
+
+namespace {
+// 0.5 * (sum prior_precision * (diag(C) + mean^2) - K - sum log prior_precision - log det C).
+torch::Tensor kl_from(const torch::Tensor& mean, const torch::Tensor& cov_diag, const torch::Tensor& logdet,
+                      const torch::Tensor& prior_precision) {
+  return 0.5 * ((prior_precision * (cov_diag + mean * mean)).sum() - mean.size(-1) -
+                at::log(prior_precision).sum() - logdet);
+}
+}  // namespace
+
+torch::Tensor kl_diag_gaussian(const torch::Tensor& mean, const torch::Tensor& sd,
+                               const torch::Tensor& prior_precision) {
+  return kl_from(mean, sd * sd, 2.0 * at::log(sd).sum(), prior_precision);
+}
+
+torch::Tensor kl_lowrank_gaussian(const torch::Tensor& mean, const torch::Tensor& sd, const torch::Tensor& factor,
+                                  const torch::Tensor& prior_precision) {
+  // det(D + U U^T) = det(D) det(I_R + U^T D^-1 U): only an R x R Cholesky.
+  auto var = sd * sd;
+  auto small = at::eye(factor.size(1), factor.options()) + factor.t().mm(factor / var.unsqueeze(1));
+  auto logdet = at::log(var).sum() + 2.0 * at::log(at::linalg_cholesky(small).diagonal()).sum();
+  return kl_from(mean, var + factor.pow(2).sum(1), logdet, prior_precision);
+}
+
+torch::Tensor kl_full_gaussian(const torch::Tensor& mean, const torch::Tensor& chol,
+                               const torch::Tensor& prior_precision) {
+  return kl_from(mean, chol.pow(2).sum(1), 2.0 * at::log(chol.diagonal()).sum(), prior_precision);
+}
+
+namespace {
+
+enum class Family { Diag, LowRank, Full, Mixture };
+struct FamilyChoice {
+  Family family = Family::Diag;
+  int64_t k = 1;  ///< rank (lowrank) or components (mixture)
+};
+
+FamilyChoice parse_family(const std::string& text) {
+  if (text == "diag") return {Family::Diag, 1};
+  if (text == "full") return {Family::Full, 1};
+  for (auto [prefix, family] : {std::pair{"lowrank:", Family::LowRank}, std::pair{"mixture:", Family::Mixture}}) {
+    const std::string p = prefix;
+    if (text.rfind(p, 0) != 0) continue;
+    const long k = parse_int(text.substr(p.size()), "vi family=" + p + "K");
+    if (k < 1) throw InvalidArgument(fmt::format("vi: family={} needs K >= 1", text));
+    return {family, k};
+  }
+  throw InvalidArgument(fmt::format("vi: unknown family '{}' (known: diag, lowrank:K, full, mixture:K)", text));
+}
+
+// A dense Cholesky factor beyond this size costs more than its benefit (K^2 parameters).
+constexpr int64_t kMaxFullSize = 2000;
+// Weight samples per forward pass when estimating the final ELBO.
+constexpr int64_t kElboChunk = 32;
+
+class ViMethod : public Method {
+ public:
+  explicit ViMethod(const Options& o)
+      : options_(o),
+        family_(parse_family(o.get_string("family"))),
+        samples_(o.get_int("samples")),
+        temperature_(o.get_double("temperature")) {}
+
+  void init(const Problem& problem) override {
+    problem_ = &problem;
+    const auto& model = *problem.model;
+    seed_ = problem.train_options.seed;
+    auto theta0 = model.init_params(seed_);  // VI's mean starts where MAP starts
+    const std::string subset_spec = options_.get_string("subset");
+    if (subset_spec != "all") {
+      subset_ = ParamSubset::parse(subset_spec, model);
+      has_subset_ = true;
+      // The rest are point estimates under their prior (MAP), trained jointly.
+      point_precision_ = problem.prior.precision.clone().index_fill_(0, subset_.index, 0.0);
+      state_["point"] = theta0.clone().requires_grad_(true);
+    }
+    prior_precision_ = gather(problem.prior.precision);
+    const int64_t K = prior_precision_.size(0);
+    check_size(K);
+
+    const int64_t C = family_.family == Family::Mixture ? family_.k : 1;
+    std::vector<torch::Tensor> means;
+    for (int64_t c = 0; c < C; ++c)  // mixture components start apart, as ensemble members do
+      means.push_back(gather(c == 0 ? theta0 : model.init_params(rng_key(seed_, Stream::Init, 1, c))));
+    const double init_std = options_.get_double("init_std");
+    const auto opts = theta0.options();
+    state_["mean"] = at::stack(means).requires_grad_(true);
+    state_["rho"] = at::full({C, K}, std::log(std::expm1(init_std)), opts).requires_grad_(true);
+    if (family_.family == Family::LowRank)  // random: U = 0 is a stationary point of the ELBO
+      state_["factor"] = (keyed_randn({K, family_.k}, rng_key(seed_, Stream::Init, 5), opts) *
+                          (init_std / std::sqrt(static_cast<double>(family_.k))))
+                             .requires_grad_(true);
+    if (family_.family == Family::Full) state_["factor"] = at::zeros({K, K}, opts).requires_grad_(true);
+    const auto& lik = problem.likelihood;
+    if (lik.kind == LikelihoodKind::Gaussian && lik.learn_sigma)
+      state_["log_sigma"] = at::full({}, std::log(lik.sigma), opts).requires_grad_(true);
+
+    std::vector<torch::Tensor> params;
+    for (auto& [name, t] : state_) params.push_back(t);
+    optimizer_ = std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(problem.train_options.lr));
+  }
+
+  StepInfo step(const Batch& batch) override {
+    const auto& p = *problem_;
+    optimizer_->zero_grad();
+    auto theta = draw(samples_, rng_key(seed_, Stream::Noise, batch.step));
+    auto thetas = full(theta);
+    auto out = thetas.size(0) == 1 ? p.model->forward(batch.x, thetas[0]).unsqueeze(0)
+                                   : p.model->forward(batch.x, thetas);
+    // Per example: E_q[batch NLL] / B + T (KL + point parameters' prior) / N.
+    auto nll = p.likelihood.nll_stacked(out, batch.y, log_sigma()).mean() / batch.x.size(0);
+    auto penalty = divergence(theta);
+    if (has_subset_) penalty = penalty + 0.5 * (point_precision_ * state_["point"].pow(2)).sum();
+    auto loss = nll + penalty * (temperature_ / static_cast<double>(p.train.size()));
+    loss.backward();
+    optimizer_->step();
+    return {loss.item<double>()};
+  }
+
+  std::shared_ptr<Posterior> finalize() override {
+    at::NoGradGuard no_grad;
+    estimate_elbo();
+    auto means = full(state_["mean"]);
+    auto sd = at::softplus(state_["rho"]);
+    auto variances = has_subset_ ? subset_.scatter(at::zeros_like(state_["point"]), sd * sd) : sd * sd;
+    auto index = has_subset_ ? subset_.index : torch::Tensor();
+    switch (family_.family) {
+      case Family::Diag: return std::make_shared<GaussianPosterior>(means[0], variances[0]);
+      case Family::LowRank:
+        return std::make_shared<LowRankGaussianPosterior>(means[0], variances[0], state_["factor"], index);
+      case Family::Full:
+        return std::make_shared<LowRankGaussianPosterior>(means[0], at::zeros_like(means[0]), chol(), index);
+      case Family::Mixture:
+        return std::make_shared<MixturePosterior>(means, variances,
+                                                  at::full({means.size(0)}, 1.0 / means.size(0), means.options()));
+    }
+    return {};
+  }
+
+  Likelihood fitted_likelihood() const override {
+    Likelihood l = problem_->likelihood;
+    auto it = state_.find("log_sigma");
+    if (it != state_.end()) l.sigma = std::exp(it->second.item<double>());
+    return l;
+  }
+
+  nlohmann::json report() const override { return report_; }
+
+ private:
+  void check_size(int64_t K) const {
+    const std::string subset = options_.get_string("subset");
+    if (family_.family == Family::Full && K > kMaxFullSize)
+      throw InvalidArgument(fmt::format(
+          "vi: family=full needs at most {} random parameters, but subset={} has {}; use subset=last_layer "
+          "(or names:PATTERN) or family=lowrank:K",
+          kMaxFullSize, subset, K));
+    if (family_.family == Family::LowRank && family_.k > K)
+      throw InvalidArgument(fmt::format("vi: family=lowrank:{} exceeds the {} parameters of subset={}; use K <= {}",
+                                        family_.k, K, subset, K));
+  }
+
+  torch::Tensor gather(const torch::Tensor& theta) const { return has_subset_ ? subset_.gather(theta) : theta; }
+  /// Subset values [S, K] -> full parameter vectors [S, P] (the point estimates elsewhere).
+  torch::Tensor full(const torch::Tensor& values) const {
+    return has_subset_ ? subset_.scatter(state_.at("point"), values) : values;
+  }
+  torch::Tensor log_sigma() const {
+    auto it = state_.find("log_sigma");
+    return it == state_.end() ? torch::Tensor() : it->second;
+  }
+  torch::Tensor chol() const {
+    return at::tril(state_.at("factor"), -1) + at::diag(at::softplus(state_.at("rho")[0]));
+  }
+
+  /// Reparameterized draws [S', K] of the random parameters (S' = C * S for a mixture: S per
+  /// component, so their mean is an unbiased expectation under the equal-weight mixture).
+  torch::Tensor draw(int64_t S, uint64_t key) const {
+    const auto& mean = state_.at("mean");
+    auto sd = at::softplus(state_.at("rho"));
+    const int64_t C = mean.size(0), K = mean.size(1);
+    switch (family_.family) {
+      case Family::Diag:
+      case Family::Mixture: {
+        auto z = keyed_randn({C, S, K}, key, mean.options());
+        return (mean.unsqueeze(1) + sd.unsqueeze(1) * z).reshape({C * S, K});
+      }
+      case Family::LowRank: {
+        const auto& factor = state_.at("factor");
+        const int64_t R = factor.size(1);
+        auto z = keyed_randn({S, K + R}, key, mean.options());
+        return mean + sd * z.narrow(1, 0, K) + z.narrow(1, K, R).mm(factor.t());
+      }
+      case Family::Full: return mean + keyed_randn({S, K}, key, mean.options()).mm(chol().t());
+    }
+    return {};
+  }
+
+  /// KL(q || prior) over the random parameters: closed form for a Gaussian; for a mixture, the
+  /// Monte-Carlo estimate mean(log q - log prior) at its draws `theta`.
+  torch::Tensor divergence(const torch::Tensor& theta) const {
+    const auto& mean = state_.at("mean");
+    auto sd = at::softplus(state_.at("rho"));
+    switch (family_.family) {
+      case Family::Diag: return kl_diag_gaussian(mean[0], sd[0], prior_precision_);
+      case Family::LowRank: return kl_lowrank_gaussian(mean[0], sd[0], state_.at("factor"), prior_precision_);
+      case Family::Full: return kl_full_gaussian(mean[0], chol(), prior_precision_);
+      case Family::Mixture: {
+        const double half_log_2pi = 0.5 * std::log(2 * M_PI);
+        auto z = (theta.unsqueeze(1) - mean.unsqueeze(0)) / sd.unsqueeze(0);  // [S', C, K]
+        auto log_components = -0.5 * z.pow(2).sum(-1) - at::log(sd).sum(-1) - mean.size(1) * half_log_2pi;
+        auto log_q = at::logsumexp(log_components, 1) - std::log(static_cast<double>(mean.size(0)));
+        auto log_prior = -0.5 * (prior_precision_ * theta * theta).sum(-1) +
+                         (0.5 * at::log(prior_precision_) - half_log_2pi).sum();
+        return (log_q - log_prior).mean();
+      }
+    }
+    return {};
+  }
+
+  /// ELBO = E_q[log p(D | theta)] - KL on the whole training set (at T = 1), from `elbo_samples`
+  /// draws; fixed parameters of a subset enter through their log prior density.
+  void estimate_elbo() {
+    const int64_t S = options_.get_int("elbo_samples");
+    if (S == 0) return;
+    const auto& p = *problem_;
+    auto theta = draw(S, rng_key(seed_, Stream::Sample, 1));
+    double nll = 0.0;
+    for (int64_t start = 0; start < theta.size(0); start += kElboChunk) {
+      auto chunk = full(theta.narrow(0, start, std::min(kElboChunk, theta.size(0) - start)));
+      auto out = stacked_outputs(*p.model, p.train.x, chunk, 1000);
+      nll += p.likelihood.nll_stacked(out, p.train.y, log_sigma()).sum().item<double>();
+    }
+    nll /= static_cast<double>(theta.size(0));
+    const double kl = divergence(theta).item<double>();
+    double point_log_prior = 0.0;
+    if (has_subset_) {
+      auto fixed = point_precision_ > 0;
+      auto lam = point_precision_.masked_select(fixed), v = state_["point"].masked_select(fixed);
+      point_log_prior = (0.5 * at::log(lam / (2 * M_PI)) - 0.5 * lam * v * v).sum().item<double>();
+    }
+    report_ = {{"elbo", -nll - kl + point_log_prior},
+               {"expected_nll", nll},
+               {"kl", kl},
+               {"elbo_samples", theta.size(0)}};
+  }
+
+  Options options_;
+  FamilyChoice family_;
+  int64_t samples_ = 1;
+  double temperature_ = 1.0;
+  const Problem* problem_ = nullptr;
+  uint64_t seed_ = 0;
+  bool has_subset_ = false;
+  ParamSubset subset_;
+  torch::Tensor prior_precision_, point_precision_;
+  std::unique_ptr<torch::optim::Adam> optimizer_;
+  nlohmann::json report_ = nlohmann::json::object();
+};
+
+}  // namespace
+
+MethodInfo vi_method_info() {
+  MethodInfo info;
+  info.name = "vi";
+  info.summary = "Variational inference: a Gaussian or Gaussian mixture fitted by the reparameterized ELBO";
+  info.fields = {
+      {"family", FieldType::String, "diag",
+       "diag (mean-field), lowrank:K (diagonal plus rank K), full (dense; at most 2000 random parameters), "
+       "mixture:K (K diagonal Gaussians, equal weights)",
+       {}},
+      {"subset", FieldType::String, "all",
+       "random parameters: all, last_layer, names:PATTERN; the others are trained as point estimates (MAP)", {}},
+      {"samples", FieldType::Int, "1", "weight samples per step (per component for a mixture)", {}},
+      {"temperature", FieldType::Double, "1", "T > 0: minimizes E[NLL] + T * KL; T < 1 is a cold posterior", {}},
+      {"init_std", FieldType::Double, "0.01", "initial posterior standard deviation of every random parameter", {}},
+      {"elbo_samples", FieldType::Int, "8",
+       "draws for the ELBO reported after training (a pass over the training set each); 0 skips it", {}}};
+  info.make = [](const Options& o) { return std::make_unique<ViMethod>(o); };
+  info.validate = [](const Options& o) {
+    parse_family(o.get_string("family"));
+    const std::string subset = o.get_string("subset");
+    if (subset != "all" && subset != "last_layer" && subset.rfind("names:", 0) != 0)
+      throw InvalidArgument(fmt::format("vi: unknown subset '{}' (known: all, last_layer, names:PATTERN)", subset));
+    if (o.get_int("samples") < 1)
+      throw InvalidArgument(fmt::format("vi: samples must be >= 1, got {}", o.get_int("samples")));
+    if (!(o.get_double("temperature") > 0))
+      throw InvalidArgument(
+          fmt::format("vi: temperature must be > 0, got {} (1 is the Bayes posterior)", o.get_double("temperature")));
+    if (!(o.get_double("init_std") > 0))
+      throw InvalidArgument(fmt::format("vi: init_std must be > 0, got {}", o.get_double("init_std")));
+    if (o.get_int("elbo_samples") < 0)
+      throw InvalidArgument(
+          fmt::format("vi: elbo_samples must be >= 0 (0 skips the ELBO), got {}", o.get_int("elbo_samples")));
+  };
+  return info;
+}
+
+}  // namespace credence

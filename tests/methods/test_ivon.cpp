@@ -1,0 +1,130 @@
+// IVON on Bayesian linear regression, where the per-example loss is quadratic: the Hessian
+// estimate, the mean and the variances against closed forms; learned noise; options.
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "credence/credence.h"
+
+namespace credence {
+namespace {
+
+constexpr double kSigma = 0.5, kPrecision = 2.0;
+constexpr int64_t kN = 60;
+
+// Fixed noise, prior precision 2, full batch (each step sees every example).
+FitRequest linear(const std::string& method, int64_t steps, double lr) {
+  FitRequest req;
+  req.data = load_data("synthetic:linear?n=60&d=3&noise=0.5", {torch::kFloat64});
+  req.model = "mlp:";
+  req.likelihood = "gaussian?sigma=0.5";
+  req.dtype = torch::kFloat64;
+  req.train.prior = "2";
+  req.train.batch_size = kN;
+  req.train.epochs = steps;
+  req.train.lr = lr;
+  req.train.quiet = true;
+  req.method = method;
+  return req;
+}
+
+// Over [W (3), b] in standardized units: the exact posterior (mean, precision), the inputs X1 and
+// targets y, and hess, the diagonal of the per-example NLL Hessian X1^T X1 / (sigma^2 N) that h
+// estimates (the prior enters separately, as delta = precision / N).
+struct Exact {
+  torch::Tensor mean, precision, X1, y, hess;
+};
+Exact exact_posterior() {
+  auto raw = load_data("synthetic:linear?n=60&d=3&noise=0.5", {torch::kFloat64}).fit;
+  auto data = Standardizer::fit(raw).apply(raw);
+  auto X1 = at::cat({data.x, at::ones({kN, 1}, at::kDouble)}, 1);
+  auto gram = X1.t().mm(X1) / (kSigma * kSigma);
+  auto precision = gram + kPrecision * at::eye(4, at::kDouble);
+  auto mean = at::linalg_solve(precision, X1.t().mv(data.y) / (kSigma * kSigma));
+  return {mean, precision, X1, data.y, gram.diagonal() / kN};
+}
+
+const GaussianPosterior& gaussian(const FittedModel& f) { return dynamic_cast<const GaussianPosterior&>(*f.posterior); }
+
+// h recovered from the posterior variance 1 / (N (h + delta)), delta = prior precision / N.
+torch::Tensor hessian_estimate(const FittedModel& f) {
+  return 1.0 / (kN * gaussian(f).variance()) - kPrecision / kN;
+}
+
+}  // namespace
+
+TEST(Ivon, HessianConvergesFromFarStarts) {
+  // h starts 400x below and 100x above the truth; with beta2 = 0.99 it forgets h0 within a few
+  // hundred steps. Four weight samples per step also exercise the stacked path.
+  auto exact = exact_posterior();
+  for (double h0 : {0.01, 400.0}) {
+    auto f = fit(linear(fmt::format("ivon:hess_init={},beta2=0.99,mc_samples=4", h0), 1500, 0.05));
+    auto ratio = hessian_estimate(f) / exact.hess;
+    EXPECT_LT((ratio - 1).abs().max().item<double>(), 0.1) << "h0 " << h0 << " ratio " << ratio;
+    EXPECT_LT(f.info["report"]["hess_init_weight"].get<double>(), 1e-6);
+  }
+}
+
+TEST(Ivon, MeanAndVariancesMatchTheConjugatePosterior) {
+  // For a Gaussian target the best diagonal Gaussian has the exact mean and variances
+  // 1 / diag(precision) (not the marginal variances diag(precision^-1)).
+  auto exact = exact_posterior();
+  auto f = fit(linear("ivon:hess_init=1,beta2=0.999", 3000, 0.05));
+  const auto& q = gaussian(f);
+  auto sd = exact.precision.inverse().diagonal().sqrt();
+  auto z = (q.mean() - exact.mean) / sd;
+  EXPECT_LT(z.abs().max().item<double>(), 0.1) << z;
+  auto ratio = q.variance() * exact.precision.diagonal();
+  EXPECT_LT((ratio - 1).abs().max().item<double>(), 0.1) << ratio;
+}
+
+TEST(Ivon, DefaultBeta2MovesTheHessianSlowly) {
+  // With beta2 = 0.99999, E[h_T] = hess + (h0 - hess) beta2^T (E[hhat] = hess on a quadratic;
+  // the improved update's extra term is O((1 - beta2)^2)): 2000 steps move h 2% of the way.
+  auto exact = exact_posterior();
+  const int64_t steps = 2000;
+  const double h0 = 0.1, forget = std::pow(0.99999, steps);
+  auto f = fit(linear("ivon", steps, 0.05));
+  auto moved = hessian_estimate(f) - h0;
+  auto expected = (exact.hess - h0) * (1 - forget);
+  EXPECT_LT(((moved / expected) - 1).abs().max().item<double>(), 0.15) << moved << expected;
+  EXPECT_NEAR(f.info["report"]["hess_init_weight"].get<double>(), forget, 1e-12);
+}
+
+TEST(Ivon, LearnedNoiseIsTheExpectedResidual) {
+  // The noise maximizing the expected log-likelihood under q = N(m, diag(v)) is
+  // sigma^2 = mean_n E_q[(x1_n theta - y_n)^2] = mean_n (x1_n m - y_n)^2 + mean_n sum_j x1_nj^2 v_j.
+  auto exact = exact_posterior();
+  auto req = linear("ivon:hess_init=1,beta2=0.999", 2000, 0.05);
+  req.likelihood = "gaussian";
+  auto f = fit(req);
+  const auto& q = gaussian(f);
+  const double expected =
+      ((exact.X1.mv(q.mean()) - exact.y).pow(2).mean() + exact.X1.pow(2).mv(q.variance()).mean()).item<double>();
+  const double sigma = f.likelihood.sigma;
+  EXPECT_NEAR(sigma * sigma / expected, 1.0, 0.05) << sigma;
+  EXPECT_LT(sigma, 0.9);  // learned, not the initial 1
+}
+
+TEST(Ivon, DeterministicForASeed) {
+  auto run = [](uint64_t seed) {
+    auto req = linear("ivon:beta2=0.99", 50, 0.05);
+    req.train.seed = seed;
+    return fit(req);
+  };
+  auto a = run(0), b = run(0), c = run(1);
+  EXPECT_TRUE(at::equal(gaussian(a).mean(), gaussian(b).mean()));
+  EXPECT_TRUE(at::equal(gaussian(a).variance(), gaussian(b).variance()));
+  EXPECT_FALSE(at::equal(gaussian(a).mean(), gaussian(c).mean()));
+}
+
+TEST(Ivon, BadOptionsAreRefused) {
+  for (std::string spec : {"ivon:hess_init=0", "ivon:hess_init=-1", "ivon:beta1=1", "ivon:beta2=1",
+                           "ivon:beta2=-0.1", "ivon:ess=-5", "ivon:mc_samples=0", "ivon:clip=-1"})
+    EXPECT_THROW(resolve_method(spec), InvalidArgument) << spec;
+  EXPECT_NO_THROW(resolve_method("ivon:ess=1000,clip=0.1,mc_samples=2"));
+}
+
+}  // namespace credence
