@@ -56,28 +56,42 @@ torch::Tensor hessian_estimate(const FittedModel& f) {
 }  // namespace
 
 TEST(Ivon, HessianConvergesFromFarStarts) {
-  // h starts 400x below and 100x above the truth; with beta2 = 0.99 it forgets h0 within a few
-  // hundred steps. Four weight samples per step also exercise the stacked path.
+  // h starts 400x below and 100x above the truth; with beta2 = 0.995 it forgets h0 within about
+  // 2000 steps. 16 weight samples per step (the stacked path) keep h's noise near 2%.
   auto exact = exact_posterior();
   for (double h0 : {0.01, 400.0}) {
-    auto f = fit(linear(fmt::format("ivon:hess_init={},beta2=0.99,mc_samples=4", h0), 1500, 0.05));
+    auto f = fit(linear(fmt::format("ivon:hess_init={},beta2=0.995,mc_samples=16", h0), 2500, 0.05));
     auto ratio = hessian_estimate(f) / exact.hess;
     EXPECT_LT((ratio - 1).abs().max().item<double>(), 0.1) << "h0 " << h0 << " ratio " << ratio;
-    EXPECT_LT(f.info["report"]["hess_init_weight"].get<double>(), 1e-6);
+    EXPECT_NEAR(f.info["report"]["hess_init_weight"].get<double>(), std::pow(0.995, 2500), 1e-15);
   }
 }
 
 TEST(Ivon, MeanAndVariancesMatchTheConjugatePosterior) {
   // For a Gaussian target the best diagonal Gaussian has the exact mean and variances
-  // 1 / diag(precision) (not the marginal variances diag(precision^-1)).
+  // 1 / diag(precision) (not the marginal variances diag(precision^-1)). A constant step leaves
+  // m fluctuating by about sqrt(lr / 2) of q's sd, and h by a few percent (as above).
   auto exact = exact_posterior();
-  auto f = fit(linear("ivon:hess_init=1,beta2=0.999", 3000, 0.05));
+  auto f = fit(linear("ivon:hess_init=1,beta2=0.995,mc_samples=16", 3000, 0.01));
   const auto& q = gaussian(f);
   auto sd = exact.precision.inverse().diagonal().sqrt();
   auto z = (q.mean() - exact.mean) / sd;
-  EXPECT_LT(z.abs().max().item<double>(), 0.1) << z;
+  EXPECT_LT(z.abs().max().item<double>(), 0.15) << z;
   auto ratio = q.variance() * exact.precision.diagonal();
   EXPECT_LT((ratio - 1).abs().max().item<double>(), 0.1) << ratio;
+}
+
+TEST(Ivon, EssTempersThePosterior) {
+  // ess = 4N targets p(theta | D)^4 (temperature 1/4): the same mean (delta stays precision / N)
+  // and a quarter of the variances.
+  auto exact = exact_posterior();
+  auto f = fit(linear("ivon:hess_init=1,beta2=0.995,mc_samples=16,ess=240", 3000, 0.01));
+  const auto& q = gaussian(f);
+  auto sd = exact.precision.inverse().diagonal().sqrt();
+  EXPECT_LT(((q.mean() - exact.mean) / sd).abs().max().item<double>(), 0.15);
+  auto ratio = q.variance() * 4.0 * exact.precision.diagonal();
+  EXPECT_LT((ratio - 1).abs().max().item<double>(), 0.1) << ratio;
+  EXPECT_EQ(f.info["report"]["ess"].get<double>(), 240.0);
 }
 
 TEST(Ivon, DefaultBeta2MovesTheHessianSlowly) {
@@ -104,7 +118,7 @@ TEST(Ivon, LearnedNoiseIsTheExpectedResidual) {
   const double expected =
       ((exact.X1.mv(q.mean()) - exact.y).pow(2).mean() + exact.X1.pow(2).mv(q.variance()).mean()).item<double>();
   const double sigma = f.likelihood.sigma;
-  EXPECT_NEAR(sigma * sigma / expected, 1.0, 0.05) << sigma;
+  EXPECT_NEAR(sigma * sigma / expected, 1.0, 0.03) << sigma;
   EXPECT_LT(sigma, 0.9);  // learned, not the initial 1
 }
 
