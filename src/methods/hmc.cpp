@@ -197,7 +197,7 @@ void validate_sampler(const std::string& name, const Options& o) {
 MethodInfo nuts_method_info() {
   MethodInfo info;
   info.name = "nuts";
-  info.summary = "No-U-Turn sampler on the full-batch posterior (adapted step size and diagonal mass)";
+  info.summary = "No-U-Turn sampler on the full-batch posterior (adapted step size and mass matrix), post-hoc";
   info.fields = sampler_fields();
   info.fields.push_back({"max_depth", FieldType::Int, "8", "tree depth limit (2^depth - 1 leapfrog steps)", {}});
   info.post_hoc = true;
