@@ -79,7 +79,7 @@ torch::Tensor Likelihood::nll(const torch::Tensor& out, const torch::Tensor& y,
 
 torch::Tensor Likelihood::nll_stacked(const torch::Tensor& out, const torch::Tensor& y,
                                       const torch::Tensor& log_sigma) const {
-  const int64_t n = y.size(0);
+  const int64_t n = y.size(-1);  // y is [N], shared, or [S, N], one target set per sample
   switch (kind) {
     case LikelihoodKind::Gaussian: {
       auto ls = log_sigma.defined() ? log_sigma : at::full({}, std::log(sigma), out.options());
@@ -92,12 +92,12 @@ torch::Tensor Likelihood::nll_stacked(const torch::Tensor& out, const torch::Ten
     }
     case LikelihoodKind::Categorical: {
       auto logp = at::log_softmax(out, -1);
-      auto idx = y.view({1, n, 1}).expand({out.size(0), n, 1});
+      auto idx = y.dim() == 2 ? y.unsqueeze(-1) : y.view({1, n, 1}).expand({out.size(0), n, 1});
       return -logp.gather(-1, idx).squeeze(-1).sum(-1);
     }
     case LikelihoodKind::Bernoulli: {
       auto f = out.select(-1, 0);
-      auto t = y.to(f.scalar_type()).unsqueeze(0).expand_as(f);
+      auto t = (y.dim() == 2 ? y : y.unsqueeze(0)).to(f.scalar_type()).expand_as(f);
       return at::binary_cross_entropy_with_logits(f, t, {}, {}, at::Reduction::None).sum(-1);
     }
   }

@@ -39,7 +39,7 @@ StepInfo PointTrainer::step(const Batch& batch) {
   // i.e. weight decay prior_precision / N. The prior's gradient is added directly rather than
   // through autograd, whose graph for it cost ~16% of an mlp:256,256 step (bench/map_throughput).
   auto nll = (theta.dim() == 1 ? p.likelihood.nll(out, batch.y, ls) : p.likelihood.nll_stacked(out, batch.y, ls).sum()) /
-             batch.x.size(0);
+             batch.y.size(-1);
   auto extra = extra_objective(out, batch);
   (extra.defined() ? nll + extra : nll).backward();
   if (!theta.grad().defined()) theta.mutable_grad() = at::zeros_like(theta);

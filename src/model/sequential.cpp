@@ -86,11 +86,23 @@ torch::Tensor SequentialModel::run(const torch::Tensor& x, const torch::Tensor& 
                                       layout_.size, theta.size(-1)));
   const bool stacked = theta.dim() == 2;
   const int64_t S = stacked ? theta.size(0) : 1;
-  const int64_t N = x.size(0);
+  // One input set per parameter vector: [S, N, ...] (e.g. ensemble members on their own batches).
+  const bool per_set = stacked && x.dim() == static_cast<int64_t>(input_shape_.size()) + 2;
+  if (per_set && x.size(0) != S)
+    throw InvalidArgument(fmt::format("{} input sets for {} parameter vectors", x.size(0), S));
+  const int64_t N = per_set ? x.size(1) : x.size(0);
   auto parts = theta.split_with_sizes(layout_.numels(), stacked ? 1 : 0);
   torch::Tensor h = x;
   Layout mode = Layout::Plain;
-  if (layers_.front().kind == LayerDef::Linear) h = h.reshape({N, -1});
+  if (per_set && layers_.front().kind == LayerDef::Linear) {
+    h = h.reshape({S, N, -1});
+    mode = Layout::Stacked;
+  } else if (per_set) {  // [S, N, C, H, W] -> grouped channels [N, S * C, H, W]
+    h = h.transpose(0, 1).reshape({N, -1, h.size(-2), h.size(-1)});
+    mode = Layout::Grouped;
+  } else if (layers_.front().kind == LayerDef::Linear) {
+    h = h.reshape({N, -1});
+  }
   for (size_t i = 0; i < num_layers; ++i) {
     const auto& l = layers_[i];
     switch (l.kind) {

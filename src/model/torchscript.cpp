@@ -94,9 +94,10 @@ class TorchScriptModel : public Model {
       return call(method, x);
     }
     std::vector<torch::Tensor> outs;
+    const bool per_set = x.dim() == static_cast<int64_t>(input_shape_.size()) + 2;
     for (int64_t s = 0; s < theta.size(0); ++s) {
       bind(theta[s]);
-      outs.push_back(call(method, x));
+      outs.push_back(call(method, per_set ? x[s] : x));
     }
     return torch::stack(outs);
   }

@@ -38,6 +38,14 @@ TEST(Ensemble, MembersTrainIndependently) {
   EXPECT_TRUE(at::equal(particles(fit(request("ensemble:members=3"))), three));  // deterministic
 }
 
+TEST(Ensemble, MembersShuffleTheirOwnData) {
+  auto own = particles(fit(request("ensemble:members=3")));
+  auto shared = particles(fit(request("ensemble:members=3,shuffle=shared")));
+  // Member 0 follows the driver's order (it is MAP either way); the others differ.
+  EXPECT_TRUE(at::allclose(own[0], shared[0], 1e-5, 1e-6));
+  EXPECT_FALSE(at::allclose(own[1], shared[1], 1e-3, 1e-4));
+}
+
 TEST(Ensemble, RegressionPredictiveIsTheMixture) {
   FitRequest req;
   req.data = load_data("synthetic:sine?n=200");

@@ -124,6 +124,28 @@ TEST(Model, StackedForwardEqualsSingleForwards) {
                                  at::rand({4, 1, 28, 28}, kF64));
 }
 
+// One input set per parameter vector: x [S, N, ...] with theta [S, P].
+void expect_per_set_inputs_match_singles(const Model& m, const torch::Tensor& xs) {
+  const int64_t S = xs.size(0);
+  std::vector<torch::Tensor> thetas;
+  for (int64_t s = 0; s < S; ++s) thetas.push_back(m.init_params(10 + s));
+  auto out = m.forward(xs, at::stack(thetas));
+  ASSERT_EQ(out.size(0), S);
+  for (int64_t s = 0; s < S; ++s) EXPECT_LT(max_abs_diff(out[s], m.forward(xs[s], thetas[s])), 1e-10) << m.spec();
+}
+
+TEST(Model, PerSetInputsEqualSingleForwards) {
+  expect_per_set_inputs_match_singles(*make_model("mlp:5", {3}, 2, torch::kFloat64), at::randn({3, 7, 3}, kF64));
+  expect_per_set_inputs_match_singles(*make_model("mlp:8,4?act=tanh", {2, 2}, 3, torch::kFloat64),
+                                      at::randn({2, 5, 2, 2}, kF64));
+  expect_per_set_inputs_match_singles(*make_model("cnn:lenet", {1, 28, 28}, 10, torch::kFloat64),
+                                      at::rand({3, 4, 1, 28, 28}, kF64));
+  auto m = make_model("mlp:5", {3}, 2, torch::kFloat64);
+  EXPECT_THROW(m->forward(at::randn({2, 7, 3}, kF64), at::stack({m->init_params(1), m->init_params(2),
+                                                                  m->init_params(3)})),
+               InvalidArgument);
+}
+
 void expect_features_then_last_layer_is_forward(const Model& m, const torch::Tensor& x) {
   ASSERT_TRUE(m.has_features());
   auto theta = m.init_params(5);

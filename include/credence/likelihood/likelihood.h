@@ -31,7 +31,7 @@ struct Likelihood {
   /// `log_sigma` (a scalar tensor) overrides sigma for the Gaussian, so it can be learned.
   torch::Tensor nll(const torch::Tensor& out, const torch::Tensor& y,
                     const torch::Tensor& log_sigma = {}) const;
-  /// Per-sample summed NLL for stacked outputs [S, N, O]: [S].
+  /// Per-sample summed NLL for stacked outputs [S, N, O] and targets [N] (shared) or [S, N]: [S].
   torch::Tensor nll_stacked(const torch::Tensor& out, const torch::Tensor& y,
                             const torch::Tensor& log_sigma = {}) const;
   /// The predictive of stacked outputs [S, N, O] with component `weights` [S] (undefined:

@@ -40,7 +40,7 @@ struct Problem {
 };
 
 struct Batch {
-  torch::Tensor x, y;
+  torch::Tensor x, y;  ///< [B, ...] and [B]; or one batch per stacked member, [M, B, ...] and [M, B]
   torch::Tensor index;  ///< rows of the training set (keys per-example random numbers)
   int64_t epoch = 0, step = 0;
 };

@@ -50,8 +50,9 @@ class Model {
   virtual int64_t output_dim() const = 0;
   /// Fresh parameters [P] with PyTorch's default initialization, drawn from `seed`.
   virtual torch::Tensor init_params(uint64_t seed) const = 0;
-  /// theta [P] -> outputs [N, O]; theta [S, P] -> [S, N, O]. Records layer inputs/outputs into
-  /// `trace` when given (single theta only).
+  /// theta [P] -> outputs [N, O]; theta [S, P] -> [S, N, O], with x shared [N, ...] or one
+  /// input set per parameter vector [S, N, ...]. Records layer inputs/outputs into `trace` when
+  /// given (single theta only).
   virtual torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& theta,
                                 ForwardTrace* trace = nullptr) const = 0;
   /// forward() with inverted dropout at rate `p` on the input of every fully connected layer:
