@@ -28,8 +28,8 @@ torch::Tensor kl_diag_gaussian(const torch::Tensor& mean, const torch::Tensor& s
   return kl_from(mean, sd * sd, 2.0 * at::log(sd).sum(), prior_precision);
 }
 
-torch::Tensor kl_lowrank_gaussian(const torch::Tensor& mean, const torch::Tensor& sd, const torch::Tensor& factor,
-                                  const torch::Tensor& prior_precision) {
+torch::Tensor kl_lowrank_gaussian(const torch::Tensor& mean, const torch::Tensor& sd,
+                                  const torch::Tensor& factor, const torch::Tensor& prior_precision) {
   // det(D + U U^T) = det(D) det(I_R + U^T D^-1 U): only an R x R Cholesky.
   auto var = sd * sd;
   auto small = at::eye(factor.size(1), factor.options()) + factor.t().mm(factor / var.unsqueeze(1));
@@ -53,14 +53,16 @@ struct FamilyChoice {
 FamilyChoice parse_family(const std::string& text) {
   if (text == "diag") return {Family::Diag, 1};
   if (text == "full") return {Family::Full, 1};
-  for (auto [prefix, family] : {std::pair{"lowrank:", Family::LowRank}, std::pair{"mixture:", Family::Mixture}}) {
+  for (auto [prefix, family] :
+       {std::pair{"lowrank:", Family::LowRank}, std::pair{"mixture:", Family::Mixture}}) {
     const std::string p = prefix;
     if (text.rfind(p, 0) != 0) continue;
     const long k = parse_int(text.substr(p.size()), "vi family=" + p + "K");
     if (k < 1) throw InvalidArgument(fmt::format("vi: family={} needs K >= 1", text));
     return {family, k};
   }
-  throw InvalidArgument(fmt::format("vi: unknown family '{}' (known: diag, lowrank:K, full, mixture:K)", text));
+  throw InvalidArgument(
+      fmt::format("vi: unknown family '{}' (known: diag, lowrank:K, full, mixture:K)", text));
 }
 
 // A dense Cholesky factor beyond this size costs more than its benefit (K^2 parameters).
@@ -112,7 +114,8 @@ class ViMethod : public Method {
 
     std::vector<torch::Tensor> params;
     for (auto& [name, t] : state_) params.push_back(t);
-    optimizer_ = std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(problem.train_options.lr));
+    optimizer_ =
+        std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(problem.train_options.lr));
   }
 
   StepInfo step(const Batch& batch) override {
@@ -140,14 +143,15 @@ class ViMethod : public Method {
     auto variances = has_subset_ ? subset_.scatter(at::zeros_like(state_["point"]), sd * sd) : sd * sd;
     auto index = has_subset_ ? subset_.index : torch::Tensor();
     switch (family_.family) {
-      case Family::Diag: return std::make_shared<GaussianPosterior>(means[0], variances[0]);
+      case Family::Diag:
+        return std::make_shared<GaussianPosterior>(means[0], variances[0]);
       case Family::LowRank:
         return std::make_shared<LowRankGaussianPosterior>(means[0], variances[0], state_["factor"], index);
       case Family::Full:
         return std::make_shared<LowRankGaussianPosterior>(means[0], at::zeros_like(means[0]), chol(), index);
       case Family::Mixture:
-        return std::make_shared<MixturePosterior>(means, variances,
-                                                  at::full({means.size(0)}, 1.0 / means.size(0), means.options()));
+        return std::make_shared<MixturePosterior>(
+            means, variances, at::full({means.size(0)}, 1.0 / means.size(0), means.options()));
     }
     return {};
   }
@@ -170,11 +174,14 @@ class ViMethod : public Method {
           "(or names:PATTERN) or family=lowrank:K",
           kMaxFullSize, subset, K));
     if (family_.family == Family::LowRank && family_.k > K)
-      throw InvalidArgument(fmt::format("vi: family=lowrank:{} exceeds the {} parameters of subset={}; use K <= {}",
-                                        family_.k, K, subset, K));
+      throw InvalidArgument(
+          fmt::format("vi: family=lowrank:{} exceeds the {} parameters of subset={}; use K <= {}", family_.k,
+                      K, subset, K));
   }
 
-  torch::Tensor gather(const torch::Tensor& theta) const { return has_subset_ ? subset_.gather(theta) : theta; }
+  torch::Tensor gather(const torch::Tensor& theta) const {
+    return has_subset_ ? subset_.gather(theta) : theta;
+  }
   /// Subset values [S, K] -> full parameter vectors [S, P] (the point estimates elsewhere).
   torch::Tensor full(const torch::Tensor& values) const {
     return has_subset_ ? subset_.scatter(state_.at("point"), values) : values;
@@ -205,7 +212,8 @@ class ViMethod : public Method {
         auto z = keyed_randn({S, K + R}, key, mean.options());
         return mean + sd * z.narrow(1, 0, K) + z.narrow(1, K, R).mm(factor.t());
       }
-      case Family::Full: return mean + keyed_randn({S, K}, key, mean.options()).mm(chol().t());
+      case Family::Full:
+        return mean + keyed_randn({S, K}, key, mean.options()).mm(chol().t());
     }
     return {};
   }
@@ -216,46 +224,60 @@ class ViMethod : public Method {
     const auto& mean = state_.at("mean");
     auto sd = at::softplus(state_.at("rho"));
     switch (family_.family) {
-      case Family::Diag: return kl_diag_gaussian(mean[0], sd[0], prior_precision_);
-      case Family::LowRank: return kl_lowrank_gaussian(mean[0], sd[0], state_.at("factor"), prior_precision_);
-      case Family::Full: return kl_full_gaussian(mean[0], chol(), prior_precision_);
-      case Family::Mixture: {
-        const double half_log_2pi = 0.5 * std::log(2 * M_PI);
-        auto z = (theta.unsqueeze(1) - mean.unsqueeze(0)) / sd.unsqueeze(0);  // [S', C, K]
-        auto log_components = -0.5 * z.pow(2).sum(-1) - at::log(sd).sum(-1) - mean.size(1) * half_log_2pi;
-        auto log_q = at::logsumexp(log_components, 1) - std::log(static_cast<double>(mean.size(0)));
-        auto log_prior = -0.5 * (prior_precision_ * theta * theta).sum(-1) +
-                         (0.5 * at::log(prior_precision_) - half_log_2pi).sum();
-        return (log_q - log_prior).mean();
-      }
+      case Family::Diag:
+        return kl_diag_gaussian(mean[0], sd[0], prior_precision_);
+      case Family::LowRank:
+        return kl_lowrank_gaussian(mean[0], sd[0], state_.at("factor"), prior_precision_);
+      case Family::Full:
+        return kl_full_gaussian(mean[0], chol(), prior_precision_);
+      case Family::Mixture:
+        return log_ratio(theta).mean();
     }
     return {};
   }
 
+  /// log q(theta) - log prior(theta) [S'] for the mixture at draws theta [S', K].
+  torch::Tensor log_ratio(const torch::Tensor& theta) const {
+    const auto& mean = state_.at("mean");
+    auto sd = at::softplus(state_.at("rho"));
+    const double half_log_2pi = 0.5 * std::log(2 * M_PI);
+    auto z = (theta.unsqueeze(1) - mean.unsqueeze(0)) / sd.unsqueeze(0);  // [S', C, K]
+    auto log_components = -0.5 * z.pow(2).sum(-1) - at::log(sd).sum(-1) - mean.size(1) * half_log_2pi;
+    auto log_q = at::logsumexp(log_components, 1) - std::log(static_cast<double>(mean.size(0)));
+    auto log_prior = -0.5 * (prior_precision_ * theta * theta).sum(-1) +
+                     (0.5 * at::log(prior_precision_) - half_log_2pi).sum();
+    return log_q - log_prior;
+  }
+
   /// ELBO = E_q[log p(D | theta)] - KL on the whole training set (at T = 1), from `elbo_samples`
-  /// draws; fixed parameters of a subset enter through their log prior density.
+  /// draws, with its Monte-Carlo standard error; fixed parameters of a subset enter through their
+  /// log prior density (a point has no KL), so with a subset it is not a bound.
   void estimate_elbo() {
     const int64_t S = options_.get_int("elbo_samples");
     if (S == 0) return;
     const auto& p = *problem_;
     auto theta = draw(S, rng_key(seed_, Stream::Sample, 1));
-    double nll = 0.0;
+    std::vector<torch::Tensor> nlls;
     for (int64_t start = 0; start < theta.size(0); start += kElboChunk) {
       auto chunk = full(theta.narrow(0, start, std::min(kElboChunk, theta.size(0) - start)));
-      auto out = stacked_outputs(*p.model, p.train.x, chunk, 1000);
-      nll += p.likelihood.nll_stacked(out, p.train.y, log_sigma()).sum().item<double>();
+      nlls.push_back(p.likelihood.nll_stacked(stacked_outputs(*p.model, p.train.x, chunk, 1000), p.train.y,
+                                              log_sigma()));
     }
-    nll /= static_cast<double>(theta.size(0));
-    const double kl = divergence(theta).item<double>();
+    auto nll = at::cat(nlls);
+    auto kl = family_.family == Family::Mixture ? log_ratio(theta) : divergence(theta).expand_as(nll);
     double point_log_prior = 0.0;
     if (has_subset_) {
       auto fixed = point_precision_ > 0;
       auto lam = point_precision_.masked_select(fixed), v = state_["point"].masked_select(fixed);
       point_log_prior = (0.5 * at::log(lam / (2 * M_PI)) - 0.5 * lam * v * v).sum().item<double>();
     }
-    report_ = {{"elbo", -nll - kl + point_log_prior},
-               {"expected_nll", nll},
-               {"kl", kl},
+    auto terms = -nll - kl;
+    const double count = static_cast<double>(terms.size(0));
+    const double standard_error = count > 1 ? terms.std().item<double>() / std::sqrt(count) : NAN;
+    report_ = {{"elbo", terms.mean().item<double>() + point_log_prior},
+               {"elbo_stderr", standard_error},
+               {"expected_nll", nll.mean().item<double>()},
+               {"kl", kl.mean().item<double>()},
                {"elbo_samples", theta.size(0)}};
   }
 
@@ -279,28 +301,45 @@ MethodInfo vi_method_info() {
   info.name = "vi";
   info.summary = "Variational inference: a Gaussian or Gaussian mixture fitted by the reparameterized ELBO";
   info.fields = {
-      {"family", FieldType::String, "diag",
+      {"family",
+       FieldType::String,
+       "diag",
        "diag (mean-field), lowrank:K (diagonal plus rank K), full (dense; at most 2000 random parameters), "
        "mixture:K (K diagonal Gaussians, equal weights)",
        {}},
-      {"subset", FieldType::String, "all",
-       "random parameters: all, last_layer, names:PATTERN; the others are trained as point estimates (MAP)", {}},
+      {"subset",
+       FieldType::String,
+       "all",
+       "random parameters: all, last_layer, names:PATTERN; the others are trained as point estimates (MAP)",
+       {}},
       {"samples", FieldType::Int, "1", "weight samples per step (per component for a mixture)", {}},
-      {"temperature", FieldType::Double, "1", "T > 0: minimizes E[NLL] + T * KL; T < 1 is a cold posterior", {}},
-      {"init_std", FieldType::Double, "0.01", "initial posterior standard deviation of every random parameter", {}},
-      {"elbo_samples", FieldType::Int, "8",
-       "draws for the ELBO reported after training (a pass over the training set each); 0 skips it", {}}};
+      {"temperature",
+       FieldType::Double,
+       "1",
+       "T > 0: minimizes E[NLL] + T * KL; T < 1 is a cold posterior",
+       {}},
+      {"init_std",
+       FieldType::Double,
+       "0.01",
+       "initial posterior standard deviation of every random parameter",
+       {}},
+      {"elbo_samples",
+       FieldType::Int,
+       "8",
+       "draws for the ELBO reported after training (a pass over the training set each); 0 skips it",
+       {}}};
   info.make = [](const Options& o) { return std::make_unique<ViMethod>(o); };
   info.validate = [](const Options& o) {
     parse_family(o.get_string("family"));
     const std::string subset = o.get_string("subset");
     if (subset != "all" && subset != "last_layer" && subset.rfind("names:", 0) != 0)
-      throw InvalidArgument(fmt::format("vi: unknown subset '{}' (known: all, last_layer, names:PATTERN)", subset));
+      throw InvalidArgument(
+          fmt::format("vi: unknown subset '{}' (known: all, last_layer, names:PATTERN)", subset));
     if (o.get_int("samples") < 1)
       throw InvalidArgument(fmt::format("vi: samples must be >= 1, got {}", o.get_int("samples")));
     if (!(o.get_double("temperature") > 0))
-      throw InvalidArgument(
-          fmt::format("vi: temperature must be > 0, got {} (1 is the Bayes posterior)", o.get_double("temperature")));
+      throw InvalidArgument(fmt::format("vi: temperature must be > 0, got {} (1 is the Bayes posterior)",
+                                        o.get_double("temperature")));
     if (!(o.get_double("init_std") > 0))
       throw InvalidArgument(fmt::format("vi: init_std must be > 0, got {}", o.get_double("init_std")));
     if (o.get_int("elbo_samples") < 0)

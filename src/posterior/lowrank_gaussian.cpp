@@ -8,16 +8,17 @@
 
 namespace credence {
 
-LowRankGaussianPosterior::LowRankGaussianPosterior(torch::Tensor mean, torch::Tensor variance, torch::Tensor factor,
-                                                   torch::Tensor index)
+LowRankGaussianPosterior::LowRankGaussianPosterior(torch::Tensor mean, torch::Tensor variance,
+                                                   torch::Tensor factor, torch::Tensor index)
     : mean_(mean.detach()), variance_(variance.detach()), factor_(factor.detach()), index_(std::move(index)) {
   if (mean_.dim() != 1 || mean_.sizes() != variance_.sizes() || factor_.dim() != 2)
     throw InvalidArgument("low-rank Gaussian posterior: mean and variance must be [P], factor [K, R]");
   const int64_t rows = index_.defined() ? index_.numel() : mean_.size(0);
   if (factor_.size(0) != rows)
-    throw InvalidArgument(fmt::format("low-rank Gaussian posterior: factor has {} rows for {} indexed parameters",
-                                      factor_.size(0), rows));
-  if (at::any(variance_ < 0).item<bool>()) throw NumericalError("low-rank Gaussian posterior: negative variance");
+    throw InvalidArgument(fmt::format(
+        "low-rank Gaussian posterior: factor has {} rows for {} indexed parameters", factor_.size(0), rows));
+  if (at::any(variance_ < 0).item<bool>())
+    throw NumericalError("low-rank Gaussian posterior: negative variance");
 }
 
 torch::Tensor LowRankGaussianPosterior::sample(int64_t n, uint64_t seed) const {

@@ -15,8 +15,8 @@ MethodInfo vi_method_info();
 torch::Tensor kl_diag_gaussian(const torch::Tensor& mean, const torch::Tensor& sd,
                                const torch::Tensor& prior_precision);
 /// C = diag(sd^2) + U U^T with U [K, R] (log-determinant by the matrix determinant lemma).
-torch::Tensor kl_lowrank_gaussian(const torch::Tensor& mean, const torch::Tensor& sd, const torch::Tensor& factor,
-                                  const torch::Tensor& prior_precision);
+torch::Tensor kl_lowrank_gaussian(const torch::Tensor& mean, const torch::Tensor& sd,
+                                  const torch::Tensor& factor, const torch::Tensor& prior_precision);
 /// C = L L^T with L [K, K] lower triangular with a positive diagonal.
 torch::Tensor kl_full_gaussian(const torch::Tensor& mean, const torch::Tensor& chol,
                                const torch::Tensor& prior_precision);
