@@ -9,6 +9,7 @@
 
 #include "credence/credence.h"
 #include "credence/methods/hmc.h"
+#include "conjugate.h"
 
 namespace credence {
 namespace {
@@ -108,7 +109,6 @@ TEST(Hmc, NutsOnNealsFunnel) {
   // Var x_i = E exp(v) = exp(1.5^2 / 2).
   auto mild = run_funnel(1.5, 0.9);
   auto v = mild.draws.select(1, 0);
-  std::cout << "mild v " << v.mean().item<double>() << " " << v.std().item<double>() << " x var " << mild.draws.narrow(1, 1, 3).var().item<double>() << " div " << mild.divergences << "\n";
   EXPECT_LT(std::abs(v.mean().item<double>()), 0.15);
   EXPECT_NEAR(v.std().item<double>(), 1.5, 0.15);
   EXPECT_NEAR(mild.draws.narrow(1, 1, 3).var().item<double>(), std::exp(1.125), 0.6);
@@ -116,21 +116,12 @@ TEST(Hmc, NutsOnNealsFunnel) {
   // misses the neck: v's spread is underestimated.
   auto hard = run_funnel(3.0, 0.8);
   auto vh = hard.draws.select(1, 0);
-  std::cout << "hard v " << vh.mean().item<double>() << " " << vh.std().item<double>() << " div " << hard.divergences << "\n";
   EXPECT_GT(hard.divergences, 0);
   EXPECT_LT(vh.std().item<double>(), 3.0);
 }
 
 TEST(Hmc, NutsReproducesTheConjugatePosterior) {
-  FitRequest req;
-  req.data = load_data("synthetic:linear?n=60&d=3&noise=0.5", {torch::kFloat64});
-  req.model = "mlp:";
-  req.likelihood = "gaussian?sigma=0.5";
-  req.dtype = torch::kFloat64;
-  req.train.prior = "2";
-  req.train.epochs = 50;
-  req.train.quiet = true;
-  req.method = "nuts:chains=2,warmup=300,draws=1000";
+  auto req = conjugate_request("nuts:chains=2,warmup=300,draws=1000", 50, 1e-3);  // the MAP start
   auto f = fit(req);
   auto draws = dynamic_cast<const ParticlePosterior&>(*f.posterior).particles();
   ASSERT_EQ(draws.size(0), 2000);
@@ -141,7 +132,6 @@ TEST(Hmc, NutsReproducesTheConjugatePosterior) {
   auto c = draws - draws.mean(0);
   auto sample_cov = c.t().mm(c) / (draws.size(0) - 1);
   auto sd = cov.diag().sqrt();
-  std::cout << ((draws.mean(0) - mean) / sd) << (sample_cov.diag() / cov.diag()) << "\n";
   // NUTS draws of a Gaussian posterior are nearly independent; allow an ESS of half the draws.
   EXPECT_LT(((draws.mean(0) - mean) / sd).abs().max().item<double>(), 4.0 / std::sqrt(1000.0));
   EXPECT_TRUE(at::allclose(sample_cov.diag(), cov.diag(), 0.15, 0));

@@ -7,27 +7,16 @@
 #include <cmath>
 
 #include "credence/credence.h"
+#include "conjugate.h"
 
 namespace credence {
 namespace {
 
 constexpr double kSigma = 0.5, kPrecision = 2.0;
-constexpr int64_t kN = 60;
+constexpr int64_t kN = kConjugateRows;
 
-// Fixed noise, prior precision 2, full batch (each step sees every example).
 FitRequest linear(const std::string& method, int64_t steps, double lr) {
-  FitRequest req;
-  req.data = load_data("synthetic:linear?n=60&d=3&noise=0.5", {torch::kFloat64});
-  req.model = "mlp:";
-  req.likelihood = "gaussian?sigma=0.5";
-  req.dtype = torch::kFloat64;
-  req.train.prior = "2";
-  req.train.batch_size = kN;
-  req.train.epochs = steps;
-  req.train.lr = lr;
-  req.train.quiet = true;
-  req.method = method;
-  return req;
+  return conjugate_request(method, steps, lr);
 }
 
 // Over [W (3), b] in standardized units: the exact posterior (mean, precision), the inputs X1 and

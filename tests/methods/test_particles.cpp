@@ -7,6 +7,7 @@
 
 #include "credence/credence.h"
 #include "credence/methods/particles.h"
+#include "conjugate.h"
 
 #include <fmt/format.h>
 
@@ -108,16 +109,7 @@ LinearPosterior exact_linear_posterior(const Dataset& raw) {
 }  // namespace
 
 TEST(Particles, SvgdReachesTheConjugatePosterior) {
-  FitRequest req;
-  req.data = load_data("synthetic:linear?n=60&d=3&noise=0.5", {torch::kFloat64});
-  req.model = "mlp:";
-  req.likelihood = "gaussian?sigma=0.5";
-  req.dtype = torch::kFloat64;
-  req.train.prior = "2";
-  req.train.batch_size = 60;  // full batch: SVGD's fixed point without minibatch noise
-  req.train.epochs = 800;
-  req.train.lr = 0.03;
-  req.train.quiet = true;
+  auto req = conjugate_request("svgd", 800, 0.03);  // full batch: SVGD's fixed point without minibatch noise
   auto exact = exact_linear_posterior(req.data.fit);
   // SVGD's fixed point has the exact mean; its spread approaches the posterior covariance only
   // as the particles grow (finite-particle variance collapse), so the error must shrink with M.

@@ -9,32 +9,21 @@
 #include <cmath>
 
 #include "credence/credence.h"
+#include "conjugate.h"
 #include "credence/methods/sgmcmc.h"
 
 namespace credence {
 namespace {
 
 constexpr double kSigma = 0.5, kPrecision = 2.0;
-constexpr int64_t kN = 60;
+constexpr int64_t kN = kConjugateRows;
 
 torch::Tensor particles(const FittedModel& f) {
   return dynamic_cast<const ParticlePosterior&>(*f.posterior).particles();
 }
 
-// Bayesian linear regression with fixed noise, full batch (each step sees every example).
 FitRequest linear(const std::string& method, int64_t epochs, double lr) {
-  FitRequest req;
-  req.data = load_data("synthetic:linear?n=60&d=3&noise=0.5", {torch::kFloat64});
-  req.model = "mlp:";
-  req.likelihood = "gaussian?sigma=0.5";
-  req.dtype = torch::kFloat64;
-  req.train.prior = "2";
-  req.train.batch_size = kN;
-  req.train.epochs = epochs;
-  req.train.lr = lr;
-  req.train.quiet = true;
-  req.method = method;
-  return req;
+  return conjugate_request(method, epochs, lr);
 }
 
 // The exact posterior over [W (3), b] in standardized units, the inputs X1 = [x, 1], and the

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "credence/credence.h"
+#include "conjugate.h"
 #include "credence/methods/vi.h"
 #include "credence/posterior/lowrank_gaussian.h"
 
@@ -58,18 +59,7 @@ double dense_kl(const torch::Tensor& m, const torch::Tensor& C, const torch::Ten
 }
 
 FitRequest linear_request(const std::string& method, int64_t epochs, double lr) {
-  FitRequest req;
-  req.data = load_data("synthetic:linear?n=60&d=3&noise=0.5", {torch::kFloat64});
-  req.model = "mlp:";
-  req.likelihood = "gaussian?sigma=0.5";
-  req.dtype = torch::kFloat64;
-  req.train.prior = "2";
-  req.train.batch_size = 60;  // full batch: only the weight samples are random
-  req.train.epochs = epochs;
-  req.train.lr = lr;
-  req.train.quiet = true;
-  req.method = method;
-  return req;
+  return conjugate_request(method, epochs, lr);
 }
 
 struct Moments {

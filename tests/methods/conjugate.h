@@ -1,0 +1,30 @@
+#pragma once
+// Bayesian linear regression shared by the method tests: 60 rows of synthetic:linear (3 inputs,
+// noise 0.5), the linear model `mlp:`, fixed noise 0.5, prior precision 2, float64, full batch,
+// so that every method's answer can be checked against the closed-form posterior.
+#include <ATen/ATen.h>
+
+#include <string>
+
+#include "credence/credence.h"
+
+namespace credence {
+
+constexpr int64_t kConjugateRows = 60;
+
+inline FitRequest conjugate_request(const std::string& method, int64_t epochs, double lr) {
+  FitRequest req;
+  req.data = load_data("synthetic:linear?n=60&d=3&noise=0.5", {torch::kFloat64});
+  req.model = "mlp:";
+  req.likelihood = "gaussian?sigma=0.5";
+  req.dtype = torch::kFloat64;
+  req.train.prior = "2";
+  req.train.batch_size = kConjugateRows;  // full batch: each step sees every example
+  req.train.epochs = epochs;
+  req.train.lr = lr;
+  req.train.quiet = true;
+  req.method = method;
+  return req;
+}
+
+}  // namespace credence
