@@ -59,6 +59,13 @@ class ParticleMethod : public PointTrainer {
     for (long m = 0; m < members; ++m)
       inits.push_back(problem.model->init_params(m == 0 ? seed : rng_key(seed, Stream::Init, 1, m)));
     setup(problem, at::stack(inits), options_.get_string("optimizer"));
+    per_member_ = options_.get_string("shuffle") == "member" && members > 1;
+  }
+
+  StepInfo step(const Batch& batch) override {
+    if (!per_member_) return PointTrainer::step(batch);
+    shared_x_ = batch.x;  // where function-space kernels compare the members
+    return PointTrainer::step(member_batches_.make(*problem_, batch, options_.get_int("members")));
   }
 
  protected:
@@ -66,7 +73,8 @@ class ParticleMethod : public PointTrainer {
   // density repulsion on member i's outputs (on the batch plus optional random context points).
   torch::Tensor extra_objective(const torch::Tensor& outputs, const Batch& batch) override {
     if (!function_space_ || outputs.dim() != 3 || outputs.size(0) < 2) return {};
-    auto f = outputs;
+    // Members on their own batches are compared on the driver's batch, one more forward pass.
+    auto f = per_member_ ? problem_->model->forward(shared_x_, state_["theta"]) : outputs;
     const long context = options_.get_int("context");
     if (context > 0) {
       auto shape = problem_->model->input_shape();
@@ -103,12 +111,17 @@ class ParticleMethod : public PointTrainer {
   const Problem* problem_ = nullptr;
   bool function_space_ = false;
   double bandwidth_ = 0.0;
+  bool per_member_ = false;
+  MemberBatches member_batches_;
+  torch::Tensor shared_x_;
 };
 
 std::vector<Field> common_fields(const std::string& members) {
   return {{"members", FieldType::Int, members, "number of particles (members)", {}},
           {"optimizer", FieldType::Choice, "adam", "optimizer: adam or sgd (momentum 0.9)", {"adam", "sgd"}},
-          {"bandwidth", FieldType::Double, "0", "RBF kernel bandwidth h in exp(-d^2/h); 0: median heuristic", {}}};
+          {"bandwidth", FieldType::Double, "0", "RBF kernel bandwidth h in exp(-d^2/h); 0: median heuristic", {}},
+          {"shuffle", FieldType::Choice, "member",
+           "data order: member (each its own shuffle) or shared (one order for all)", {"member", "shared"}}};
 }
 
 void validate_common(const std::string& name, const Options& o) {

@@ -6,7 +6,37 @@
 
 #include <cmath>
 
+#include "credence/core/rng.h"
+
 namespace credence {
+
+Batch MemberBatches::make(const Problem& problem, const Batch& batch, int64_t members) {
+  const auto& train = problem.train;
+  const int64_t n = train.size(), b = batch.x.size(0);
+  const int64_t bs = std::min(problem.train_options.batch_size, n);
+  const int64_t steps_per_epoch = (n + bs - 1) / bs;
+  if (batch.epoch != epoch_) {
+    std::vector<torch::Tensor> perms;
+    for (int64_t m = 0; m < members; ++m)
+      perms.push_back(keyed_permutation(n, rng_key(problem.train_options.seed, Stream::Shuffle, batch.epoch, m)));
+    perms_ = at::stack(perms).to(train.x.device());
+    epoch_ = batch.epoch;
+  }
+  const int64_t start = (batch.step - batch.epoch * steps_per_epoch) * bs;
+  auto idx = perms_.narrow(1, start, b).reshape({-1});
+  auto shape = train.x.sizes().vec();
+  shape[0] = members * b;
+  if (!x_buf_.defined() || x_buf_.size(0) < members * b) {
+    x_buf_ = at::empty(shape, train.x.options());
+    y_buf_ = at::empty({members * b}, train.y.options());
+  }
+  auto bx = x_buf_.narrow(0, 0, members * b), by = y_buf_.narrow(0, 0, members * b);
+  at::index_select_out(bx, train.x, 0, idx);
+  at::index_select_out(by, train.y, 0, idx);
+  shape[0] = b;
+  shape.insert(shape.begin(), members);
+  return {bx.view(shape), by.view({members, b}), batch.index, batch.epoch, batch.step};
+}
 
 void PointTrainer::setup(const Problem& problem, torch::Tensor theta, const std::string& optimizer) {
   problem_ = &problem;

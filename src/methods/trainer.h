@@ -10,6 +10,19 @@
 
 namespace credence {
 
+/// Per-member minibatches for M stacked members: member m takes the rows at the batch's positions
+/// of its own keyed permutation of the epoch (member 0's is the fit driver's), gathered into one
+/// [M, B, ...] batch in reused buffers.
+class MemberBatches {
+ public:
+  Batch make(const Problem& problem, const Batch& batch, int64_t members);
+
+ private:
+  int64_t epoch_ = -1;
+  torch::Tensor perms_;  // [M, N]: this epoch's permutation of each member
+  torch::Tensor x_buf_, y_buf_;
+};
+
 class PointTrainer : public Method {
  public:
   StepInfo step(const Batch& batch) override;
