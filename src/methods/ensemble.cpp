@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 
 #include "credence/core/error.h"
-#include "credence/core/rng.h"
 #include "trainer.h"
 
 namespace credence {
@@ -17,12 +16,9 @@ class EnsembleMethod : public PointTrainer {
   void init(const Problem& problem) override {
     const long members = options_.get_int("members");
     if (members < 1) throw InvalidArgument(fmt::format("ensemble: members must be >= 1, got {}", members));
-    // Member 0 starts where MAP starts, so a one-member ensemble is MAP; the others get keyed seeds.
-    std::vector<torch::Tensor> inits;
-    const uint64_t seed = problem.train_options.seed;
-    for (long m = 0; m < members; ++m)
-      inits.push_back(problem.model->init_params(m == 0 ? seed : rng_key(seed, Stream::Init, 1, m)));
-    setup(problem, at::stack(inits), options_.get_string("optimizer"));
+    // Member 0 starts where MAP starts, so a one-member ensemble is MAP.
+    setup(problem, member_init_params(*problem.model, problem.train_options.seed, members),
+          options_.get_string("optimizer"));
     problem_ = &problem;
     members_ = members;
     per_member_ = options_.get_string("shuffle") == "member" && members > 1;

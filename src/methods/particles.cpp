@@ -54,11 +54,8 @@ class ParticleMethod : public PointTrainer {
     const long members = options_.get_int("members");
     function_space_ = rule_ == Rule::Repulsive && options_.get_string("space") == "function";
     bandwidth_ = options_.get_double("bandwidth");
-    std::vector<torch::Tensor> inits;
-    const uint64_t seed = problem.train_options.seed;
-    for (long m = 0; m < members; ++m)
-      inits.push_back(problem.model->init_params(m == 0 ? seed : rng_key(seed, Stream::Init, 1, m)));
-    setup(problem, at::stack(inits), options_.get_string("optimizer"));
+    setup(problem, member_init_params(*problem.model, problem.train_options.seed, members),
+          options_.get_string("optimizer"));
     per_member_ = options_.get_string("shuffle") == "member" && members > 1;
   }
 

@@ -1,6 +1,8 @@
+#include <ATen/ATen.h>
 #include <fmt/format.h>
 
 #include "credence/core/error.h"
+#include "credence/core/rng.h"
 #include "credence/methods/ensemble.h"
 #include "credence/methods/hmc.h"
 #include "credence/methods/ivon.h"
@@ -21,6 +23,12 @@ void TrainOptions::validate() const {
   if (epochs < 0) throw InvalidArgument(fmt::format("--epochs must be >= 0, got {}", epochs));
   if (batch_size < 1) throw InvalidArgument(fmt::format("--batch-size must be >= 1, got {}", batch_size));
   if (!(lr > 0)) throw InvalidArgument(fmt::format("--lr must be > 0, got {}", lr));
+}
+
+torch::Tensor member_init_params(const Model& model, uint64_t seed, int64_t members) {
+  std::vector<torch::Tensor> inits;
+  for (int64_t m = 0; m < members; ++m) inits.push_back(model.init_params(m == 0 ? seed : rng_key(seed, Stream::Init, 1, m)));
+  return at::stack(inits);
 }
 
 const std::vector<MethodInfo>& method_registry() {

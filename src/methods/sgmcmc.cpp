@@ -107,12 +107,8 @@ class SgmcmcMethod : public Method {
     } catch (const InvalidArgument& e) {
       throw InvalidArgument(fmt::format("{}: {}", name_, e.what()));
     }
-    // As in ensemble: chain 0 starts where MAP starts, the others from keyed seeds.
-    const long chains = options_.get_int("chains");
-    std::vector<torch::Tensor> inits;
-    for (long c = 0; c < chains; ++c)
-      inits.push_back(problem.model->init_params(c == 0 ? seed_ : rng_key(seed_, Stream::Init, 1, c)));
-    auto theta = at::stack(inits).requires_grad_(true);
+    const int64_t chains = options_.get_int("chains");
+    auto theta = member_init_params(*problem.model, seed_, chains).requires_grad_(true);
     state_["theta"] = theta;
     if (momentum_ > 0) state_["velocity"] = at::zeros_like(theta);
     const auto& lik = problem.likelihood;

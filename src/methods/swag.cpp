@@ -6,7 +6,6 @@
 #include <cmath>
 
 #include "credence/core/error.h"
-#include "credence/core/rng.h"
 #include "credence/posterior/swag.h"
 #include "trainer.h"
 
@@ -34,11 +33,7 @@ class SwagMethod : public PointTrainer {
     start_epoch_ = start_epoch(options_.get_double("start"), train.epochs);
     epochs_ = train.epochs;
     collect_lr_ = train.lr * options_.get_double("lr_factor");
-    // As in ensemble: member 0 starts where MAP starts, the others from keyed seeds.
-    std::vector<torch::Tensor> inits;
-    for (long m = 0; m < members_; ++m)
-      inits.push_back(problem.model->init_params(m == 0 ? train.seed : rng_key(train.seed, Stream::Init, 1, m)));
-    setup(problem, at::stack(inits), options_.get_string("optimizer"));
+    setup(problem, member_init_params(*problem.model, train.seed, members_), options_.get_string("optimizer"));
   }
 
   StepInfo step(const Batch& batch) override {

@@ -9,7 +9,7 @@
 
 #include "credence/credence.h"
 #include "credence/methods/hmc.h"
-#include "conjugate.h"
+#include "problems.h"
 
 namespace credence {
 namespace {

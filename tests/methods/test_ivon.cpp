@@ -7,7 +7,7 @@
 #include <cmath>
 
 #include "credence/credence.h"
-#include "conjugate.h"
+#include "problems.h"
 
 namespace credence {
 namespace {

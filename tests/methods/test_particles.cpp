@@ -3,30 +3,15 @@
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
+#include <fmt/format.h>
 #include <torch/autograd.h>
 
 #include "credence/credence.h"
 #include "credence/methods/particles.h"
-#include "conjugate.h"
-
-#include <fmt/format.h>
+#include "problems.h"
 
 namespace credence {
 namespace {
-
-torch::Tensor particles(const FittedModel& f) {
-  return dynamic_cast<const ParticlePosterior&>(*f.posterior).particles();
-}
-
-FitRequest moons(const std::string& method) {
-  FitRequest req;
-  req.data = load_data("synthetic:moons?n=200");
-  req.model = "mlp:16";
-  req.train.epochs = 10;
-  req.train.quiet = true;
-  req.method = method;
-  return req;
-}
 
 double mean_pairwise_distance(const torch::Tensor& points) {
   auto flat = points.reshape({points.size(0), -1});
@@ -67,28 +52,28 @@ TEST(Particles, MedianBandwidth) {
 }
 
 TEST(Particles, OneParticleIsMap) {
-  auto map = particles(fit(moons("map")));
+  auto map = particles_of(fit(moons_request("map")));
   for (std::string m : {"svgd:members=1", "repulsive:members=1,space=weight", "repulsive:members=1"})
-    EXPECT_TRUE(at::allclose(particles(fit(moons(m))), map, 1e-5, 1e-6)) << m;
+    EXPECT_TRUE(at::allclose(particles_of(fit(moons_request(m))), map, 1e-5, 1e-6)) << m;
 }
 
 TEST(Particles, RepulsionSpreadsMembers) {
-  auto plain = particles(fit(moons("ensemble:members=4")));
-  auto weight = particles(fit(moons("repulsive:members=4,space=weight")));
+  auto plain = particles_of(fit(moons_request("ensemble:members=4")));
+  auto weight = particles_of(fit(moons_request("repulsive:members=4,space=weight")));
   EXPECT_GT(mean_pairwise_distance(weight), mean_pairwise_distance(plain));
   // In function space the members disagree more on the data than the plain ensemble's do.
   auto x = load_data("synthetic:moons?n=200").fit;
   auto disagreement = [&](const std::string& m) {
-    return fit(moons(m)).predict(x).sample_probs.var(0).mean().item<double>();
+    return fit(moons_request(m)).predict(x).sample_probs.var(0).mean().item<double>();
   };
   EXPECT_GT(disagreement("repulsive:members=4"), disagreement("ensemble:members=4"));
 }
 
 TEST(Particles, BadOptionsAreRefused) {
-  EXPECT_THROW(fit(moons("svgd:members=0")), InvalidArgument);
-  EXPECT_THROW(fit(moons("svgd:bandwidth=-1")), InvalidArgument);
-  EXPECT_THROW(fit(moons("repulsive:space=weight,context=4")), InvalidArgument);
-  EXPECT_THROW(fit(moons("repulsive:space=output")), InvalidArgument);
+  EXPECT_THROW(fit(moons_request("svgd:members=0")), InvalidArgument);
+  EXPECT_THROW(fit(moons_request("svgd:bandwidth=-1")), InvalidArgument);
+  EXPECT_THROW(fit(moons_request("repulsive:space=weight,context=4")), InvalidArgument);
+  EXPECT_THROW(fit(moons_request("repulsive:space=output")), InvalidArgument);
 }
 
 }  // namespace credence
@@ -116,7 +101,7 @@ TEST(Particles, SvgdReachesTheConjugatePosterior) {
   std::vector<double> cov_errors;
   for (int members : {10, 50, 200}) {
     req.method = fmt::format("svgd:members={},optimizer=sgd", members);
-    auto p = particles(fit(req));
+    auto p = particles_of(fit(req));
     auto mean = p.mean(0);
     auto centered = p - mean;
     auto cov = centered.t().mm(centered) / (members - 1);

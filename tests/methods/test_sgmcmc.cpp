@@ -9,7 +9,7 @@
 #include <cmath>
 
 #include "credence/credence.h"
-#include "conjugate.h"
+#include "problems.h"
 #include "credence/methods/sgmcmc.h"
 
 namespace credence {

@@ -7,7 +7,7 @@
 #include <cmath>
 
 #include "credence/credence.h"
-#include "conjugate.h"
+#include "problems.h"
 #include "credence/methods/vi.h"
 #include "credence/posterior/lowrank_gaussian.h"
 

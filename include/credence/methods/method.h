@@ -79,6 +79,10 @@ struct MethodInfo {
   std::function<void(const Options&)> validate;
 };
 
+/// Starting parameters [M, P] of M stacked members, chains or particles: member 0 starts where
+/// MAP starts (init_params(seed)), member m from the keyed seed (seed, Init, 1, m).
+torch::Tensor member_init_params(const Model& model, uint64_t seed, int64_t members);
+
 const std::vector<MethodInfo>& method_registry();
 /// InvalidArgument naming the known methods when `name` is not one.
 const MethodInfo& find_method(const std::string& name);

@@ -1,0 +1,47 @@
+#pragma once
+// Small problems shared by the method tests.
+#include <ATen/ATen.h>
+
+#include <string>
+
+#include "credence/credence.h"
+
+namespace credence {
+
+constexpr int64_t kConjugateRows = 60;
+
+/// Bayesian linear regression: 60 rows of synthetic:linear (3 inputs, noise 0.5), the linear
+/// model `mlp:`, fixed noise 0.5, prior precision 2, float64, full batch, so that every method's
+/// answer can be checked against the closed-form posterior.
+inline FitRequest conjugate_request(const std::string& method, int64_t epochs, double lr) {
+  FitRequest req;
+  req.data = load_data("synthetic:linear?n=60&d=3&noise=0.5", {torch::kFloat64});
+  req.model = "mlp:";
+  req.likelihood = "gaussian?sigma=0.5";
+  req.dtype = torch::kFloat64;
+  req.train.prior = "2";
+  req.train.batch_size = kConjugateRows;  // full batch: each step sees every example
+  req.train.epochs = epochs;
+  req.train.lr = lr;
+  req.train.quiet = true;
+  req.method = method;
+  return req;
+}
+
+/// Two-moons classification with a small network, 10 epochs: quick fits of any method.
+inline FitRequest moons_request(const std::string& method) {
+  FitRequest req;
+  req.data = load_data("synthetic:moons?n=200");
+  req.model = "mlp:16";
+  req.train.epochs = 10;
+  req.train.quiet = true;
+  req.method = method;
+  return req;
+}
+
+/// The parameter vectors of a particle posterior (members, particles, draws): [S, P].
+inline torch::Tensor particles_of(const FittedModel& f) {
+  return dynamic_cast<const ParticlePosterior&>(*f.posterior).particles();
+}
+
+}  // namespace credence
