@@ -6,6 +6,7 @@
 #include "credence/methods/ensemble.h"
 #include "credence/methods/hmc.h"
 #include "credence/methods/ivon.h"
+#include "credence/methods/pacbayes.h"
 #include "credence/methods/laplace.h"
 #include "credence/methods/map.h"
 #include "credence/methods/mcdropout.h"
@@ -49,6 +50,7 @@ const std::vector<MethodInfo>& method_registry() {
       csgmcmc_method_info(),
       ivon_method_info(),
       vi_method_info(),
+      pacbayes_method_info(),
   };
   return registry;
 }

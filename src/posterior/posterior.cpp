@@ -8,6 +8,7 @@
 
 #include "credence/core/error.h"
 #include "credence/core/rng.h"
+#include "credence/posterior/certified.h"
 #include "credence/posterior/dropout.h"
 #include "credence/posterior/laplace.h"
 #include "credence/posterior/lowrank_gaussian.h"
@@ -148,6 +149,7 @@ std::unique_ptr<Posterior> load_posterior(const TensorMap& tensors, const nlohma
   if (kind == "mixture")
     return std::make_unique<MixturePosterior>(get("posterior.means"), get("posterior.variances"),
                                               get("posterior.weights"));
+  if (kind == "certified_gaussian") return CertifiedGaussianPosterior::load(tensors, meta);
   if (kind == "gaussian") return std::make_unique<GaussianPosterior>(get("posterior.mean"), get("posterior.variance"));
   throw IoError(fmt::format("unknown posterior kind '{}' in file (written by a newer credence?)", kind));
 }

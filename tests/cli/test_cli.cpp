@@ -206,3 +206,28 @@ TEST_F(Cli, BadInputsGiveOneLineErrors) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(Cli, BoundCertifiesPacBayesFitsOnly) {
+  auto post = path("pb.crd");
+  auto r = run("fit -q --data 'synthetic:moons?n=400' --model mlp:16 --epochs 20 --lr 0.01 --method "
+               "'pacbayes:prior_std=0.1' --out '" + post + "'");
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto json = path("bound.json");
+  r = run("bound --posterior '" + post + "' --test 'synthetic:moons?n=400&part=test' --networks 2000 --json '" +
+          json + "'");
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto j = read_json(json);
+  EXPECT_EQ(j["n"], 200);         // the half the prior never saw
+  EXPECT_EQ(j["networks"], 2000);  // 10 passes over 200 rows
+  EXPECT_GT(j["bound"].get<double>(), j["error_estimate"].get<double>());
+  EXPECT_LT(j["bound"].get<double>(), 1.0);
+  EXPECT_GE(j["test_error"].get<double>(), 0.0);
+  EXPECT_NE(r.output.find("0-1 error"), std::string::npos) << r.output;
+  // The data prior saw part of the training set: other data cannot be certified.
+  expect_error("bound --posterior '" + post + "' --data 'synthetic:moons?n=400&part=test'", "omit --data");
+  expect_error("bound --posterior '" + fit_sine() + "'", "--method pacbayes");
+}
+
+}  // namespace
