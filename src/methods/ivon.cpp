@@ -9,6 +9,7 @@
 
 #include "credence/core/error.h"
 #include "credence/core/rng.h"
+#include "ivon_update.h"
 
 namespace credence {
 namespace {
@@ -51,34 +52,34 @@ class IvonMethod : public Method {
     auto& h = state_["hess"];
     auto& g = state_["momentum"];
     const int64_t P = m.size(0);
-    auto sigma = at::rsqrt(lambda_ * (h + delta_));
-    // Keyed by step, so a data-parallel run draws the same weights.
-    auto eps = keyed_randn({mc_samples_, P}, rng_key(seed_, Stream::Noise, batch.step), m.options());
-    auto theta = (m + sigma * eps).requires_grad_(true);
+    const bool fused = ivon::can_fuse(m);
+    if (!theta_.defined()) {  // buffers reused across steps: fresh memory is slow to touch
+      eps_ = at::empty({mc_samples_, P}, m.options().device(torch::kCPU));
+      sigma_ = at::empty_like(m);
+      theta_ = at::empty({mc_samples_, P}, m.options()).requires_grad_(true);
+    }
+    {
+      at::NoGradGuard no_grad;
+      // Keyed by step, so a data-parallel run draws the same weights.
+      eps_.normal_(0.0, 1.0, cpu_generator(rng_key(seed_, Stream::Noise, batch.step)));
+      auto eps = eps_.to(m.device());
+      ivon::sample(m, h, delta_, lambda_, eps, sigma_, theta_, fused);
+      if (theta_.grad().defined()) theta_.mutable_grad().zero_();
+    }
     // One sample takes the plain forward path (no batched matmuls).
-    auto out = mc_samples_ == 1 ? p.model->forward(batch.x, theta.select(0, 0)).unsqueeze(0)
-                                : p.model->forward(batch.x, theta);
+    auto out = mc_samples_ == 1 ? p.model->forward(batch.x, theta_.select(0, 0)).unsqueeze(0)
+                                : p.model->forward(batch.x, theta_);
     auto log_sigma = state_.count("log_sigma") ? state_["log_sigma"] : torch::Tensor();
     // Per-example NLL gradient of each sample (the prior enters through delta, not the gradient).
     const double batch_size = static_cast<double>(batch.x.size(0));
     auto nll = p.likelihood.nll_stacked(out, batch.y, log_sigma) / batch_size;
     nll.sum().backward();
     at::NoGradGuard no_grad;
-    auto grad = theta.grad().defined() ? theta.grad() : at::zeros_like(theta);
-    auto ghat = grad.mean(0);
-    // Reparameterization estimate of diag(Hessian): E[grad(m + sigma eps) eps / sigma] = diag(H).
-    auto hhat = (grad * eps).mean(0) / sigma;
+    auto grad = theta_.grad().defined() ? theta_.grad() : at::zeros_like(theta_);
     ++steps_;
-    g.mul_(beta1_).add_(ghat, 1.0 - beta1_);
-    // The "improved" Hessian update: the extra term keeps h + delta > 0 whatever hhat's sign.
-    auto correction = (h - hhat).pow(2) / (h + delta_);
-    h.mul_(beta2_).add_(hhat, 1.0 - beta2_).add_(correction, 0.5 * (1.0 - beta2_) * (1.0 - beta2_));
-    auto gbar = g / (1.0 - std::pow(beta1_, static_cast<double>(steps_)));
-    auto direction = (gbar + delta_ * m) / (h + delta_);
-    if (clip_ > 0) direction.clamp_(-clip_, clip_);
-    m.add_(direction, -lr_);
+    const double prior = ivon::update(m, h, g, delta_, grad, eps_.to(m.device()), sigma_,
+                                      {beta1_, beta2_, lambda_, lr_, clip_, steps_}, fused);
     if (log_sigma.defined()) update_sigma(out, batch);
-    const double prior = 0.5 * (delta_ * m * m).sum().item<double>();
     return {nll.mean().item<double>() + prior};
   }
 
@@ -124,6 +125,7 @@ class IvonMethod : public Method {
   int64_t n_ = 0, steps_ = 0;
   uint64_t seed_ = 0;
   torch::Tensor delta_;
+  torch::Tensor eps_, sigma_, theta_;
 };
 
 void validate_ivon(const Options& o) {
