@@ -1,4 +1,5 @@
-// fmnist:train|test[?n=N&classes=A-B|a,b,c] from Debian's dataset-fashion-mnist IDX gz files.
+// fmnist:train|test[?n=N&classes=A-B|a,b,c&shift=rotate:DEG|noise:SD] from Debian's
+// dataset-fashion-mnist IDX gz files.
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <zlib.h>
@@ -93,7 +94,7 @@ std::array<bool, kClasses> parse_classes(const Spec& spec) {
 }  // namespace
 
 Dataset load_fmnist(const Spec& spec, const DataOptions& options) {
-  spec.check_keys(with_common_keys({"n", "classes"}), /*data_error=*/true);
+  spec.check_keys(with_common_keys({"n", "classes", "shift"}), /*data_error=*/true);
   if (spec.body != "train" && spec.body != "test")
     throw DataError(fmt::format("spec '{}': fmnist part '{}' is unknown (use fmnist:train or "
                                 "fmnist:test)",
@@ -150,7 +151,7 @@ Dataset load_fmnist(const Spec& spec, const DataOptions& options) {
       {static_cast<int64_t>(selected.size()), 1, 28, 28});
 
   Dataset d;
-  d.x = x;
+  d.x = shift_images(spec, x);
   d.y = make_labels(labels);
   d.task = Task::Classification;
   d.num_classes = kClasses;

@@ -20,6 +20,9 @@ Dataset load_uci(const Spec& spec, const DataOptions& options);
 Dataset load_csv(const Spec& spec, const DataOptions& options);
 Dataset load_synthetic(const Spec& spec, const DataOptions& options);
 
+/// Applies `shift=rotate:DEG|noise:SD` from the spec to images [N, C, H, W] (else returns x).
+at::Tensor shift_images(const Spec& spec, const at::Tensor& x);
+
 /// Spec values converted strictly; failures are DataError naming the spec and key.
 long spec_int(const Spec& spec, const std::string& key, long fallback);
 double spec_double(const Spec& spec, const std::string& key, double fallback);

@@ -184,6 +184,52 @@ TEST_F(Cli, CompareWritesJsonResults) {
   EXPECT_EQ(j["data"], "synthetic:moons");
 }
 
+TEST_F(Cli, CompareReportsConformalAndCredibleSets) {
+  // 300 of the 1000 training points are held out for calibration, never fitted on.
+  auto json = path("conformal.json");
+  auto r = run("compare -q --data 'synthetic:moons?n=1000&holdout=cal:300' "
+               "--test 'synthetic:moons?part=test&n=2000' --model mlp:16 --methods map --epochs 50 "
+               "--conformal-level 0.8 --json '" + json + "'");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const auto row = read_json(json)["results"][0];
+  for (const char* key : {"conformal_coverage", "conformal_set_size", "credible_coverage",
+                          "credible_set_size", "mce"}) {
+    ASSERT_TRUE(row.contains(key)) << key << " in " << row.dump();
+    EXPECT_TRUE(row[key].is_number()) << key;
+  }
+  // 2000 test points: the 80% sets cover 80% give or take sampling error (sd ~ .009) and the
+  // 1/(n_cal + 1) over-coverage. (An untrained model would over-cover: many scores tie at 1.)
+  EXPECT_GT(row["conformal_coverage"].get<double>(), 0.75);
+  EXPECT_LT(row["conformal_coverage"].get<double>(), 0.86);
+  EXPECT_GE(row["credible_coverage"].get<double>(), 0.0);
+  EXPECT_LE(row["credible_coverage"].get<double>(), 1.0);
+  for (const char* key : {"conformal_set_size", "credible_set_size"}) {
+    EXPECT_GE(row[key].get<double>(), 0.0) << key;
+    EXPECT_LE(row[key].get<double>(), 2.0) << key;  // two classes
+  }
+  // Regression rows get normalized-residual intervals (width in target units) and CRPS.
+  auto reg = path("conformal_reg.json");
+  r = run("compare -q --data 'synthetic:linear?n=600&holdout=cal:200' "
+          "--test 'synthetic:linear?part=test&n=1000' --model mlp:16 --methods map --epochs 20 "
+          "--json '" + reg + "'");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const auto rrow = read_json(reg)["results"][0];
+  for (const char* key : {"conformal_coverage", "conformal_set_size", "credible_coverage", "crps"})
+    ASSERT_TRUE(rrow.contains(key)) << key << " in " << rrow.dump();
+  EXPECT_GT(rrow["conformal_coverage"].get<double>(), 0.84);
+  EXPECT_LT(rrow["conformal_coverage"].get<double>(), 0.96);
+  EXPECT_GT(rrow["conformal_set_size"].get<double>(), 0.0);
+  EXPECT_GT(rrow["crps"].get<double>(), 0.0);
+  // Too small a calibration part, and the hint when there is none.
+  expect_error("compare -q --data 'synthetic:moons?holdout=cal:50' --test 'synthetic:moons?part=test' "
+               "--methods map --epochs 1",
+               "calibration part of --data has 50 points");
+  auto hint = run("compare --data synthetic:moons --test 'synthetic:moons?part=test' --model mlp:4 "
+                  "--methods map --epochs 1");
+  ASSERT_EQ(hint.code, 0) << hint.output;
+  EXPECT_NE(hint.output.find("hint: add holdout=cal:0.1"), std::string::npos) << hint.output;
+}
+
 TEST_F(Cli, BadInputsGiveOneLineErrors) {
   auto out = "--out '" + path("p.crd") + "'";
   expect_error("fit -q --data synthetic:sine --method nosuch --epochs 1 " + out, "nosuch");

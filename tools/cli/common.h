@@ -44,6 +44,7 @@ void add_predict(CLI::App& app);
 void add_evaluate(CLI::App& app);
 void add_compare(CLI::App& app);
 void add_describe(CLI::App& app);
+void add_decide(CLI::App& app);
 void add_bound(CLI::App& app);
 
 }  // namespace credence::cli

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   credence::cli::add_evaluate(app);
   credence::cli::add_compare(app);
   credence::cli::add_describe(app);
+  credence::cli::add_decide(app);
   credence::cli::add_bound(app);
   try {
     app.parse(argc, argv);

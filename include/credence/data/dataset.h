@@ -43,7 +43,7 @@ struct DataOptions {
 /// Loads a --data spec. Throws DataError naming the problem (missing file, bad row with its line
 /// number, NaN/inf, label out of range, empty split, unknown key) and what would work.
 /// Known specs:
-///   fmnist:train|test[?n=N&classes=A-B]
+///   fmnist:train|test[?n=N&classes=A-B&shift=rotate:DEG|noise:SD]
 ///   uci:DIR?split=K&part=train|test
 ///   csv:PATH?target=NAME[&task=regression|classification]
 ///   synthetic:sine|moons|linear[?n=N&seed=S&noise=SD&part=train|test&d=D]
