@@ -26,6 +26,13 @@ torch::Tensor Model::forward_dropout(const torch::Tensor&, const torch::Tensor&,
                                  "credence's own layers (mlp/cnn)", spec()));
 }
 
+torch::Tensor Model::forward_gaussian(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
+                                      uint64_t) const {
+  throw NotSupported(fmt::format("model '{}' has no per-example Gaussian forward (local reparameterization "
+                                 "needs credence's own layers, mlp/cnn); use one weight draw per step",
+                                 spec()));
+}
+
 std::string Model::fingerprint() const {
   std::string text = spec() + "|in";
   for (auto s : input_shape()) text += fmt::format(",{}", s);

@@ -184,3 +184,48 @@ LastLayer SequentialModel::last_layer() const {
 }
 
 }  // namespace credence
+
+namespace credence {
+
+torch::Tensor SequentialModel::forward_gaussian(const torch::Tensor& x, const torch::Tensor& mean,
+                                                const torch::Tensor& sd, uint64_t key) const {
+  if (mean.dim() != 1 || mean.sizes() != sd.sizes() || mean.size(0) != layout_.size)
+    throw InvalidArgument(fmt::format("model '{}' has {} parameters; mean and sd must both be [{}]", spec_,
+                                      layout_.size, layout_.size));
+  auto gen = cpu_generator(key);
+  const auto cpu = at::TensorOptions().dtype(mean.scalar_type());
+  auto normal = [&](at::IntArrayRef shape) { return at::randn(shape, gen, cpu).to(mean.device()); };
+  auto signs = [&](at::IntArrayRef shape) {
+    return at::empty(shape, cpu).bernoulli_(0.5, gen).mul_(2).sub_(1).to(mean.device());
+  };
+  auto m = mean.split_with_sizes(layout_.numels()), s = sd.split_with_sizes(layout_.numels());
+  const int64_t N = x.size(0);
+  torch::Tensor h = layers_.front().kind == LayerDef::Linear ? x.reshape({N, -1}) : x;
+  for (const auto& l : layers_) {
+    switch (l.kind) {
+      case LayerDef::Linear: {
+        auto W = m[l.weight_block].view({l.out, l.in}), Ws = s[l.weight_block].view({l.out, l.in});
+        auto mu = at::linear(h, W, m[l.bias_block]);
+        auto var = at::linear(h * h, Ws * Ws, s[l.bias_block] * s[l.bias_block]);
+        h = mu + var.sqrt() * normal({N, l.out});
+        break;
+      }
+      case LayerDef::Conv: {
+        const std::vector<int64_t> shape = {l.out, l.in, l.kernel, l.kernel};
+        auto W = m[l.weight_block].view(shape);
+        auto dW = s[l.weight_block].view(shape) * normal(shape);
+        auto db = s[l.bias_block] * normal({l.out});
+        auto mu = at::conv2d(h, W, m[l.bias_block], 1, l.padding);
+        h = mu + at::conv2d(h * signs({N, l.in, 1, 1}), dW, db, 1, l.padding) * signs({N, l.out, 1, 1});
+        break;
+      }
+      case LayerDef::MaxPool: h = at::max_pool2d(h, {2, 2}); break;
+      case LayerDef::Flatten: h = h.flatten(1); break;
+      case LayerDef::ReLU: h = at::relu(h); break;
+      case LayerDef::Tanh: h = at::tanh(h); break;
+    }
+  }
+  return h;
+}
+
+}  // namespace credence

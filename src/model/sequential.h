@@ -24,6 +24,9 @@ class SequentialModel : public Model {
   torch::Tensor forward_dropout(const torch::Tensor& x, const torch::Tensor& theta, double p,
                                 uint64_t key) const override;
   std::vector<std::string> dropout_blocks() const override;
+  torch::Tensor forward_gaussian(const torch::Tensor& x, const torch::Tensor& mean, const torch::Tensor& sd,
+                                 uint64_t key) const override;
+  bool has_gaussian_forward() const override { return true; }
   bool has_features() const override { return true; }
   torch::Tensor features(const torch::Tensor& x, const torch::Tensor& theta) const override;
   LastLayer last_layer() const override;

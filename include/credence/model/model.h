@@ -60,6 +60,14 @@ class Model {
   /// by 1/(1-p). Only credence's own layers know where their linear layers are.
   virtual torch::Tensor forward_dropout(const torch::Tensor& x, const torch::Tensor& theta, double p,
                                         uint64_t key) const;
+  /// Outputs [N, O] for independent Gaussian parameters N(mean, sd^2) drawn per example, with
+  /// noise from cpu_generator(key): linear layers sample their pre-activations from the exact
+  /// Gaussian (local reparameterization), convolutions use Flipout's sign flips of one shared
+  /// perturbation. Both give each example the marginal of its own weight draw, with lower
+  /// gradient variance than one draw shared by the batch. Only credence's own layers support it.
+  virtual torch::Tensor forward_gaussian(const torch::Tensor& x, const torch::Tensor& mean, const torch::Tensor& sd,
+                                         uint64_t key) const;
+  virtual bool has_gaussian_forward() const { return false; }
   /// Names of the weight blocks [out, in] whose input columns forward_dropout drops; empty when
   /// the model does not support dropout.
   virtual std::vector<std::string> dropout_blocks() const { return {}; }
