@@ -7,29 +7,10 @@
 #include "credence/eval/calibration.h"
 #include "credence/eval/metrics.h"
 #include "expect_invalid.h"
+#include "tensors.h"
 
 namespace credence {
 namespace {
-
-torch::Tensor f64(std::initializer_list<double> v, std::vector<int64_t> shape) {
-  return at::tensor(at::ArrayRef<double>(v), at::kDouble).reshape(shape);
-}
-torch::Tensor labels(std::initializer_list<int64_t> v) {
-  return at::tensor(at::ArrayRef<int64_t>(v), at::kLong);
-}
-
-//   row  probs               y  conf  correct
-//   0    [0.7,  0.2,  0.1]   0  0.7   yes
-//   1    [0.1,  0.6,  0.3]   2  0.6   no
-//   2    [0.25, 0.25, 0.5]   2  0.5   yes
-//   3    [0.3,  0.4,  0.3]   1  0.4   yes
-Predictive four_by_three() {
-  Predictive p;
-  p.task = Task::Classification;
-  p.probs = f64({0.7, 0.2, 0.1, 0.1, 0.6, 0.3, 0.25, 0.25, 0.5, 0.3, 0.4, 0.3}, {4, 3});
-  return p;
-}
-torch::Tensor four_labels() { return labels({0, 2, 2, 1}); }
 
 Predictive gaussian(std::initializer_list<double> mean, std::initializer_list<double> var) {
   Predictive p;

@@ -9,30 +9,10 @@
 #include "credence/core/error.h"
 #include "credence/eval/metrics.h"
 #include "expect_invalid.h"
+#include "tensors.h"
 
 namespace credence {
 namespace {
-
-torch::Tensor f64(std::initializer_list<double> v, std::vector<int64_t> shape) {
-  return at::tensor(at::ArrayRef<double>(v), at::kDouble).reshape(shape);
-}
-torch::Tensor labels(std::initializer_list<int64_t> v) {
-  return at::tensor(at::ArrayRef<int64_t>(v), at::kLong);
-}
-
-// The 4-example, 3-class case used throughout:
-//   row  probs               y  argmax  conf  correct  p[y]
-//   0    [0.7,  0.2,  0.1]   0  0       0.7   yes      0.7
-//   1    [0.1,  0.6,  0.3]   2  1       0.6   no       0.3
-//   2    [0.25, 0.25, 0.5]   2  2       0.5   yes      0.5
-//   3    [0.3,  0.4,  0.3]   1  1       0.4   yes      0.4
-Predictive four_by_three() {
-  Predictive p;
-  p.task = Task::Classification;
-  p.probs = f64({0.7, 0.2, 0.1, 0.1, 0.6, 0.3, 0.25, 0.25, 0.5, 0.3, 0.4, 0.3}, {4, 3});
-  return p;
-}
-torch::Tensor four_labels() { return labels({0, 2, 2, 1}); }
 
 TEST(ClassificationMetrics, AccuracyByHand) {
   // 3 of 4 argmaxes match the label (row 1 predicts 1, label 2): 3/4.

@@ -7,22 +7,10 @@
 
 #include "credence/eval/conformal.h"
 #include "expect_invalid.h"
+#include "tensors.h"
 
 namespace credence {
 namespace {
-
-Predictive probs(std::initializer_list<double> v, int64_t n) {
-  Predictive p;
-  p.task = Task::Classification;
-  p.probs = at::tensor(at::ArrayRef<double>(v), at::kDouble).reshape({n, -1});
-  return p;
-}
-torch::Tensor labels(std::initializer_list<int64_t> v) {
-  return at::tensor(at::ArrayRef<int64_t>(v), at::kLong);
-}
-torch::Tensor f64(std::initializer_list<double> v) {
-  return at::tensor(at::ArrayRef<double>(v), at::kDouble);
-}
 
 TEST(Conformal, FiniteSampleQuantile) {
   auto s = at::arange(1, 11, at::kDouble) / 10.0;                             // .1 .. 1.0, n = 10

@@ -13,15 +13,13 @@
 #include "credence/core/error.h"
 #include "credence/eval/decision.h"
 #include "expect_invalid.h"
+#include "tensors.h"
 
 namespace credence {
 namespace {
 
 using nlohmann::json;
 
-torch::Tensor f64(std::vector<double> v, std::vector<int64_t> shape) {
-  return at::tensor(at::ArrayRef<double>(v), at::kDouble).reshape(shape);
-}
 
 Predictive classifier(std::vector<double> probs, int64_t C) {
   Predictive p;

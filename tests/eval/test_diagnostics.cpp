@@ -11,6 +11,7 @@
 #include "credence/core/rng.h"
 #include "credence/eval/diagnostics.h"
 #include "expect_invalid.h"
+#include "tensors.h"
 
 namespace credence {
 namespace {
@@ -31,9 +32,6 @@ torch::Tensor ar1(double phi, int64_t C, int64_t S, uint64_t seed) {
   return x;
 }
 
-torch::Tensor f64(std::vector<double> v, std::vector<int64_t> shape) {
-  return at::tensor(at::ArrayRef<double>(v), at::kDouble).reshape(shape);
-}
 
 double value(const torch::Tensor& t) { return t.item<double>(); }
 

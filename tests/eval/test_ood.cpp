@@ -4,13 +4,11 @@
 
 #include "credence/eval/ood.h"
 #include "expect_invalid.h"
+#include "tensors.h"
 
 namespace credence {
 namespace {
 
-torch::Tensor f64(std::initializer_list<double> v) {
-  return at::tensor(at::ArrayRef<double>(v), at::kDouble);
-}
 torch::Tensor flags(std::initializer_list<int64_t> v) {
   return at::tensor(at::ArrayRef<int64_t>(v), at::kLong);
 }

@@ -10,15 +10,13 @@
 #include "credence/core/error.h"
 #include "credence/eval/metrics.h"
 #include "expect_invalid.h"
+#include "tensors.h"
 
 namespace credence {
 namespace {
 
 const double kHalfLog2Pi = 0.9189385332046727;  // 0.5 * ln(2 pi)
 
-torch::Tensor f64(std::vector<double> v, std::vector<int64_t> shape) {
-  return at::tensor(at::ArrayRef<double>(v), at::kDouble).reshape(shape);
-}
 torch::Tensor vec(std::vector<double> v) { return f64(v, {static_cast<int64_t>(v.size())}); }
 
 Predictive gaussian(std::vector<double> mean, std::vector<double> var) {

@@ -4,23 +4,13 @@
 
 #include "credence/eval/selective.h"
 #include "expect_invalid.h"
+#include "tensors.h"
 
 namespace credence {
 namespace {
 
-Predictive probs(std::initializer_list<double> v, int64_t n) {
-  Predictive p;
-  p.task = Task::Classification;
-  p.probs = at::tensor(at::ArrayRef<double>(v), at::kDouble).reshape({n, -1});
-  return p;
-}
-torch::Tensor labels(std::initializer_list<int64_t> v) {
-  return at::tensor(at::ArrayRef<int64_t>(v), at::kLong);
-}
-
 // Confidences .7, .6, .5, .4; only the .6 example is wrong.
-Predictive four() { return probs({0.7, 0.2, 0.1, 0.1, 0.6, 0.3, 0.25, 0.25, 0.5, 0.3, 0.4, 0.3}, 4); }
-torch::Tensor four_labels() { return labels({0, 2, 2, 1}); }
+Predictive four() { return four_by_three(); }
 
 TEST(Selective, RiskCoverageCurve) {
   auto c = risk_coverage(four(), four_labels());

@@ -6,13 +6,10 @@
 
 #include "credence/eval/uncertainty.h"
 #include "expect_invalid.h"
+#include "tensors.h"
 
 namespace credence {
 namespace {
-
-torch::Tensor f64(std::initializer_list<double> v, std::vector<int64_t> shape) {
-  return at::tensor(at::ArrayRef<double>(v), at::kDouble).reshape(shape);
-}
 
 double h2(double a) { return -(a * std::log(a) + (1 - a) * std::log(1 - a)); }
 
