@@ -199,7 +199,7 @@ int main(int argc, char** argv) {
             if (!map) fit_map();
             fitted = *map;
             fit_seconds = map_seconds;
-          } else if (info->post_hoc) {
+          } else if (info->starts_from_map(options)) {
             if (!map) fit_map();
             req.method = method;
             req.map = map.get();

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <torch/csrc/autograd/autograd.h>
 
+#include "credence/core/distributed.h"
 #include "credence/core/error.h"
 #include "credence/core/rng.h"
 #include "credence/core/spec.h"
@@ -162,7 +163,7 @@ std::vector<LayerFactors> curvature_factors(const Model& model, const Likelihood
 
 Curvature compute_curvature(const Model& model, const Likelihood& likelihood, const ParamSubset& subset,
                             const torch::Tensor& theta, const Dataset& data, Structure structure,
-                            CurvatureKind kind, int64_t batch_size, uint64_t seed) {
+                            CurvatureKind kind, int64_t batch_size, uint64_t seed, const Communicator* comm) {
   if (structure == Structure::LowRank)
     throw InvalidArgument("compute_curvature: use compute_lowrank_curvature for hessian=lowrank:K");
   const int64_t K = subset.size;
@@ -184,7 +185,14 @@ Curvature compute_curvature(const Model& model, const Likelihood& likelihood, co
   std::vector<torch::Tensor> A(subset.layers.size()), B(subset.layers.size());
   if (structure == Structure::Full) c.full = at::zeros({K, K}, opts);
   if (structure == Structure::Diag) c.diag = at::zeros({K}, opts);
-  for (int64_t start = 0; start < data.size(); start += batch_size) {
+  const int64_t ranks = comm ? comm->world_size() : 1, rank = comm ? comm->rank() : 0;
+  if (structure == Structure::Kron && ranks > 1)  // a rank may get no chunk
+    for (size_t i = 0; i < subset.layers.size(); ++i) {
+      A[i] = at::zeros({subset.layers[i].out, subset.layers[i].out}, opts);
+      B[i] = at::zeros({subset.layers[i].in, subset.layers[i].in}, opts);
+    }
+  // Chunks are keyed by their start, so a rank draws what one process draws for them.
+  for (int64_t start = rank * batch_size; start < data.size(); start += ranks * batch_size) {
     int64_t m = std::min(batch_size, data.size() - start);
     auto x = data.x.narrow(0, start, m), y = data.y.narrow(0, start, m);
     auto factors = curvature_factors(model, unit, subset, theta, x, y, kind, rng_key(seed, Stream::Noise, start), &c);
@@ -214,6 +222,15 @@ Curvature compute_curvature(const Model& model, const Likelihood& likelihood, co
       auto G = at::cat(rows, 1);
       c.full.addmm_(G.t(), G);
     }
+  }
+  if (ranks > 1) {
+    auto stats = at::tensor({c.nll, c.sum_sq_residual}, at::kDouble);
+    std::vector<torch::Tensor> sums = {c.full, c.diag, stats};
+    sums.insert(sums.end(), A.begin(), A.end());
+    sums.insert(sums.end(), B.begin(), B.end());
+    comm->all_reduce_sum(sums);
+    c.nll = stats[0].item<double>();
+    c.sum_sq_residual = stats[1].item<double>();
   }
   if (structure == Structure::Kron) {
     for (size_t i = 0; i < subset.layers.size(); ++i) {

@@ -5,6 +5,7 @@
 
 #include <chrono>
 
+#include "credence/core/distributed.h"
 #include "credence/core/error.h"
 #include "credence/core/progress.h"
 #include "credence/core/rng.h"
@@ -14,13 +15,21 @@ namespace {
 constexpr double kDefaultWeightDecay = 5e-4;
 
 // Minibatches drawn from a keyed permutation per epoch, gathered into buffers reused across
-// steps (fresh memory is slow to touch on small machines).
+// steps (fresh memory is slow to touch on small machines). In a data-parallel run every rank draws
+// the same permutation and takes its contiguous share of each minibatch's rows.
 void run_epochs(Method& method, const Problem& problem) {
   const auto& train = problem.train;
   const auto& opts = problem.train_options;
   const int64_t n = train.size();
   const int64_t bs = std::min(opts.batch_size, n);
   const int64_t steps_per_epoch = (n + bs - 1) / bs;
+  const int64_t ranks = problem.comm ? problem.comm->world_size() : 1;
+  const int64_t rank = problem.comm ? problem.comm->rank() : 0;
+  if (const int64_t smallest = std::min(bs, n - (steps_per_epoch - 1) * bs); smallest < ranks)
+    throw InvalidArgument(fmt::format(
+        "a minibatch of {} rows cannot be shared by {} processes; choose --batch-size so that every minibatch "
+        "(the last of an epoch has {} of {} rows) has at least {} rows",
+        smallest, ranks, n - (steps_per_epoch - 1) * bs, n, ranks));
   Progress progress("fit", opts.epochs * steps_per_epoch, opts.quiet);
   auto bx_shape = train.x.sizes().vec();
   bx_shape[0] = bs;
@@ -32,11 +41,17 @@ void run_epochs(Method& method, const Problem& problem) {
     auto perm = keyed_permutation(n, rng_key(opts.seed, Stream::Shuffle, epoch)).to(train.x.device());
     for (int64_t start = 0; start < n; start += bs) {
       int64_t m = std::min(bs, n - start);
-      auto idx = perm.narrow(0, start, m);
-      auto bx = x_buf.narrow(0, 0, m), by = y_buf.narrow(0, 0, m);
+      const int64_t lo = m * rank / ranks, hi = m * (rank + 1) / ranks;
+      auto idx = perm.narrow(0, start + lo, hi - lo);
+      auto bx = x_buf.narrow(0, 0, hi - lo), by = y_buf.narrow(0, 0, hi - lo);
       at::index_select_out(bx, train.x, 0, idx);
       at::index_select_out(by, train.y, 0, idx);
-      auto info = method.step({bx, by, idx, epoch, step});
+      Batch batch{bx, by, idx, epoch, step};
+      if (problem.comm) {
+        batch.offset = lo;
+        batch.global_rows = m;
+      }
+      auto info = method.step(batch);
       if (!std::isfinite(info.loss))
         throw NumericalError(fmt::format("training diverged at epoch {} step {} (loss {}); lower --lr", epoch + 1,
                                          step, info.loss));
@@ -53,6 +68,7 @@ FittedModel fit(const FitRequest& request) {
   request.train.validate();
   auto [info, options] = resolve_method(request.method);
   const Dataset& raw = request.data.fit;
+  const Communicator& comm = request.comm ? *request.comm : world_communicator();
   if (raw.size() == 0) throw DataError(fmt::format("data '{}' is empty: nothing to fit", raw.name));
 
   FittedModel result;
@@ -64,7 +80,7 @@ FittedModel fit(const FitRequest& request) {
   // A post-hoc method refines a MAP fit of the same model; fit one if none was given.
   FittedModel map_fit;
   const FittedModel* map = request.map;
-  if (info->post_hoc && !map) {
+  if (info->starts_from_map(options) && !map) {
     FitRequest map_request = request;
     map_request.method = "map";
     map_fit = fit(map_request);
@@ -88,10 +104,15 @@ FittedModel fit(const FitRequest& request) {
                       ? GaussianPrior::isotropic(kDefaultWeightDecay * raw.size(), *problem.model)
                       : GaussianPrior::parse(request.train.prior, *problem.model);
   problem.train_options = request.train;
+  if (!comm.is_root()) problem.train_options.quiet = true;
   problem.map = map;
 
   auto start = std::chrono::steady_clock::now();
   auto method = info->make(options);
+  if (comm.world_size() > 1 && method->data_parallel()) problem.comm = &comm;
+  if (comm.world_size() > 1 && !problem.comm && method->wants_batches() && !problem.train_options.quiet)
+    fmt::print(stderr, "note: {} is not data-parallel yet: each of the {} processes fits it on all the data\n",
+               info->name, comm.world_size());
   method->init(problem);
   if (method->wants_batches()) run_epochs(*method, problem);
   result.posterior = method->finalize();
@@ -110,6 +131,7 @@ FittedModel fit(const FitRequest& request) {
                  {"seed", request.train.seed},
                  {"n_fit", raw.size()},
                  {"data", raw.name}};
+  if (problem.comm) result.info["processes"] = comm.world_size();
   auto report = method->report();
   if (!report.empty()) result.info["report"] = report;
   return result;

@@ -12,6 +12,7 @@ namespace {
 class EnsembleMethod : public PointTrainer {
  public:
   explicit EnsembleMethod(const Options& o) : options_(o) {}
+  bool data_parallel() const override { return true; }
 
   void init(const Problem& problem) override {
     const long members = options_.get_int("members");

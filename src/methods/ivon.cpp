@@ -30,6 +30,8 @@ class IvonMethod : public Method {
         clip_(o.get_double("clip")),
         mc_samples_(o.get_int("mc_samples")) {}
 
+  bool data_parallel() const override { return true; }
+
   void init(const Problem& problem) override {
     problem_ = &problem;
     n_ = problem.train.size();
@@ -76,6 +78,7 @@ class IvonMethod : public Method {
     nll.sum().backward();
     at::NoGradGuard no_grad;
     auto grad = theta_.grad().defined() ? theta_.grad() : at::zeros_like(theta_);
+    reduce_gradients(p, batch, {grad});
     ++steps_;
     const double prior = ivon::update(m, h, g, delta_, grad, eps_.to(m.device()), sigma_,
                                       {beta1_, beta2_, lambda_, lr_, clip_, steps_}, fused);
@@ -112,7 +115,7 @@ class IvonMethod : public Method {
   // residual over q's samples; follow its running mean (a stochastic EM step, no learning rate).
   void update_sigma(const torch::Tensor& out, const Batch& batch) {
     auto& log_sigma = state_["log_sigma"];
-    const double r2 = (out.select(-1, 0) - batch.y).pow(2).mean().item<double>();
+    const double r2 = reduce_mean(*problem_, batch, (out.select(-1, 0) - batch.y).pow(2).mean().item<double>());
     const double rate = std::max(1.0 / static_cast<double>(steps_), kSigmaRate);
     const double var = (1.0 - rate) * std::exp(2.0 * log_sigma.item<double>()) + rate * r2;
     log_sigma.fill_(0.5 * std::log(std::max(var, 1e-12)));

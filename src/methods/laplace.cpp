@@ -45,6 +45,7 @@ class LaplaceMethod : public Method {
   explicit LaplaceMethod(const Options& o) : options_(o) {}
 
   bool wants_batches() const override { return false; }
+  bool data_parallel() const override { return true; }  // curvature sums over rows split across ranks
 
   void init(const Problem& problem) override {
     if (!problem.map) throw InvalidArgument("laplace needs a MAP fit to start from");
@@ -64,7 +65,7 @@ class LaplaceMethod : public Method {
                          ? compute_lowrank_curvature(model, likelihood_, subset, theta, problem.train, kind, rank,
                                                      options_.get_int("iterations"), 256, problem.train_options.seed)
                          : compute_curvature(model, likelihood_, subset, theta, problem.train, structure, kind, 256,
-                                             problem.train_options.seed);
+                                             problem.train_options.seed, problem.comm);
     const std::string prior = options_.get_string("prior");
     torch::Tensor prior_precision = subset.gather(problem.prior.precision);
     if (prior.rfind("fixed:", 0) == 0)

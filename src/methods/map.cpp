@@ -8,6 +8,7 @@ namespace {
 class MapMethod : public PointTrainer {
  public:
   explicit MapMethod(const Options& options) : options_(options) {}
+  bool data_parallel() const override { return true; }
   void init(const Problem& problem) override {
     setup(problem, problem.model->init_params(problem.train_options.seed), options_.get_string("optimizer"));
   }

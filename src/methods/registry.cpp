@@ -32,6 +32,13 @@ torch::Tensor member_init_params(const Model& model, uint64_t seed, int64_t memb
   return at::stack(inits);
 }
 
+torch::Tensor map_params(const Problem& problem, const std::string& method) {
+  auto* point = problem.map ? dynamic_cast<const ParticlePosterior*>(problem.map->posterior.get()) : nullptr;
+  if (!point || point->particles().size(0) != 1)
+    throw InvalidArgument(fmt::format("{}: init=map needs a MAP fit (one parameter vector) to start from", method));
+  return point->particles()[0].detach().clone();
+}
+
 const std::vector<MethodInfo>& method_registry() {
   static const std::vector<MethodInfo> registry = {
       map_method_info(),

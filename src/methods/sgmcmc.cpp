@@ -89,6 +89,8 @@ class SgmcmcMethod : public Method {
     cycles_ = cyclical_ ? o.get_int("cycles") : 1;
   }
 
+  bool data_parallel() const override { return true; }
+
   void init(const Problem& problem) override {
     problem_ = &problem;
     const auto& train = problem.train_options;
@@ -108,12 +110,17 @@ class SgmcmcMethod : public Method {
       throw InvalidArgument(fmt::format("{}: {}", name_, e.what()));
     }
     const int64_t chains = options_.get_int("chains");
-    auto theta = member_init_params(*problem.model, seed_, chains).requires_grad_(true);
+    auto theta = (options_.get_string("init") == "map"
+                      ? map_params(problem, name_).unsqueeze(0).repeat({chains, 1})
+                      : member_init_params(*problem.model, seed_, chains))
+                     .requires_grad_(true);
     state_["theta"] = theta;
     if (momentum_ > 0) state_["velocity"] = at::zeros_like(theta);
     const auto& lik = problem.likelihood;
-    if (lik.kind == LikelihoodKind::Gaussian && lik.learn_sigma)
-      state_["log_sigma"] = at::full({}, std::log(lik.sigma), theta.options());
+    if (lik.kind == LikelihoodKind::Gaussian && lik.learn_sigma) {
+      const double sigma = problem.map ? problem.map->likelihood.sigma : lik.sigma;
+      state_["log_sigma"] = at::full({}, std::log(sigma), theta.options());
+    }
     state_["samples"] = at::empty({chains, static_cast<int64_t>(collect_.size()), theta.size(1)},
                                   at::TensorOptions().dtype(at::kFloat));
   }
@@ -132,6 +139,7 @@ class SgmcmcMethod : public Method {
     auto& grad = theta.mutable_grad();
     if (!grad.defined()) grad = at::zeros_like(theta);
     const double prior = p.prior.add_grad(theta, grad, 1.0 / static_cast<double>(n_));
+    reduce_gradients(p, batch, {grad});
     at::NoGradGuard no_grad;
     if (log_sigma.defined()) update_sigma(out, batch);
     double lr = lr_;
@@ -201,7 +209,7 @@ class SgmcmcMethod : public Method {
   // needs no learning rate and stays positive.
   void update_sigma(const torch::Tensor& out, const Batch& batch) {
     auto& log_sigma = state_["log_sigma"];
-    const double r2 = (out.select(-1, 0) - batch.y).pow(2).mean().item<double>();
+    const double r2 = reduce_mean(*problem_, batch, (out.select(-1, 0) - batch.y).pow(2).mean().item<double>());
     const double rate = std::max(1.0 / static_cast<double>(batch.step + 1), kSigmaRate);
     const double var = (1.0 - rate) * std::exp(2.0 * log_sigma.item<double>()) + rate * r2;
     log_sigma.fill_(0.5 * std::log(std::max(var, 1e-12)));
@@ -234,7 +242,13 @@ std::vector<Field> chain_fields() {
            FieldType::Double,
            "1",
            "T > 0: samples target p(theta | D)^(1/T); T < 1 is a cold posterior",
-           {}}};
+           {}},
+          {"init",
+           FieldType::Choice,
+           "random",
+           "chain starts: random (member 0 where MAP starts, the others from their own seeds) or map (every "
+           "chain at a MAP fit of the same model, fitted first)",
+           {"random", "map"}}};
 }
 
 std::vector<Field> collection_fields() {
@@ -289,6 +303,7 @@ MethodInfo sgmcmc_info(const std::string& name, const std::string& summary, std:
   info.fields.insert(info.fields.end(), extra.begin(), extra.end());
   info.make = [name](const Options& o) { return std::make_unique<SgmcmcMethod>(name, o); };
   info.validate = [name](const Options& o) { validate_sgmcmc(name, o); };
+  info.uses_map = [](const Options& o) { return o.get_string("init") == "map"; };
   return info;
 }
 

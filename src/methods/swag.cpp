@@ -21,6 +21,7 @@ class SwagMethod : public PointTrainer {
  public:
   SwagMethod(std::string name, long members, const Options& o)
       : name_(std::move(name)), members_(members), options_(o), moments_(o.get_int("rank")) {}
+  bool data_parallel() const override { return true; }
 
   void init(const Problem& problem) override {
     const auto& train = problem.train_options;

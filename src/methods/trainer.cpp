@@ -22,7 +22,7 @@ Batch MemberBatches::make(const Problem& problem, const Batch& batch, int64_t me
     perms_ = at::stack(perms).to(train.x.device());
     epoch_ = batch.epoch;
   }
-  const int64_t start = (batch.step - batch.epoch * steps_per_epoch) * bs;
+  const int64_t start = (batch.step - batch.epoch * steps_per_epoch) * bs + batch.offset;
   auto idx = perms_.narrow(1, start, b).reshape({-1});
   auto shape = train.x.sizes().vec();
   shape[0] = members * b;
@@ -35,7 +35,7 @@ Batch MemberBatches::make(const Problem& problem, const Batch& batch, int64_t me
   at::index_select_out(by, train.y, 0, idx);
   shape[0] = b;
   shape.insert(shape.begin(), members);
-  return {bx.view(shape), by.view({members, b}), batch.index, batch.epoch, batch.step};
+  return {bx.view(shape), by.view({members, b}), batch.index, batch.epoch, batch.step, batch.offset, batch.global_rows};
 }
 
 void PointTrainer::setup(const Problem& problem, torch::Tensor theta, const std::string& optimizer) {
@@ -74,6 +74,7 @@ StepInfo PointTrainer::step(const Batch& batch) {
   (extra.defined() ? nll + extra : nll).backward();
   if (!theta.grad().defined()) theta.mutable_grad() = at::zeros_like(theta);
   double prior = p.prior.add_grad(theta, theta.mutable_grad(), 1.0 / static_cast<double>(p.train.size()));
+  reduce_gradients(p, batch, state_);
   adjust_gradient(theta.mutable_grad());
   optimizer_->step();
   const double members = theta.dim() == 1 ? 1.0 : static_cast<double>(theta.size(0));

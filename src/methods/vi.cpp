@@ -78,11 +78,15 @@ class ViMethod : public Method {
         samples_(o.get_int("samples")),
         temperature_(o.get_double("temperature")) {}
 
+  bool data_parallel() const override { return true; }
+
   void init(const Problem& problem) override {
     problem_ = &problem;
     const auto& model = *problem.model;
     seed_ = problem.train_options.seed;
-    auto theta0 = model.init_params(seed_);  // VI's mean starts where MAP starts
+    const bool from_map = options_.get_string("init") == "map";
+    // The mean starts where MAP starts, or at the MAP fit itself.
+    auto theta0 = from_map ? map_params(problem, "vi") : model.init_params(seed_);
     const std::string subset_spec = options_.get_string("subset");
     if (subset_spec != "all") {
       subset_ = ParamSubset::parse(subset_spec, model);
@@ -94,6 +98,13 @@ class ViMethod : public Method {
     prior_precision_ = gather(problem.prior.precision);
     const int64_t K = prior_precision_.size(0);
     check_size(K);
+    const std::string estimator = options_.get_string("estimator");
+    const bool per_example = family_.family == Family::Diag && !has_subset_ && model.has_gaussian_forward();
+    if (estimator == "local" && !per_example)
+      throw InvalidArgument(
+          "vi: estimator=local needs family=diag, subset=all and a model of credence's own layers (mlp, cnn); "
+          "use estimator=weight");
+    local_ = estimator == "local" || (estimator == "auto" && per_example);
 
     const int64_t C = family_.family == Family::Mixture ? family_.k : 1;
     std::vector<torch::Tensor> means;
@@ -109,8 +120,10 @@ class ViMethod : public Method {
                              .requires_grad_(true);
     if (family_.family == Family::Full) state_["factor"] = at::zeros({K, K}, opts).requires_grad_(true);
     const auto& lik = problem.likelihood;
-    if (lik.kind == LikelihoodKind::Gaussian && lik.learn_sigma)
-      state_["log_sigma"] = at::full({}, std::log(lik.sigma), opts).requires_grad_(true);
+    if (lik.kind == LikelihoodKind::Gaussian && lik.learn_sigma) {
+      const double sigma = from_map ? problem.map->likelihood.sigma : lik.sigma;
+      state_["log_sigma"] = at::full({}, std::log(sigma), opts).requires_grad_(true);
+    }
 
     std::vector<torch::Tensor> params;
     for (auto& [name, t] : state_) params.push_back(t);
@@ -121,16 +134,27 @@ class ViMethod : public Method {
   StepInfo step(const Batch& batch) override {
     const auto& p = *problem_;
     optimizer_->zero_grad();
-    auto theta = draw(samples_, rng_key(seed_, Stream::Noise, batch.step));
-    auto thetas = full(theta);
-    auto out = thetas.size(0) == 1 ? p.model->forward(batch.x, thetas[0]).unsqueeze(0)
-                                   : p.model->forward(batch.x, thetas);
+    const uint64_t key = rng_key(seed_, Stream::Noise, batch.step);
+    torch::Tensor theta, out;
+    if (local_) {  // each example (and sample) gets its own weights, through the pre-activations
+      auto x = samples_ == 1 ? batch.x : at::cat(std::vector<torch::Tensor>(samples_, batch.x));
+      // Noise by position in the batch: keyed by the shard's offset too, so ranks draw independently.
+      out = p.model->forward_gaussian(x, state_["mean"][0], at::softplus(state_["rho"][0]),
+                                      rng_key(seed_, Stream::Noise, batch.step, batch.offset))
+                .view({samples_, batch.x.size(0), -1});
+    } else {
+      theta = draw(samples_, key);
+      auto thetas = full(theta);
+      out = thetas.size(0) == 1 ? p.model->forward(batch.x, thetas[0]).unsqueeze(0)
+                                : p.model->forward(batch.x, thetas);
+    }
     // Per example: E_q[batch NLL] / B + T (KL + point parameters' prior) / N.
     auto nll = p.likelihood.nll_stacked(out, batch.y, log_sigma()).mean() / batch.x.size(0);
     auto penalty = divergence(theta);
     if (has_subset_) penalty = penalty + 0.5 * (point_precision_ * state_["point"].pow(2)).sum();
     auto loss = nll + penalty * (temperature_ / static_cast<double>(p.train.size()));
     loss.backward();
+    reduce_gradients(p, batch, state_);
     optimizer_->step();
     return {loss.item<double>()};
   }
@@ -138,6 +162,7 @@ class ViMethod : public Method {
   std::shared_ptr<Posterior> finalize() override {
     at::NoGradGuard no_grad;
     estimate_elbo();
+    report_["estimator"] = local_ ? "local" : "weight";
     auto means = full(state_["mean"]);
     auto sd = at::softplus(state_["rho"]);
     auto variances = has_subset_ ? subset_.scatter(at::zeros_like(state_["point"]), sd * sd) : sd * sd;
@@ -288,6 +313,7 @@ class ViMethod : public Method {
   const Problem* problem_ = nullptr;
   uint64_t seed_ = 0;
   bool has_subset_ = false;
+  bool local_ = false;  ///< per-example weights (local reparameterization / Flipout)
   ParamSubset subset_;
   torch::Tensor prior_precision_, point_precision_;
   std::unique_ptr<torch::optim::Adam> optimizer_;
@@ -312,6 +338,19 @@ MethodInfo vi_method_info() {
        "all",
        "random parameters: all, last_layer, names:PATTERN; the others are trained as point estimates (MAP)",
        {}},
+      {"estimator",
+       FieldType::Choice,
+       "auto",
+       "gradient estimator: local (per-example weights: local reparameterization for linear layers, Flipout "
+       "for convolutions; family=diag, subset=all, mlp/cnn), weight (one draw per step shared by the batch), "
+       "auto (local where it applies)",
+       {"auto", "local", "weight"}},
+      {"init",
+       FieldType::Choice,
+       "random",
+       "where the means start: random (MAP's initialization; mixture components apart) or map (a MAP fit of "
+       "the same model, fitted first)",
+       {"random", "map"}},
       {"samples", FieldType::Int, "1", "weight samples per step (per component for a mixture)", {}},
       {"temperature",
        FieldType::Double,
@@ -329,6 +368,7 @@ MethodInfo vi_method_info() {
        "draws for the ELBO reported after training (a pass over the training set each); 0 skips it",
        {}}};
   info.make = [](const Options& o) { return std::make_unique<ViMethod>(o); };
+  info.uses_map = [](const Options& o) { return o.get_string("init") == "map"; };
   info.validate = [](const Options& o) {
     parse_family(o.get_string("family"));
     const std::string subset = o.get_string("subset");

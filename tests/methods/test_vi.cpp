@@ -2,6 +2,7 @@
 // closed form: the full-covariance optimum is the exact posterior (its ELBO is the log evidence),
 // and the mean-field optimum has the exact mean with precisions on the exact precision's diagonal.
 #include <ATen/ATen.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -140,17 +141,30 @@ TEST(Vi, LowRankWithFullRankEqualsFull) {
   // an ELBO gap <= 0.008 over seeds 0-6).
   EXPECT_LT(rel(q.cov, e.cov), 1.5 * kCovTol);
   EXPECT_GT(closed_form_elbo(e, q.mean, q.cov), e.log_evidence - 0.02);
-  EXPECT_FALSE(f.info.contains("report"));  // elbo_samples=0 skips the ELBO
+  EXPECT_FALSE(f.info["report"].contains("elbo"));  // elbo_samples=0 skips the ELBO
+  EXPECT_EQ(f.info["report"]["estimator"], "weight");  // local needs family=diag
 }
 
 TEST(Vi, MeanFieldHasTheExactMeanAndDiagonalPrecision) {
-  auto req = linear_request("vi:samples=128,init_std=0.05,elbo_samples=0", 3000, 1e-3);
-  auto e = exact_linear(req.data.fit);
-  auto f = fit(req);
-  const auto& q = dynamic_cast<const GaussianPosterior&>(*f.posterior);
-  EXPECT_LT(mean_error(q.mean(), e.mean, e.cov), kMeanTol);
-  // Reverse KL to a Gaussian: precision_i = Lambda_ii, narrower than the marginal variance.
-  EXPECT_LT(rel(1.0 / q.variance(), e.precision.diagonal()), 0.05);
+  // Both gradient estimators have the same expected objective, so the same optimum.
+  for (const char* estimator : {"local", "weight"}) {
+    auto req = linear_request(fmt::format("vi:samples=128,init_std=0.05,elbo_samples=0,estimator={}", estimator),
+                              3000, 1e-3);
+    auto e = exact_linear(req.data.fit);
+    auto f = fit(req);
+    EXPECT_EQ(f.info["report"]["estimator"], estimator);
+    const auto& q = dynamic_cast<const GaussianPosterior&>(*f.posterior);
+    EXPECT_LT(mean_error(q.mean(), e.mean, e.cov), kMeanTol) << estimator;
+    // Reverse KL to a Gaussian: precision_i = Lambda_ii, narrower than the marginal variance.
+    EXPECT_LT(rel(1.0 / q.variance(), e.precision.diagonal()), 0.05) << estimator;
+  }
+}
+
+TEST(Vi, LocalEstimatorNeedsADiagonalGaussianOverAllParameters) {
+  EXPECT_THROW(fit(moons_request("vi:estimator=local,subset=last_layer")), InvalidArgument);
+  EXPECT_THROW(fit(moons_request("vi:estimator=local,family=lowrank:2")), InvalidArgument);
+  auto f = fit(moons_request("vi:subset=last_layer,elbo_samples=0"));
+  EXPECT_EQ(f.info["report"]["estimator"], "weight");  // auto falls back
 }
 
 TEST(Vi, TemperatureTempersTheLikelihood) {
@@ -238,4 +252,23 @@ TEST(Vi, BadOptionsThrow) {
   EXPECT_THROW(fit(linear_request("vi:family=lowrank:5", 1, 1e-3)), InvalidArgument);  // rank > P = 4
 }
 
+}  // namespace credence
+
+namespace credence {
+namespace {
+
+TEST(Vi, InitMapStartsTheMeanAtTheMapFit) {
+  auto map = fit(moons_request("map"));
+  auto req = moons_request("vi:init=map,elbo_samples=0");
+  req.train.epochs = 1;
+  req.train.lr = 1e-9;
+  req.map = &map;
+  auto f = fit(req);
+  const auto& q = dynamic_cast<const GaussianPosterior&>(*f.posterior);
+  EXPECT_LT((q.mean() - particles_of(map)[0]).abs().max().item<double>(), 1e-4);
+  EXPECT_TRUE(resolve_method("vi:init=map").first->starts_from_map(resolve_method("vi:init=map").second));
+  EXPECT_FALSE(resolve_method("vi").first->starts_from_map(resolve_method("vi").second));
+}
+
+}  // namespace
 }  // namespace credence

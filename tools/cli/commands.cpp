@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "common.h"
+#include "credence/core/distributed.h"
 #include "credence/core/error.h"
 #include "credence/eval/metrics.h"
 
@@ -29,7 +30,7 @@ void add_fit(CLI::App& app) {
   cmd->callback([args] {
     args->common.apply();
     args->flags.train.quiet = args->common.quiet;
-    refuse_existing(args->out, args->force, "--out");
+    if (is_root_process()) refuse_existing(args->out, args->force, "--out");
     FitRequest req;
     req.data = load_data(args->data, {args->common.torch_dtype()});
     req.model = args->flags.model;
@@ -38,7 +39,9 @@ void add_fit(CLI::App& app) {
     req.train = args->flags.train;
     req.device = args->common.torch_device();
     req.dtype = args->common.torch_dtype();
+    req.comm = &world_communicator();  // from torchrun's (or `credence launch`'s) environment
     auto fitted = fit(req);
+    if (!req.comm->is_root()) return;  // rank 0 writes the one posterior file
     fitted.save(args->out, args->force);
     if (!args->common.quiet)
       fmt::print("fitted {} on {} ({} examples) in {:.1f}s -> {}\n", args->method, args->data,

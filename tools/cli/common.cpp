@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "credence/core/distributed.h"
 #include "credence/core/error.h"
 #include "credence/core/runtime.h"
 
@@ -85,6 +86,7 @@ void refuse_existing(const std::string& path, bool force, const std::string& opt
 }
 
 void write_json(const std::string& path, const nlohmann::json& j, bool overwrite) {
+  if (!is_root_process()) return;  // one file per distributed run, from rank 0
   refuse_existing(path, overwrite, "file");
   std::ofstream out(path);
   if (!out) throw IoError(fmt::format("cannot write '{}'", path));

@@ -46,5 +46,6 @@ void add_compare(CLI::App& app);
 void add_describe(CLI::App& app);
 void add_decide(CLI::App& app);
 void add_bound(CLI::App& app);
+void add_launch(CLI::App& app);
 
 }  // namespace credence::cli

@@ -2,12 +2,17 @@
 #include <c10/util/Exception.h>
 #include <fmt/format.h>
 
+#include <cstdio>
+
 #include "common.h"
+#include "credence/core/distributed.h"
 #include "credence/core/error.h"
 #include "credence/core/runtime.h"
 
 int main(int argc, char** argv) {
   credence::tune_allocator();
+  // In a distributed run rank 0 reports; the other ranks keep only their errors (stderr).
+  if (!credence::is_root_process()) std::freopen("/dev/null", "w", stdout);
   CLI::App app{"credence: Bayesian deep learning with calibrated uncertainty"};
   app.require_subcommand(1);
   credence::cli::add_fit(app);
@@ -17,6 +22,7 @@ int main(int argc, char** argv) {
   credence::cli::add_describe(app);
   credence::cli::add_decide(app);
   credence::cli::add_bound(app);
+  credence::cli::add_launch(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

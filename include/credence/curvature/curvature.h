@@ -14,6 +14,8 @@
 
 namespace credence {
 
+class Communicator;
+
 /// GGN: exact generalized Gauss-Newton; EF: empirical Fisher (observed targets); MC: Monte-Carlo
 /// Fisher (one target sampled from the model per example: one backward pass instead of C).
 enum class CurvatureKind { GGN, EF, MC };
@@ -67,10 +69,12 @@ torch::Tensor output_factors(const Likelihood& likelihood, const torch::Tensor& 
                              CurvatureKind kind, uint64_t key = 0);
 
 /// The curvature over `data` (standardized units) at `theta`, in `structure`. Refuses a full
-/// matrix that would not fit in memory, naming the structures that will.
+/// matrix that would not fit in memory, naming the structures that will. With `comm`, each rank
+/// takes every world_size-th chunk of rows and the sums are all-reduced (the same result).
 Curvature compute_curvature(const Model& model, const Likelihood& likelihood, const ParamSubset& subset,
                             const torch::Tensor& theta, const Dataset& data, Structure structure,
-                            CurvatureKind kind, int64_t batch_size = 256, uint64_t seed = 0);
+                            CurvatureKind kind, int64_t batch_size = 256, uint64_t seed = 0,
+                            const Communicator* comm = nullptr);
 
 /// The factors of one batch for the curvature's output directions; adds the batch's NLL (and
 /// Gaussian squared residuals) to `stats` when given. `unit` is the likelihood at unit noise.

@@ -17,6 +17,8 @@ struct FitRequest {
   torch::Dtype dtype = torch::kFloat32;
   /// For post-hoc methods: a MAP fit to start from (fitted here when absent).
   const FittedModel* map = nullptr;
+  /// The process group of a data-parallel run; nullptr: world_communicator() (from the environment).
+  const Communicator* comm = nullptr;
 };
 
 FittedModel fit(const FitRequest& request);

@@ -15,6 +15,8 @@
 
 namespace credence {
 
+class Communicator;
+
 /// The shared training recipe. Defaults are the documented default recipe: Adam, lr 1e-3,
 /// batch 128, 20 epochs, prior precision 5e-4 * N (= weight decay 5e-4; 30 at N = 60,000).
 struct TrainOptions {
@@ -37,12 +39,16 @@ struct Problem {
   std::optional<Dataset> val;
   TrainOptions train_options;
   const FittedModel* map = nullptr;  ///< the MAP fit, for post-hoc methods
+  /// Set in data-parallel runs: each rank steps on its share of every minibatch (see reduce_gradients).
+  const Communicator* comm = nullptr;
 };
 
 struct Batch {
   torch::Tensor x, y;  ///< [B, ...] and [B]; or one batch per stacked member, [M, B, ...] and [M, B]
   torch::Tensor index;  ///< rows of the training set (keys per-example random numbers)
   int64_t epoch = 0, step = 0;
+  /// Data-parallel runs: this rank's rows start at `offset` in a minibatch of `global_rows` (0: all).
+  int64_t offset = 0, global_rows = 0;
 };
 
 struct StepInfo {
@@ -57,6 +63,9 @@ class Method {
   virtual void init(const Problem& problem) = 0;
   /// False for methods with no training loop of their own (post-hoc on a MAP fit).
   virtual bool wants_batches() const { return true; }
+  /// True when steps on shards of a minibatch, with gradients passed through reduce_gradients,
+  /// give the 1-process update; other methods run whole on every rank of a distributed run.
+  virtual bool data_parallel() const { return false; }
   virtual StepInfo step(const Batch& batch);
   virtual std::shared_ptr<Posterior> finalize() = 0;
   /// The likelihood as fitted (e.g. with learned noise).
@@ -74,14 +83,30 @@ struct MethodInfo {
   std::string summary;
   std::vector<Field> fields;
   bool post_hoc = false;  ///< starts from a MAP fit (compare reuses one)
+  /// Options with which a method that is not post-hoc also starts from a MAP fit (e.g. init=map).
+  std::function<bool(const Options&)> uses_map;
+  bool starts_from_map(const Options& o) const { return post_hoc || (uses_map && uses_map(o)); }
   std::function<std::unique_ptr<Method>(const Options&)> make;
   /// Checks option values beyond their types (run before any training); may be empty.
   std::function<void(const Options&)> validate;
 };
 
+/// Data-parallel runs: turns this rank's gradients of a loss averaged over its rows of the batch into
+/// those of the loss averaged over the whole batch (scaled by local / global rows, summed over ranks),
+/// in place; undefined tensors are skipped. Nothing happens when `problem.comm` is unset.
+void reduce_gradients(const Problem& problem, const Batch& batch, const std::vector<torch::Tensor>& grads);
+/// The same for the gradients of every tensor in `state`.
+void reduce_gradients(const Problem& problem, const Batch& batch, const TensorMap& state);
+/// The whole-batch mean of a per-row quantity from this rank's mean over its rows.
+double reduce_mean(const Problem& problem, const Batch& batch, double local_mean);
+
 /// Starting parameters [M, P] of M stacked members, chains or particles: member 0 starts where
 /// MAP starts (init_params(seed)), member m from the keyed seed (seed, Init, 1, m).
 torch::Tensor member_init_params(const Model& model, uint64_t seed, int64_t members);
+
+/// The MAP fit's parameters [P] of a method started from it (problem.map); InvalidArgument naming
+/// `method` when there is none.
+torch::Tensor map_params(const Problem& problem, const std::string& method);
 
 const std::vector<MethodInfo>& method_registry();
 /// InvalidArgument naming the known methods when `name` is not one.
