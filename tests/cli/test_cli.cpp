@@ -12,46 +12,14 @@
 #include <string>
 #include <vector>
 
+#include "cli_test.h"
+
 namespace {
 
-struct Result {
-  int code = -1;
-  std::string output;  // stdout and stderr together
-};
+using namespace credence_cli_test;
 
-Result run(const std::string& args) {
-  std::string cmd = std::string("'") + CREDENCE_CLI + "' " + args + " 2>&1";
-  Result r;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) r.output.append(buf, n);
-  int status = pclose(pipe);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) out.push_back(line);
-  return out;
-}
-
-class Cli : public ::testing::Test {
+class Cli : public TempDirTest {
  protected:
-  void SetUp() override {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "credence_cli_XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-  std::string path(const std::string& name) const { return dir_ + "/" + name; }
   /// Fits a small MAP regression on synthetic:sine and returns the posterior path.
   std::string fit_sine() {
     auto out = path("sine.crd");
@@ -68,14 +36,8 @@ class Cli : public ::testing::Test {
     EXPECT_EQ(lines[0].rfind("credence: error: ", 0), 0u) << lines[0];
     EXPECT_NE(lines[0].find(part), std::string::npos) << "lacks '" << part << "': " << lines[0];
   }
-  std::string dir_;
 };
 
-nlohmann::json read_json(const std::string& file) {
-  std::ifstream in(file);
-  EXPECT_TRUE(in.good()) << file;
-  return nlohmann::json::parse(in);
-}
 
 TEST_F(Cli, DescribeListsMethodsAndOptions) {
   auto r = run("describe");

@@ -12,25 +12,11 @@
 #include <string>
 #include <vector>
 
+#include "cli_test.h"
+
 namespace {
 
-struct Result {
-  int code = -1;
-  std::string output;  // stdout and stderr together
-};
-
-Result run(const std::string& args) {
-  std::string cmd = std::string("'") + CREDENCE_CLI + "' " + args + " 2>&1";
-  Result r;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) r.output.append(buf, n);
-  int status = pclose(pipe);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using namespace credence_cli_test;
 
 std::vector<std::vector<std::string>> read_csv(const std::string& file) {
   std::ifstream in(file);
@@ -44,18 +30,8 @@ std::vector<std::vector<std::string>> read_csv(const std::string& file) {
   return rows;
 }
 
-class Decide : public ::testing::Test {
+class Decide : public TempDirTest {
  protected:
-  void SetUp() override {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "credence_decide_XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-  std::string path(const std::string& name) const { return dir_ + "/" + name; }
   std::string write(const std::string& name, const std::string& text) const {
     std::ofstream(path(name)) << text;
     return path(name);
@@ -65,7 +41,6 @@ class Decide : public ::testing::Test {
     EXPECT_EQ(r.code, 0) << r.output;
     return path(name);
   }
-  std::string dir_;
 };
 
 TEST_F(Decide, ReferActionOnMoons) {

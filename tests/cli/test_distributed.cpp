@@ -8,38 +8,14 @@
 
 #include "credence/credence.h"
 
+#include "cli_test.h"
+
 namespace {
 
-struct Result {
-  int code = -1;
-  std::string output;
-};
+using namespace credence_cli_test;
 
-Result run(const std::string& args) {
-  std::string cmd = std::string("'") + CREDENCE_CLI + "' " + args + " 2>&1";
-  Result r;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) r.output.append(buf, n);
-  int status = pclose(pipe);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-class DataParallel : public ::testing::Test {
+class DataParallel : public TempDirTest {
  protected:
-  void SetUp() override {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "credence_dist_XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-  std::string path(const std::string& name) const { return dir_ + "/" + name; }
 
   // Fits `method` in one process and in two (batch 33 of 200 rows: shards of 16 and 17, and a
   // last minibatch of 2), then compares every tensor of the saved posteriors.
@@ -65,7 +41,6 @@ class DataParallel : public ::testing::Test {
     EXPECT_NEAR(a.likelihood.sigma, b.likelihood.sigma, 1e-8);
   }
 
-  std::string dir_;
 };
 
 TEST_F(DataParallel, MapMatchesOneProcess) { expect_same_posterior("map"); }

@@ -14,26 +14,11 @@
 
 namespace fs = std::filesystem;
 
+#include "cli_test.h"
+
 namespace {
 
-struct Result {
-  int code = -1;
-  std::string output;  // stdout and stderr together
-};
-
-Result shell(const std::string& cmd) {
-  Result r;
-  FILE* pipe = popen((cmd + " 2>&1").c_str(), "r");
-  if (!pipe) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) r.output.append(buf, n);
-  int status = pclose(pipe);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-Result credence(const std::string& args) { return shell(std::string("'") + CREDENCE_CLI + "' " + args); }
+using namespace credence_cli_test;
 
 std::string read_file(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -57,21 +42,12 @@ fs::path artifact_dir() {
   return dir;
 }
 
-class Report : public ::testing::Test {
+class Report : public TempDirTest {
  protected:
-  void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "credence_report_XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
 
   std::string chromium(const std::string& args) {
     return "timeout 60 chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage "
-           "--user-data-dir='" + (dir_ / "profile").string() + "' " + args;
+           "--user-data-dir='" + (root_ / "profile").string() + "' " + args;
   }
 
   /// Renders report/index.html: the page loads, every image exists, is non-empty and decodes,
@@ -119,7 +95,6 @@ class Report : public ::testing::Test {
     return sources;
   }
 
-  fs::path dir_;
 };
 
 size_t count_prefix(const std::vector<std::string>& sources, const std::string& prefix) {
@@ -129,8 +104,8 @@ size_t count_prefix(const std::vector<std::string>& sources, const std::string& 
 }
 
 TEST_F(Report, RegressionReportShowsCredibleBands) {
-  auto report = dir_ / "sine";
-  auto r = credence("compare -q --data 'synthetic:sine?n=300&holdout=cal:100' --test 'synthetic:sine?part=test&n=200' "
+  auto report = root_ / "sine";
+  auto r = run("compare -q --data 'synthetic:sine?n=300&holdout=cal:100' --test 'synthetic:sine?part=test&n=200' "
                     "--model mlp:16 --methods map,ensemble:members=2 --epochs 30 --report '" + report.string() + "'");
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("recommended: "), std::string::npos) << r.output;
@@ -140,9 +115,9 @@ TEST_F(Report, RegressionReportShowsCredibleBands) {
 }
 
 TEST_F(Report, ClassificationReportWithOod) {
-  auto report = dir_ / "moons";
-  auto json = (dir_ / "moons.json").string();
-  auto r = credence("compare -q --data 'synthetic:moons?n=600&holdout=val:100,cal:150' "
+  auto report = root_ / "moons";
+  auto json = (root_ / "moons.json").string();
+  auto r = run("compare -q --data 'synthetic:moons?n=600&holdout=val:100,cal:150' "
                     "--test 'synthetic:moons?part=test&n=500' --ood 'synthetic:moons?noise=1.5&seed=9&n=300' "
                     "--model mlp:16 --methods map,ensemble:members=2 --epochs 20 --rank-by ood_auroc "
                     "--json '" + json + "' --report '" + report.string() + "'");
@@ -177,7 +152,7 @@ TEST_F(Report, ClassificationReportWithOod) {
 }
 
 TEST_F(Report, BadRequestsAreRefusedBeforeFitting) {
-  auto report = dir_ / "full";
+  auto report = root_ / "full";
   fs::create_directories(report);
   std::ofstream(report / "keep.txt") << "x";
   auto base = std::string("compare -q --data synthetic:moons --test 'synthetic:moons?part=test' --methods map --epochs 1 ");
@@ -186,11 +161,11 @@ TEST_F(Report, BadRequestsAreRefusedBeforeFitting) {
     EXPECT_NE(r.output.find("credence: error: "), std::string::npos) << r.output;
     EXPECT_NE(r.output.find(part), std::string::npos) << "lacks '" << part << "': " << r.output;
   };
-  expect_error(credence(base + "--report '" + report.string() + "'"), "--force");
+  expect_error(run(base + "--report '" + report.string() + "'"), "--force");
   EXPECT_TRUE(fs::exists(report / "keep.txt"));
-  expect_error(credence(base + "--rank-by nosuch"), "nosuch");
-  expect_error(credence(base + "--ood synthetic:sine"), "--ood");
-  expect_error(credence("compare -q --data synthetic:sine --test 'synthetic:sine?part=test' --methods map "
+  expect_error(run(base + "--rank-by nosuch"), "nosuch");
+  expect_error(run(base + "--ood synthetic:sine"), "--ood");
+  expect_error(run("compare -q --data synthetic:sine --test 'synthetic:sine?part=test' --methods map "
                         "--epochs 1 --ood synthetic:sine"),
                "classification");
 }
