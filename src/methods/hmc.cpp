@@ -10,6 +10,7 @@
 #include "credence/core/rng.h"
 #include "credence/eval/diagnostics.h"
 #include "credence/model/subset.h"
+#include "inner_fit.h"
 
 namespace credence {
 namespace {
@@ -132,17 +133,23 @@ class HmcMethod : public Method {
     const uint64_t seed = p.train_options.seed;
     const std::string init = options_.get_string("init");
     std::vector<torch::Tensor> starts;
-    torch::Tensor laplace_draws;
+    torch::Tensor draws;
     if (init == "laplace") {
       auto [info, laplace_options] = resolve_method("laplace:subset=" + subset_.spec);
       auto laplace = info->make(laplace_options);
       laplace->init(p);
-      laplace_draws = laplace->finalize()->sample(chains, rng_key(seed, Stream::Init, 3));
+      draws = laplace->finalize()->sample(chains, rng_key(seed, Stream::Init, 3));
+    } else if (init == "vi") {  // mean-field VI from the MAP fit, with the fit's recipe
+      const std::string subset = subset_.spec == "all" ? "" : ",subset=" + subset_.spec;
+      auto [info, vi_options] = resolve_method("vi:init=map,elbo_samples=0" + subset);
+      auto vi = info->make(vi_options);
+      train_inner(*vi, p, p.train_options.epochs, 2, "vi start");
+      draws = vi->finalize()->sample(chains, rng_key(seed, Stream::Init, 3));
     }
     for (int64_t c = 0; c < chains; ++c) {
-      torch::Tensor theta = init == "map" ? map_theta_
-                            : init == "laplace" ? laplace_draws[c]
-                                                : p.model->init_params(rng_key(seed, Stream::Init, 2, c));
+      torch::Tensor theta = init == "map"      ? map_theta_
+                            : draws.defined() ? draws[c]
+                                              : p.model->init_params(rng_key(seed, Stream::Init, 2, c));
       starts.push_back(subset_.gather(theta.to(at::kDouble)).to(at::kCPU));
     }
     return starts;
@@ -167,8 +174,9 @@ std::vector<Field> sampler_fields() {
           {"draws", FieldType::Int, "500", "draws kept per chain", {}},
           {"target_accept", FieldType::Double, "0.8", "target mean acceptance statistic in (0, 1)", {}},
           {"init", FieldType::Choice, "map",
-           "chain starts: map (the MAP fit), laplace (draws from a Laplace approximation) or random",
-           {"map", "laplace", "random"}},
+           "chain starts: map (the MAP fit), laplace or vi (draws from a Laplace or mean-field VI approximation "
+           "around it; VI trains for --epochs) or random",
+           {"map", "laplace", "vi", "random"}},
           {"subset", FieldType::String, "all", "parameters sampled: all, last_layer or names:PATTERN (others stay at the MAP)", {}},
           {"thin", FieldType::Int, "1", "keep every k-th draw", {}},
           {"metric", FieldType::Choice, "auto",

@@ -7,9 +7,9 @@
 #include <cmath>
 
 #include "credence/core/error.h"
-#include "credence/core/progress.h"
 #include "credence/core/rng.h"
 #include "credence/posterior/certified.h"
+#include "inner_fit.h"
 #include "trainer.h"
 
 namespace credence {
@@ -44,20 +44,7 @@ torch::Tensor learn_prior_mean(const Problem& problem, const torch::Tensor& rows
   Problem sub = problem;
   sub.train = problem.train.subset(rows.to(problem.train.x.device()));
   PriorTrainer trainer;
-  trainer.init(sub);
-  const auto& o = problem.train_options;
-  const int64_t n = sub.train.size(), bs = std::min<int64_t>(o.batch_size, n);
-  Progress progress("prior", epochs * ((n + bs - 1) / bs), o.quiet);
-  int64_t step = 0;
-  for (int64_t epoch = 0; epoch < epochs; ++epoch) {
-    // Its own shuffle stream, so the prior's batches never repeat the posterior's.
-    auto perm = keyed_permutation(n, rng_key(o.seed, Stream::Shuffle, epoch, 1)).to(sub.train.x.device());
-    for (int64_t start = 0; start < n; start += bs) {
-      auto idx = perm.narrow(0, start, std::min(bs, n - start));
-      auto info = trainer.step({sub.train.x.index_select(0, idx), sub.train.y.index_select(0, idx), idx, epoch, step});
-      progress.update(++step, fmt::format("epoch {}/{} loss {:.4f}", epoch + 1, epochs, info.loss));
-    }
-  }
+  train_inner(trainer, sub, epochs, 1, "prior");
   return trainer.theta();
 }
 

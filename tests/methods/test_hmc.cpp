@@ -120,8 +120,8 @@ TEST(Hmc, NutsOnNealsFunnel) {
   EXPECT_LT(vh.std().item<double>(), 3.0);
 }
 
-TEST(Hmc, NutsReproducesTheConjugatePosterior) {
-  auto req = conjugate_request("nuts:chains=2,warmup=300,draws=1000", 50, 1e-3);  // the MAP start
+void expect_conjugate_posterior(const std::string& method) {
+  auto req = conjugate_request(method, 50, 1e-3);
   auto f = fit(req);
   auto draws = dynamic_cast<const ParticlePosterior&>(*f.posterior).particles();
   ASSERT_EQ(draws.size(0), 2000);
@@ -136,6 +136,15 @@ TEST(Hmc, NutsReproducesTheConjugatePosterior) {
   EXPECT_LT(((draws.mean(0) - mean) / sd).abs().max().item<double>(), 4.0 / std::sqrt(1000.0));
   EXPECT_TRUE(at::allclose(sample_cov.diag(), cov.diag(), 0.15, 0));
   EXPECT_EQ(f.info["report"]["chains"], 2);
+}
+
+TEST(Hmc, NutsReproducesTheConjugatePosterior) { expect_conjugate_posterior("nuts:chains=2,warmup=300,draws=1000"); }
+
+TEST(Hmc, WarmStartsFromLaplaceAndViReachTheSamePosterior) {
+  for (const char* init : {"laplace", "vi"}) {
+    SCOPED_TRACE(init);
+    expect_conjugate_posterior(std::string("nuts:chains=2,warmup=300,draws=1000,init=") + init);
+  }
 }
 
 }  // namespace credence
