@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "credence/core/runtime.h"
+
 namespace credence::bench {
 
 inline std::string hostname() {
@@ -76,6 +78,14 @@ inline double stderr_of_mean(const std::vector<double>& v) {
   double m = mean(v), ss = 0;
   for (double x : v) ss += (x - m) * (x - m);
   return std::sqrt(ss / static_cast<double>(v.size() - 1)) / std::sqrt(static_cast<double>(v.size()));
+}
+
+/// What every benchmark does first: tune the allocator, set the threads, and print the machine and
+/// the runtime (LibTorch, the BLAS actually loaded, threads) so its numbers can be traced.
+inline void start(int threads) {
+  tune_allocator();
+  set_threads(threads);
+  fmt::print("machine: {}\nruntime: {}\n", machine_summary(), runtime_summary());
 }
 
 }  // namespace credence::bench

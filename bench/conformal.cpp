@@ -31,9 +31,7 @@ int main(int argc, char** argv) {
   app.add_option("--epochs", epochs, "MAP epochs");
   app.add_option("--threads", threads, "threads");
   CLI11_PARSE(app, argc, argv);
-  tune_allocator();
-  set_threads(threads);
-  fmt::print("machine: {}\nruntime: {}\n", bench::machine_summary(), runtime_summary());
+  bench::start(threads);
   auto test = load_data("fmnist:test").fit;
   double sum_aps = 0;
   for (int seed = 0; seed < seeds; ++seed) {

@@ -17,8 +17,7 @@ METHODS="${METHODS:-map ensemble:members=5 laplace}"
 THREADS="${THREADS:-1}"
 OUT="${OUT:-bench/results/decide}"
 
-lock=(); command -v flock >/dev/null && lock=(flock /tmp/build.lock)
-"${lock[@]}" cmake --build "$BUILD" -j "${JOBS:-2}" --target credence_cli >&2
+"$root/bench/build.sh" "$BUILD" credence_cli
 credence="$BUILD/credence"
 mkdir -p "$OUT"
 costs="$OUT/costs.json"

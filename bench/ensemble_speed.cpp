@@ -43,9 +43,7 @@ int main(int argc, char** argv) {
   app.add_option("--reps", reps, "repetitions");
   app.add_option("--threads", threads, "threads");
   CLI11_PARSE(app, argc, argv);
-  tune_allocator();
-  set_threads(threads);
-  fmt::print("machine: {}\nruntime: {}\n", bench::machine_summary(), runtime_summary());
+  bench::start(threads);
 
   FitRequest uci;
   uci.data = load_data("uci:" CREDENCE_SHARED_DIR "/data/uci/yacht?split=0&part=train");

@@ -21,9 +21,7 @@ int main(int argc, char** argv) {
   app.add_option("--reps", reps, "repetitions (median reported)");
   app.add_option("--threads", threads, "threads");
   CLI11_PARSE(app, argc, argv);
-  tune_allocator();
-  set_threads(threads);
-  fmt::print("machine: {}\nruntime: {}\n", bench::machine_summary(), runtime_summary());
+  bench::start(threads);
 
   FitRequest req;
   req.data = load_data(fmt::format("fmnist:train?n={}", n));

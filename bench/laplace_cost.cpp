@@ -39,9 +39,7 @@ int main(int argc, char** argv) {
   app.add_flag("--skip-all", skip_all, "skip the all-weights variants");
   app.add_flag("--skip-full", skip_full, "skip the last-layer full covariance (minutes on 60,000 images)");
   CLI11_PARSE(app, argc, argv);
-  tune_allocator();
-  set_threads(threads);
-  fmt::print("machine: {}\nruntime: {}\n", bench::machine_summary(), runtime_summary());
+  bench::start(threads);
 
   FitRequest req;
   req.data = load_data(fmt::format("fmnist:train?n={}", n));

@@ -19,8 +19,7 @@ METHODS="${METHODS:-map,laplace,ensemble:members=5}"
 THREADS="${THREADS:-1}"
 OUT="${OUT:-bench/results/ood}"
 
-lock=(); command -v flock >/dev/null && lock=(flock /tmp/build.lock)
-"${lock[@]}" cmake --build "$BUILD" -j "${JOBS:-2}" --target credence_cli >&2
+"$root/bench/build.sh" "$BUILD" credence_cli
 mkdir -p "$OUT"
 for seed in $SEEDS; do
   report=(); [ "$seed" = "$(echo $SEEDS | cut -d' ' -f1)" ] && report=(--report "$OUT/report")

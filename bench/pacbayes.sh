@@ -11,9 +11,7 @@ METHOD="${METHOD:-pacbayes}"
 EPOCHS="${EPOCHS:-20}"
 NETWORKS="${NETWORKS:-10000}"
 OUT="${OUT:-bench/results}"
-"$root/bench/build.sh" "$BUILD"
-lock=(); command -v flock >/dev/null && lock=(flock /tmp/build.lock)
-"${lock[@]}" cmake --build "$BUILD" -j "${JOBS:-2}" --target credence_cli >&2
+"$root/bench/build.sh" "$BUILD" credence_cli
 mkdir -p "$OUT"
 "$BUILD/credence" fit --data fmnist:train --model mlp:256,256 --method "$METHOD" --epochs "$EPOCHS" \
   --out "$OUT/pacbayes.crd" --force -q

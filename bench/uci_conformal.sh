@@ -23,8 +23,7 @@ OUT="${OUT:-bench/results/uci_conformal}"
 SETS="${SETS:-bostonHousing concrete energy wine-quality-red yacht}"
 
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-  lock=(); command -v flock >/dev/null && lock=(flock /tmp/build.lock)
-  "${lock[@]}" cmake --build "$BUILD" -j "${JOBS:-2}" --target credence_cli >&2
+  "$root/bench/build.sh" "$BUILD" credence_cli
 fi
 mkdir -p "$OUT"
 for s in $SETS; do
