@@ -99,7 +99,7 @@ class PacBayesMethod : public Method {
     auto risk = bounded_cross_entropy(logits, batch.y.unsqueeze(0).expand({S, batch.y.size(0)}),
                                       options_.get_double("pmin"))
                     .mean();
-    auto kl = kl_to_prior(mean, sd);
+    auto kl = kl_to_isotropic_gaussian(mean, sd * sd, prior_mean_, prior_std_);
     auto loss = pacbayes_objective(options_.get_string("objective"), risk, kl, n_bound_,
                                    options_.get_double("delta"));
     loss.backward();
@@ -126,12 +126,6 @@ class PacBayesMethod : public Method {
   nlohmann::json report() const override { return report_; }
 
  private:
-  torch::Tensor kl_to_prior(const torch::Tensor& mean, const torch::Tensor& sd) const {
-    const double s2 = prior_std_ * prior_std_;
-    auto ratio = sd * sd / s2;
-    return 0.5 * (ratio + (mean - prior_mean_).pow(2) / s2 - 1.0 - at::log(ratio)).sum();
-  }
-
   Options options_;
   const Problem* problem_ = nullptr;
   torch::Tensor prior_mean_, prior_rows_;

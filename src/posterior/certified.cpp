@@ -43,12 +43,18 @@ std::unique_ptr<CertifiedGaussianPosterior> CertifiedGaussianPosterior::load(con
                                                       get("posterior.prior_rows"));
 }
 
+torch::Tensor kl_to_isotropic_gaussian(const torch::Tensor& mean, const torch::Tensor& variance,
+                                       const torch::Tensor& prior_mean, double prior_std) {
+  // 0.5 * sum(v / s^2 + (m - m0)^2 / s^2 - 1 - log(v / s^2))
+  const double s2 = prior_std * prior_std;
+  auto ratio = variance / s2;
+  return 0.5 * (ratio + (mean - prior_mean).pow(2) / s2 - 1.0 - at::log(ratio)).sum();
+}
+
 double CertifiedGaussianPosterior::kl() const {
-  // 0.5 * sum(v / s^2 + (m - m0)^2 / s^2 - 1 - log(v / s^2)), in float64.
-  auto v = variance().to(at::kDouble), d = (mean() - prior_mean_).to(at::kDouble);
-  const double s2 = prior_std_ * prior_std_;
-  auto ratio = v / s2;
-  return 0.5 * (ratio + d * d / s2 - 1.0 - at::log(ratio)).sum().item<double>();
+  return kl_to_isotropic_gaussian(mean().to(at::kDouble), variance().to(at::kDouble),
+                                  prior_mean_.to(at::kDouble), prior_std_)
+      .item<double>();
 }
 
 torch::Tensor bounded_cross_entropy(const torch::Tensor& logits, const torch::Tensor& y, double pmin) {

@@ -28,6 +28,10 @@ class CertifiedGaussianPosterior : public GaussianPosterior {
   double prior_std_;
 };
 
+/// KL(N(mean, diag(variance)) || N(prior_mean, prior_std^2 I)) in closed form, differentiable.
+torch::Tensor kl_to_isotropic_gaussian(const torch::Tensor& mean, const torch::Tensor& variance,
+                                       const torch::Tensor& prior_mean, double prior_std);
+
 /// -log(max(p_y, pmin)) / log(1 / pmin): the cross-entropy clipped and scaled into [0, 1].
 torch::Tensor bounded_cross_entropy(const torch::Tensor& logits, const torch::Tensor& y, double pmin);
 
