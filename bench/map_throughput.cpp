@@ -10,6 +10,7 @@
 #include <torch/nn/modules/activation.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/linear.h>
+#include <torch/cuda.h>
 #include <torch/optim/adam.h>
 #include <torch/utils.h>
 
@@ -45,6 +46,7 @@ struct Config {
   double lr = 1e-3;
   std::string data = "fmnist:train";
   std::string model = "mlp:256,256";
+  std::string device = "cpu";
 };
 
 // The plain LibTorch loop: nn::Sequential of Linear/ReLU, optim::Adam with weight decay, a random
@@ -56,11 +58,12 @@ RunResult run_plain(const at::Tensor& x, const at::Tensor& y, int64_t num_classe
   auto start = std::chrono::steady_clock::now();
   torch::nn::Sequential net(torch::nn::Linear(d, 256), torch::nn::ReLU(), torch::nn::Linear(256, 256),
                             torch::nn::ReLU(), torch::nn::Linear(256, num_classes));
+  net->to(x.device());
   torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(cfg.lr).weight_decay(kWeightDecay));
   auto gen = credence::cpu_generator(seed);
   double last = 0;
   for (int64_t epoch = 0; epoch < cfg.epochs; ++epoch) {
-    auto perm = at::randperm(n, gen, at::kLong);
+    auto perm = at::randperm(n, gen, at::kLong).to(x.device());
     for (int64_t s = 0; s < n; s += cfg.batch_size) {
       auto idx = perm.narrow(0, s, std::min(cfg.batch_size, n - s));
       auto bx = x.index_select(0, idx);
@@ -114,6 +117,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", cfg.threads, "ATen/OpenBLAS threads")->capture_default_str();
   app.add_option("--n", cfg.n, "training examples (fmnist:train?n=N)")->capture_default_str();
   app.add_option("--batch-size", cfg.batch_size, "minibatch size")->capture_default_str();
+  app.add_option("--device", cfg.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   app.add_flag("!--no-warmup", cfg.warmup, "skip the untimed warm-up epoch of each");
   CLI11_PARSE(app, argc, argv);
 
@@ -125,6 +129,10 @@ int main(int argc, char** argv) {
 
     fmt::print("machine: {}\n", cb::machine_summary());
     fmt::print("runtime: {}\n", credence::runtime_summary());
+    const torch::Device device = cfg.device == "cuda" ? torch::kCUDA : torch::kCPU;
+    if (device.is_cuda() && !torch::cuda::is_available())
+      throw credence::NotSupported("--device cuda: no CUDA device is available to this build");
+    fmt::print("device: {}\n", cfg.device);
     const std::string spec = fmt::format("{}?n={}", cfg.data, cfg.n);
     fmt::print("task: MAP, {} with {}, Adam lr {}, batch {}, weight decay {} (prior precision {} = 5e-4 * N), "
                "{} epochs x {} reps, interleaved{}\n",
@@ -140,11 +148,12 @@ int main(int argc, char** argv) {
     req.train.lr = cfg.lr;
     req.train.prior = "auto";
     req.train.quiet = true;
+    req.device = device;
     const auto& train = req.data.fit;
     const int64_t n = train.size();
     // The plain loop gets the same examples, flattened once up front.
-    at::Tensor x = train.x.reshape({n, -1}).contiguous();
-    at::Tensor y = train.y;
+    at::Tensor x = train.x.reshape({n, -1}).contiguous().to(device);
+    at::Tensor y = train.y.to(device);
 
     std::vector<double> plain_s, cred_s, cred_loop_s;
     RunResult plain_last, cred_last;

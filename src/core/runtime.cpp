@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <link.h>
 #include <malloc.h>
+#include <torch/cuda.h>
 #include <torch/version.h>
 
 #include <climits>
@@ -44,7 +45,8 @@ std::string blas_library() {
 }
 
 std::string runtime_summary() {
-  return fmt::format("LibTorch {} | BLAS {} | threads {}", TORCH_VERSION, blas_library(), threads());
+  return fmt::format("LibTorch {} | BLAS {} | threads {} | CUDA devices {}", TORCH_VERSION, blas_library(), threads(),
+                     torch::cuda::device_count());
 }
 
 }  // namespace credence

@@ -60,7 +60,7 @@ Curvature compute_lowrank_curvature(const Model& model, const Likelihood& likeli
   // Rayleigh-Ritz on the subspace: eigenpairs of V^T H V.
   auto T = V.t().mm(HV).to(at::kDouble);
   auto [vals, vecs] = at::linalg_eigh(0.5 * (T + T.t()));
-  auto top = at::arange(m - 1, m - 1 - rank, -1, at::kLong);
+  auto top = at::arange(m - 1, m - 1 - rank, -1, vals.options().dtype(at::kLong));
   c.lowrank_values = vals.index_select(0, top).clamp_min(0).to(theta.scalar_type());
   c.lowrank_vectors = V.mm(vecs.index_select(1, top).to(theta.scalar_type()));
   return c;

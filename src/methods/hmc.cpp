@@ -51,7 +51,7 @@ class HmcMethod : public Method {
     }
     const double shape = options_.get_double("noise_shape"), rate = options_.get_double("noise_rate");
     LogDensity log_density = [&](const torch::Tensor& q, torch::Tensor& grad) {
-      auto qv = q.detach().requires_grad_(true);
+      auto qv = q.detach().to(base.device()).requires_grad_(true);
       auto values = qv.narrow(0, 0, K);
       auto log_sigma = sample_noise_ ? qv[K] : torch::Tensor();
       torch::Tensor out;
@@ -97,7 +97,9 @@ class HmcMethod : public Method {
       };
       auto r = run_chain(log_density, q0.to(at::kCPU), s, rng_key(seed, Stream::Sample, 1, c));
       auto kept = r.draws.slice(0, 0, s.draws, thin);
-      thetas.push_back(subset_.scatter(map_theta_.to(at::kFloat), kept.narrow(1, 0, K).contiguous()).to(p.model->dtype()));
+      thetas.push_back(
+          subset_.scatter(map_theta_.to(at::kFloat), kept.narrow(1, 0, K).contiguous().to(map_theta_.device()))
+              .to(p.model->dtype()));
       if (sample_noise_) noise.push_back(kept.select(1, K));
       divergences += r.divergences;
       report_["step_size"].push_back(r.step_size);

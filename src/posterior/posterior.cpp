@@ -149,7 +149,11 @@ std::unique_ptr<Posterior> load_posterior(const TensorMap& tensors, const nlohma
   if (kind == "mixture")
     return std::make_unique<MixturePosterior>(get("posterior.means"), get("posterior.variances"),
                                               get("posterior.weights"));
-  if (kind == "certified_gaussian") return CertifiedGaussianPosterior::load(tensors, meta);
+  if (kind == "certified_gaussian") {
+    TensorMap on_device;
+    for (const auto& [name, t] : tensors) on_device[name] = t.to(device);
+    return CertifiedGaussianPosterior::load(on_device, meta);
+  }
   if (kind == "gaussian") return std::make_unique<GaussianPosterior>(get("posterior.mean"), get("posterior.variance"));
   throw IoError(fmt::format("unknown posterior kind '{}' in file (written by a newer credence?)", kind));
 }
