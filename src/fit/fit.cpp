@@ -17,14 +17,14 @@ constexpr double kDefaultWeightDecay = 5e-4;
 // Minibatches drawn from a keyed permutation per epoch, gathered into buffers reused across
 // steps (fresh memory is slow to touch on small machines). In a data-parallel run every rank draws
 // the same permutation and takes its contiguous share of each minibatch's rows.
-void run_epochs(Method& method, const Problem& problem) {
+void run_epochs(Method& method, const Problem& problem, bool shard) {
   const auto& train = problem.train;
   const auto& opts = problem.train_options;
   const int64_t n = train.size();
   const int64_t bs = std::min(opts.batch_size, n);
   const int64_t steps_per_epoch = (n + bs - 1) / bs;
-  const int64_t ranks = problem.comm ? problem.comm->world_size() : 1;
-  const int64_t rank = problem.comm ? problem.comm->rank() : 0;
+  const int64_t ranks = shard ? problem.comm->world_size() : 1;
+  const int64_t rank = shard ? problem.comm->rank() : 0;
   if (const int64_t smallest = std::min(bs, n - (steps_per_epoch - 1) * bs); smallest < ranks)
     throw InvalidArgument(fmt::format(
         "a minibatch of {} rows cannot be shared by {} processes; choose --batch-size so that every minibatch "
@@ -47,7 +47,7 @@ void run_epochs(Method& method, const Problem& problem) {
       at::index_select_out(bx, train.x, 0, idx);
       at::index_select_out(by, train.y, 0, idx);
       Batch batch{bx, by, idx, epoch, step};
-      if (problem.comm) {
+      if (shard) {
         batch.offset = lo;
         batch.global_rows = m;
       }
@@ -109,12 +109,13 @@ FittedModel fit(const FitRequest& request) {
 
   auto start = std::chrono::steady_clock::now();
   auto method = info->make(options);
-  if (comm.world_size() > 1 && method->data_parallel()) problem.comm = &comm;
+  const bool splits_units = comm.world_size() > 1 && method->splits_units(comm.world_size());
+  if (comm.world_size() > 1 && (splits_units || method->data_parallel())) problem.comm = &comm;
   if (comm.world_size() > 1 && !problem.comm && method->wants_batches() && !problem.train_options.quiet)
     fmt::print(stderr, "note: {} is not data-parallel yet: each of the {} processes fits it on all the data\n",
                info->name, comm.world_size());
   method->init(problem);
-  if (method->wants_batches()) run_epochs(*method, problem);
+  if (method->wants_batches()) run_epochs(*method, problem, /*shard=*/problem.comm && !splits_units);
   result.posterior = method->finalize();
   result.likelihood = method->fitted_likelihood();
   result.model = problem.model;

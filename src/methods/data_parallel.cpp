@@ -36,4 +36,21 @@ double reduce_mean(const Problem& problem, const Batch& batch, double local_mean
   return v.item<double>();
 }
 
+std::pair<int64_t, int64_t> owned_units(const Problem& problem, int64_t units) {
+  if (!problem.comm) return {0, units};
+  const int64_t rank = problem.comm->rank(), ranks = problem.comm->world_size();
+  return {units * rank / ranks, units * (rank + 1) / ranks};
+}
+
+torch::Tensor gather_units(const Problem& problem, const torch::Tensor& local, int64_t first, int64_t units) {
+  if (!problem.comm) return local;
+  auto shape = local.sizes().vec();
+  shape[0] = units;
+  // Zeros outside this rank's rows, so that the sum over ranks is the gather.
+  auto all = at::zeros(shape, local.options());
+  all.narrow(0, first, local.size(0)).copy_(local);
+  problem.comm->all_reduce_sum({all});
+  return all;
+}
+
 }  // namespace credence

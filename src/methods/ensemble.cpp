@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
+#include "credence/core/distributed.h"
 #include "credence/core/error.h"
 #include "trainer.h"
 
@@ -13,27 +14,31 @@ class EnsembleMethod : public PointTrainer {
  public:
   explicit EnsembleMethod(const Options& o) : options_(o) {}
   bool data_parallel() const override { return true; }
+  bool splits_units(int world_size) const override {
+    const std::string parallel = options_.get_string("parallel");
+    return parallel == "members" || (parallel == "auto" && options_.get_int("members") >= world_size);
+  }
 
   void init(const Problem& problem) override {
     const long members = options_.get_int("members");
     if (members < 1) throw InvalidArgument(fmt::format("ensemble: members must be >= 1, got {}", members));
-    // Member 0 starts where MAP starts, so a one-member ensemble is MAP.
-    setup(problem, member_init_params(*problem.model, problem.train_options.seed, members),
-          options_.get_string("optimizer"));
     problem_ = &problem;
-    members_ = members;
+    // Member 0 starts where MAP starts, so a one-member ensemble is MAP.
+    setup_members(problem, members, options_.get_string("optimizer"),
+                  problem.comm && splits_units(problem.comm->world_size()));
+    local_ = state_["theta"].size(0);
     per_member_ = options_.get_string("shuffle") == "member" && members > 1;
   }
 
   // Own data orders make members disagree more than different initializations alone.
   StepInfo step(const Batch& batch) override {
-    return PointTrainer::step(per_member_ ? member_batches_.make(*problem_, batch, members_) : batch);
+    return PointTrainer::step(per_member_ ? member_batches_.make(*problem_, batch, local_, first_member()) : batch);
   }
 
  private:
   Options options_;
   const Problem* problem_ = nullptr;
-  long members_ = 1;
+  int64_t local_ = 1;  // members this process trains
   bool per_member_ = false;
   MemberBatches member_batches_;
 };
@@ -47,7 +52,11 @@ MethodInfo ensemble_method_info() {
   info.fields = {{"members", FieldType::Int, "5", "number of members", {}},
                  {"optimizer", FieldType::Choice, "adam", "optimizer: adam or sgd (momentum 0.9)", {"adam", "sgd"}},
                  {"shuffle", FieldType::Choice, "member",
-                  "data order: member (each its own shuffle) or shared (one order for all)", {"member", "shared"}}};
+                  "data order: member (each its own shuffle) or shared (one order for all)", {"member", "shared"}},
+                 {"parallel", FieldType::Choice, "auto",
+                  "several processes: members (each trains its share of the members on all the data), data (all "
+                  "members, each on its share of every minibatch), auto (members when there are enough)",
+                  {"auto", "members", "data"}}};
   info.make = [](const Options& o) { return std::make_unique<EnsembleMethod>(o); };
   info.validate = [](const Options& o) {
     if (o.get_int("members") < 1)

@@ -23,6 +23,7 @@ class HmcMethod : public Method {
  public:
   HmcMethod(const Options& o, bool nuts) : options_(o), nuts_(nuts) {}
   bool wants_batches() const override { return false; }
+  bool splits_units(int world_size) const override { return true; }
 
   void init(const Problem& problem) override {
     problem_ = &problem;
@@ -50,7 +51,7 @@ class HmcMethod : public Method {
       features = p.model->features(x, base);
     }
     const double shape = options_.get_double("noise_shape"), rate = options_.get_double("noise_rate");
-    LogDensity log_density = [&](const torch::Tensor& q, torch::Tensor& grad) {
+    LogDensity log_density_fn = [&](const torch::Tensor& q, torch::Tensor& grad) {
       auto qv = q.detach().to(base.device()).requires_grad_(true);
       auto values = qv.narrow(0, 0, K);
       auto log_sigma = sample_noise_ ? qv[K] : torch::Tensor();
@@ -80,33 +81,46 @@ class HmcMethod : public Method {
     else s.steps = options_.get_int("steps");
     const int64_t chains = options_.get_int("chains");
     const uint64_t seed = p.train_options.seed;
-    Progress progress(nuts_ ? "nuts" : "hmc", chains * (s.warmup + s.draws), p.train_options.quiet);
+    // Chains are independent units of work, each depending on (seed, c) alone: in a run of several
+    // processes each runs its share and the results are gathered.
+    const auto [first, last] = owned_units(p, chains);
+    Progress progress(nuts_ ? "nuts" : "hmc", (last - first) * (s.warmup + s.draws), p.train_options.quiet);
 
-    std::vector<torch::Tensor> thetas, noise;
     const int64_t thin = options_.get_int("thin");
+    const int64_t kept_draws = (s.draws + thin - 1) / thin, D = K + (sample_noise_ ? 1 : 0);
     report_ = {{"init", options_.get_string("init")}, {"chains", chains}, {"warmup", s.warmup}, {"draws", s.draws},
                {"thin", thin}, {"subset", subset_.spec},
                {"metric", s.dense_mass ? "dense" : "diag"}};
-    int64_t divergences = 0;
     auto starts = chain_starts(chains);
-    for (int64_t c = 0; c < chains; ++c) {
-      // Chains are independent units of work: each depends on (seed, c) alone.
+    auto draws = at::zeros({last - first, kept_draws, D}, at::kDouble);
+    auto log_density = at::zeros({last - first, s.draws}, at::kDouble);
+    auto stats = at::zeros({last - first, 4}, at::kDouble);  // step size, accept, leapfrogs, divergences
+    for (int64_t c = first; c < last; ++c) {
       auto q0 = sample_noise_ ? at::cat({starts[c], at::full({1}, std::log(likelihood_.sigma), at::kDouble)}) : starts[c];
       s.on_iteration = [&](int64_t it) {
-        progress.update(c * (s.warmup + s.draws) + it + 1, fmt::format("chain {}/{}", c + 1, chains));
+        progress.update((c - first) * (s.warmup + s.draws) + it + 1, fmt::format("chain {}/{}", c + 1, chains));
       };
-      auto r = run_chain(log_density, q0.to(at::kCPU), s, rng_key(seed, Stream::Sample, 1, c));
-      auto kept = r.draws.slice(0, 0, s.draws, thin);
-      thetas.push_back(
-          subset_.scatter(map_theta_.to(at::kFloat), kept.narrow(1, 0, K).contiguous().to(map_theta_.device()))
-              .to(p.model->dtype()));
-      if (sample_noise_) noise.push_back(kept.select(1, K));
-      divergences += r.divergences;
-      report_["step_size"].push_back(r.step_size);
-      report_["accept"].push_back(r.mean_accept);
-      report_["leapfrogs"].push_back(r.mean_leapfrogs);
-      report_["divergences"].push_back(r.divergences);
-      log_density_.push_back(r.log_density);
+      auto r = run_chain(log_density_fn, q0.to(at::kCPU), s, rng_key(seed, Stream::Sample, 1, c));
+      draws[c - first].copy_(r.draws.slice(0, 0, s.draws, thin));
+      log_density[c - first].copy_(r.log_density);
+      stats[c - first].copy_(at::tensor({r.step_size, r.mean_accept, r.mean_leapfrogs, static_cast<double>(r.divergences)},
+                                        at::kDouble));
+    }
+    draws = gather_units(p, draws, first, chains);
+    log_density = gather_units(p, log_density, first, chains);
+    stats = gather_units(p, stats, first, chains);
+    int64_t divergences = 0;
+    std::vector<torch::Tensor> thetas;
+    for (int64_t c = 0; c < chains; ++c) {
+      thetas.push_back(subset_.scatter(map_theta_.to(at::kFloat),
+                                       draws[c].narrow(1, 0, K).to(at::kFloat).contiguous().to(map_theta_.device()))
+                           .to(p.model->dtype()));
+      report_["step_size"].push_back(stats[c][0].item<double>());
+      report_["accept"].push_back(stats[c][1].item<double>());
+      report_["leapfrogs"].push_back(stats[c][2].item<double>());
+      report_["divergences"].push_back(stats[c][3].item<int64_t>());
+      divergences += stats[c][3].item<int64_t>();
+      log_density_.push_back(log_density[c]);
     }
     progress.finish();
     if (chains >= 2 && s.draws >= 4) {
@@ -121,7 +135,8 @@ class HmcMethod : public Method {
                  divergences, s.target_accept);
     auto posterior = std::make_shared<ParticlePosterior>(at::cat(thetas).to(p.model->device()));
     posterior->set_chains(chains);
-    if (sample_noise_) posterior->set_log_sigma(at::cat(noise).to(p.model->device(), p.model->dtype()));
+    if (sample_noise_)
+      posterior->set_log_sigma(draws.select(2, K).reshape({-1}).to(p.model->device(), p.model->dtype()));
     return posterior;
   }
 

@@ -48,28 +48,30 @@ enum class Rule { Stein, Repulsive };
 class ParticleMethod : public PointTrainer {
  public:
   ParticleMethod(const Options& o, Rule rule) : options_(o), rule_(rule) {}
+  // Each process steps its block of particles; the kernel terms gather all of them every step.
+  bool splits_units(int world_size) const override { return options_.get_int("members") >= world_size; }
 
   void init(const Problem& problem) override {
     problem_ = &problem;
     const long members = options_.get_int("members");
     function_space_ = rule_ == Rule::Repulsive && options_.get_string("space") == "function";
     bandwidth_ = options_.get_double("bandwidth");
-    setup(problem, member_init_params(*problem.model, problem.train_options.seed, members),
-          options_.get_string("optimizer"));
+    setup_members(problem, members, options_.get_string("optimizer"), problem.comm != nullptr);
+    local_ = state_["theta"].size(0);
     per_member_ = options_.get_string("shuffle") == "member" && members > 1;
   }
 
   StepInfo step(const Batch& batch) override {
     if (!per_member_) return PointTrainer::step(batch);
     shared_x_ = batch.x;  // where function-space kernels compare the members
-    return PointTrainer::step(member_batches_.make(*problem_, batch, options_.get_int("members")));
+    return PointTrainer::step(member_batches_.make(*problem_, batch, local_, first_member()));
   }
 
  protected:
   // Function space: descend -J_i^T a_i / N, where a_i is the ascent direction of the kernel
   // density repulsion on member i's outputs (on the batch plus optional random context points).
   torch::Tensor extra_objective(const torch::Tensor& outputs, const Batch& batch) override {
-    if (!function_space_ || outputs.dim() != 3 || outputs.size(0) < 2) return {};
+    if (!function_space_ || outputs.dim() != 3 || members() < 2) return {};
     // Members on their own batches are compared on the driver's batch, one more forward pass.
     auto f = per_member_ ? problem_->model->forward(shared_x_, state_["theta"]) : outputs;
     const long context = options_.get_int("context");
@@ -86,20 +88,21 @@ class ParticleMethod : public PointTrainer {
     torch::Tensor ascent;
     {
       at::NoGradGuard no_grad;
-      ascent = kde_repulsion(f.detach(), bandwidth_);
+      ascent = kde_repulsion(gather_members(f.detach()), bandwidth_).narrow(0, first_member(), local_);
     }
     return -(f * ascent).sum() / static_cast<double>(problem_->train.size());
   }
 
   void adjust_gradient(torch::Tensor& grad) override {
-    if (grad.dim() != 2 || grad.size(0) < 2 || function_space_) return;
+    if (grad.dim() != 2 || members() < 2 || function_space_) return;
     at::NoGradGuard no_grad;
-    auto theta = state_["theta"].detach();
+    auto theta = gather_members(state_["theta"].detach());
     const double n = static_cast<double>(problem_->train.size());
+    auto mine = [&](const torch::Tensor& all) { return all.narrow(0, first_member(), local_); };
     if (rule_ == Rule::Stein)  // grad is -grad log p / N
-      grad.copy_(stein_direction(theta, grad * -n, bandwidth_) / -n);
+      grad.copy_(mine(stein_direction(theta, gather_members(grad) * -n, bandwidth_)) / -n);
     else
-      grad.sub_(kde_repulsion(theta, bandwidth_) / n);
+      grad.sub_(mine(kde_repulsion(theta, bandwidth_)) / n);
   }
 
  private:
@@ -108,6 +111,7 @@ class ParticleMethod : public PointTrainer {
   const Problem* problem_ = nullptr;
   bool function_space_ = false;
   double bandwidth_ = 0.0;
+  int64_t local_ = 1;  // particles this process steps
   bool per_member_ = false;
   MemberBatches member_batches_;
   torch::Tensor shared_x_;

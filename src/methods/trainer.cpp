@@ -4,13 +4,17 @@
 #include <torch/optim/adam.h>
 #include <torch/optim/sgd.h>
 
+#include <fmt/format.h>
+
 #include <cmath>
 
+#include "credence/core/distributed.h"
+#include "credence/core/error.h"
 #include "credence/core/rng.h"
 
 namespace credence {
 
-Batch MemberBatches::make(const Problem& problem, const Batch& batch, int64_t members) {
+Batch MemberBatches::make(const Problem& problem, const Batch& batch, int64_t members, int64_t first) {
   const auto& train = problem.train;
   const int64_t n = train.size(), b = batch.x.size(0);
   const int64_t bs = std::min(problem.train_options.batch_size, n);
@@ -18,7 +22,8 @@ Batch MemberBatches::make(const Problem& problem, const Batch& batch, int64_t me
   if (batch.epoch != epoch_) {
     std::vector<torch::Tensor> perms;
     for (int64_t m = 0; m < members; ++m)
-      perms.push_back(keyed_permutation(n, rng_key(problem.train_options.seed, Stream::Shuffle, batch.epoch, m)));
+      perms.push_back(
+          keyed_permutation(n, rng_key(problem.train_options.seed, Stream::Shuffle, batch.epoch, first + m)));
     perms_ = at::stack(perms).to(train.x.device());
     epoch_ = batch.epoch;
   }
@@ -55,6 +60,24 @@ void PointTrainer::setup(const Problem& problem, torch::Tensor theta, const std:
     optimizer_ = std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(lr));
 }
 
+void PointTrainer::setup_members(const Problem& problem, int64_t members, const std::string& optimizer,
+                                 bool spread) {
+  spread_ = spread && problem.comm;
+  members_ = members;
+  auto [first, last] = spread_ ? owned_units(problem, members) : std::pair<int64_t, int64_t>{0, members};
+  if (first == last)
+    throw InvalidArgument(fmt::format("{} members cannot be spread over {} processes: use at least as many members "
+                                      "as processes", members, problem.comm->world_size()));
+  first_member_ = first;
+  // Every process draws all the starts, so that member m starts alike however they are spread.
+  setup(problem, member_init_params(*problem.model, problem.train_options.seed, members).slice(0, first, last).contiguous(),
+        optimizer);
+}
+
+torch::Tensor PointTrainer::gather_members(const torch::Tensor& local) const {
+  return spread_ ? gather_units(*problem_, local, first_member_, members_) : local;
+}
+
 void PointTrainer::set_lr(double lr) {
   for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
 }
@@ -75,6 +98,7 @@ StepInfo PointTrainer::step(const Batch& batch) {
   if (!theta.grad().defined()) theta.mutable_grad() = at::zeros_like(theta);
   double prior = p.prior.add_grad(theta, theta.mutable_grad(), 1.0 / static_cast<double>(p.train.size()));
   reduce_gradients(p, batch, state_);
+  if (spread_ && state_.count("log_sigma")) p.comm->all_reduce_sum({state_["log_sigma"].mutable_grad()});
   adjust_gradient(theta.mutable_grad());
   optimizer_->step();
   const double members = theta.dim() == 1 ? 1.0 : static_cast<double>(theta.size(0));
@@ -82,7 +106,7 @@ StepInfo PointTrainer::step(const Batch& batch) {
 }
 
 std::shared_ptr<Posterior> PointTrainer::finalize() {
-  return std::make_shared<ParticlePosterior>(state_["theta"].detach().clone());
+  return std::make_shared<ParticlePosterior>(gather_members(state_["theta"].detach().clone()));
 }
 
 Likelihood PointTrainer::fitted_likelihood() const {

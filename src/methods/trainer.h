@@ -12,10 +12,10 @@ namespace credence {
 
 /// Per-member minibatches for M stacked members: member m takes the rows at the batch's positions
 /// of its own keyed permutation of the epoch (member 0's is the fit driver's), gathered into one
-/// [M, B, ...] batch in reused buffers.
+/// [M, B, ...] batch in reused buffers. The members are `first`, ..., `first + M - 1` of the fit.
 class MemberBatches {
  public:
-  Batch make(const Problem& problem, const Batch& batch, int64_t members);
+  Batch make(const Problem& problem, const Batch& batch, int64_t members, int64_t first = 0);
 
  private:
   int64_t epoch_ = -1;
@@ -33,6 +33,14 @@ class PointTrainer : public Method {
   /// Takes `theta` ([P] or [M, P]) as the trained state; `optimizer` is adam or sgd (momentum 0.9).
   /// A learned Gaussian noise is one scalar shared by stacked members.
   void setup(const Problem& problem, torch::Tensor theta, const std::string& optimizer);
+  /// Sets up `members` stacked members started by member_init_params. With `spread` (the method
+  /// splits_units in a run of several processes) this process trains only its block of them, the
+  /// gradient of a noise level they share is summed over the processes, and finalize gathers all.
+  void setup_members(const Problem& problem, int64_t members, const std::string& optimizer, bool spread);
+  int64_t first_member() const { return first_member_; }
+  int64_t members() const { return members_; }
+  /// Rows [M_local, ...] of this process's members -> [M, ...] of all (as they are unless spread).
+  torch::Tensor gather_members(const torch::Tensor& local) const;
   /// Sets the optimizer's learning rate from here on (e.g. SWAG's collection phase).
   void set_lr(double lr);
   /// An objective added to the batch NLL before backward (e.g. a function-space repulsion between
@@ -49,6 +57,8 @@ class PointTrainer : public Method {
  private:
   const Problem* problem_ = nullptr;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  bool spread_ = false;  // members spread over the processes
+  int64_t first_member_ = 0, members_ = 1;
 };
 
 }  // namespace credence

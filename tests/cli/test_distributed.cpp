@@ -19,7 +19,8 @@ class DataParallel : public TempDirTest {
 
   // Fits `method` in one process and in two (batch 33 of 200 rows: shards of 16 and 17, and a
   // last minibatch of 2), then compares every tensor of the saved posteriors.
-  void expect_same_posterior(const std::string& method, const std::string& data = "synthetic:moons?n=200") {
+  void expect_same_posterior(const std::string& method, const std::string& data = "synthetic:moons?n=200",
+                             double rtol = 1e-8) {
     const std::string fit = "fit --data '" + data + "' --model mlp:16 --epochs 2 --batch-size 33 --dtype float64 -q "
                             "--seed 3 --method '" + method + "' --out ";
     auto one = run(fit + "'" + path("one.crd") + "'");
@@ -35,7 +36,7 @@ class DataParallel : public TempDirTest {
     ASSERT_EQ(ta.size(), tb.size());
     for (const auto& [name, t] : ta) {
       ASSERT_TRUE(tb.count(name)) << name;
-      EXPECT_TRUE(at::allclose(t, tb[name], 1e-8, 1e-10))
+      EXPECT_TRUE(at::allclose(t, tb[name], rtol, 1e-10))
           << method << " " << name << ": max difference " << (t - tb[name]).abs().max().item<double>();
     }
     EXPECT_NEAR(a.likelihood.sigma, b.likelihood.sigma, 1e-8);
@@ -51,7 +52,23 @@ TEST_F(DataParallel, SgldMatchesOneProcess) { expect_same_posterior("sgld:chains
 TEST_F(DataParallel, IvonMatchesOneProcess) { expect_same_posterior("ivon:beta2=0.99"); }
 // 600 rows in chunks of 256: rank 0 sums chunks 0 and 2 of the curvature, rank 1 chunk 1.
 TEST_F(DataParallel, LaplaceMatchesOneProcess) { expect_same_posterior("laplace", "synthetic:moons?n=600"); }
+// Members spread over the processes (1 and 2 of 3), each on all the data; a learned noise level is
+// shared by all members, so its gradient is summed over the processes.
+TEST_F(DataParallel, EnsembleMembersSpreadOverProcesses) { expect_same_posterior("ensemble:members=3"); }
 TEST_F(DataParallel, LearnedNoiseMatchesOneProcess) { expect_same_posterior("ensemble:members=2", "synthetic:sine?n=200"); }
+TEST_F(DataParallel, EnsembleOnShardsMatchesOneProcess) { expect_same_posterior("ensemble:members=3,parallel=data"); }
+// Particles spread over the processes; the kernel terms gather all of them at every step.
+TEST_F(DataParallel, SvgdParticlesSpreadOverProcesses) { expect_same_posterior("svgd:members=3"); }
+TEST_F(DataParallel, RepulsiveMembersSpreadOverProcesses) {
+  expect_same_posterior("repulsive:members=3,context=4", "synthetic:sine?n=99");
+}
+TEST_F(DataParallel, WeightRepulsionSpreadOverProcesses) { expect_same_posterior("repulsive:members=3,space=weight"); }
+// MCMC chains spread over the processes; the sampled noise level is gathered with the weights.
+// Draws are stored in float32, so rounding of the (float64) MAP start can show at 1e-7.
+TEST_F(DataParallel, NutsChainsSpreadOverProcesses) {
+  expect_same_posterior("nuts:chains=3,warmup=10,draws=10,max_depth=5", "synthetic:sine?n=99", 1e-6);
+}
+TEST_F(DataParallel, HmcChainsSpreadOverProcesses) { expect_same_posterior("hmc:chains=2,warmup=10,draws=10,steps=5"); }
 
 TEST_F(DataParallel, FailureStopsTheRunWithItsExitCode) {
   // 201 rows in minibatches of 50 leave a last one of 1 row, which 2 processes cannot share.

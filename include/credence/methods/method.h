@@ -66,6 +66,10 @@ class Method {
   /// True when steps on shards of a minibatch, with gradients passed through reduce_gradients,
   /// give the 1-process update; other methods run whole on every rank of a distributed run.
   virtual bool data_parallel() const { return false; }
+  /// True when the method spreads independent units of work (ensemble members, MCMC chains) over
+  /// the `world_size` ranks of problem.comm, each fitting its share on all the data, and gathers
+  /// them in finalize; batches are then not sharded. Takes precedence over data_parallel().
+  virtual bool splits_units(int world_size) const { return false; }
   virtual StepInfo step(const Batch& batch);
   virtual std::shared_ptr<Posterior> finalize() = 0;
   /// The likelihood as fitted (e.g. with learned noise).
@@ -99,6 +103,13 @@ void reduce_gradients(const Problem& problem, const Batch& batch, const std::vec
 void reduce_gradients(const Problem& problem, const Batch& batch, const TensorMap& state);
 /// The whole-batch mean of a per-row quantity from this rank's mean over its rows.
 double reduce_mean(const Problem& problem, const Batch& batch, double local_mean);
+
+/// The units [first, last) of `units` that this rank owns when they are spread over problem.comm
+/// in contiguous blocks; all of them without a group.
+std::pair<int64_t, int64_t> owned_units(const Problem& problem, int64_t units);
+/// Every rank's `local` rows (units [first, first + local.size(0)) of `units`) stacked in unit
+/// order, on every rank; `local` itself without a group.
+torch::Tensor gather_units(const Problem& problem, const torch::Tensor& local, int64_t first, int64_t units);
 
 /// Starting parameters [M, P] of M stacked members, chains or particles: member 0 starts where
 /// MAP starts (init_params(seed)), member m from the keyed seed (seed, Init, 1, m).
