@@ -189,7 +189,7 @@ at::Tensor split_ess(const at::Tensor& xs) {
   padded.narrow(2, N, nfft - N).zero_();
   at::Tensor centered = padded.narrow(2, 0, N);
   at::sub_out(centered, xs, chain_mean);
-  at::Tensor f = at::fft_rfft(padded, c10::nullopt, -1);
+  at::Tensor f = at::fft_rfft(padded);  // along the last dimension
   // |f|^2 in place, on the real view: complex multiplication is several times slower on the CPU.
   at::Tensor re = at::view_as_real(f).select(-1, 0), im = at::view_as_real(f).select(-1, 1);
   re.mul_(re).addcmul_(im, im);

@@ -84,6 +84,9 @@ class ParticleMethod : public PointTrainer {
     }
     // Logits are defined up to a shift per example; compare the normalized log-probabilities.
     if (problem_->likelihood.kind == LikelihoodKind::Categorical) f = at::log_softmax(f, -1);
+    // Members repel in their mean functions only: pushing noise heads apart drives some of them to
+    // collapse onto clusters of equal targets (seen on wine's integer-valued quality).
+    if (problem_->likelihood.kind == LikelihoodKind::Heteroscedastic) f = f.select(-1, 0);
     f = f.reshape({f.size(0), -1});
     torch::Tensor ascent;
     {
