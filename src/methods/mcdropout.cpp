@@ -19,6 +19,7 @@ void check_rate(double p) {
 class McDropoutMethod : public PointTrainer {
  public:
   explicit McDropoutMethod(const Options& o) : options_(o), p_(o.get_double("p")) {}
+  bool data_parallel() const override { return true; }
 
   void init(const Problem& problem) override {
     check_rate(p_);
@@ -39,9 +40,11 @@ class McDropoutMethod : public PointTrainer {
   }
 
  protected:
-  // Fresh masks per example and step, keyed by the step so a rerun draws the same ones.
+  // Fresh masks per example and step, keyed by the step so a rerun draws the same ones; a shard of
+  // a data-parallel minibatch takes its rows' masks of the whole minibatch.
   torch::Tensor outputs(const Batch& batch, const torch::Tensor& theta) const override {
-    return model_->forward_dropout(batch.x, theta, p_, rng_key(seed_, Stream::Noise, batch.step));
+    return model_->forward_dropout(batch.x, theta, p_, rng_key(seed_, Stream::Noise, batch.step), batch.offset,
+                                   batch.global_rows);
   }
 
  private:

@@ -51,6 +51,7 @@ torch::Tensor learn_prior_mean(const Problem& problem, const torch::Tensor& rows
 class PacBayesMethod : public Method {
  public:
   explicit PacBayesMethod(const Options& o) : options_(o) {}
+  bool data_parallel() const override { return true; }
 
   void init(const Problem& problem) override {
     problem_ = &problem;
@@ -99,10 +100,15 @@ class PacBayesMethod : public Method {
     auto risk = bounded_cross_entropy(logits, batch.y.unsqueeze(0).expand({S, batch.y.size(0)}),
                                       options_.get_double("pmin"))
                     .mean();
+    // The bound is not linear in the risk: on a shard, evaluate it at the whole minibatch's risk
+    // with this shard's risk gradient, which reduce_gradients then weighs and sums.
+    const double local = risk.item<double>(), whole = reduce_mean(*problem_, batch, local);
+    if (whole != local) risk = risk - local + whole;
     auto kl = kl_to_isotropic_gaussian(mean, sd * sd, prior_mean_, prior_std_);
     auto loss = pacbayes_objective(options_.get_string("objective"), risk, kl, n_bound_,
                                    options_.get_double("delta"));
     loss.backward();
+    reduce_gradients(*problem_, batch, state_);
     optimizer_->step();
     last_ = {{"objective", loss.item<double>()}, {"risk", risk.item<double>()}, {"kl", kl.item<double>()}};
     return {loss.item<double>()};

@@ -21,7 +21,8 @@ const ParamBlock& ParamLayout::find(const std::string& name) const {
   throw InvalidArgument(fmt::format("model has no parameter named '{}'", name));
 }
 
-torch::Tensor Model::forward_dropout(const torch::Tensor&, const torch::Tensor&, double, uint64_t) const {
+torch::Tensor Model::forward_dropout(const torch::Tensor&, const torch::Tensor&, double, uint64_t, int64_t,
+                                     int64_t) const {
   throw NotSupported(fmt::format("model '{}' cannot apply dropout: MC dropout needs a model built from "
                                  "credence's own layers (mlp/cnn)", spec()));
 }

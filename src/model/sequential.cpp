@@ -69,10 +69,13 @@ enum class Layout { Plain, Stacked, Grouped };  // [N,...], [S,N,...], [N, S*C, 
 struct SequentialModel::Dropout {
   double p;
   at::Generator gen;
+  int64_t row_offset = 0, total_rows = 0;  // h's rows within the batch whose masks are drawn
   torch::Tensor apply(const torch::Tensor& h, int64_t sets) {
-    std::vector<int64_t> shape = {h.size(-2), h.size(-1)};
+    const int64_t rows = h.size(-2);
+    std::vector<int64_t> shape = {total_rows > 0 ? total_rows : rows, h.size(-1)};
     if (sets > 0) shape.insert(shape.begin(), sets);
     auto keep = at::empty(shape, at::TensorOptions().dtype(h.scalar_type())).bernoulli_(1.0 - p, gen);
+    if (total_rows > 0) keep = keep.narrow(-2, row_offset, rows);
     return h * keep.div_(1.0 - p).to(h.device());
   }
 };
@@ -160,10 +163,13 @@ torch::Tensor SequentialModel::forward(const torch::Tensor& x, const torch::Tens
 }
 
 torch::Tensor SequentialModel::forward_dropout(const torch::Tensor& x, const torch::Tensor& theta, double p,
-                                               uint64_t key) const {
+                                               uint64_t key, int64_t row_offset, int64_t total_rows) const {
   if (!(p >= 0.0 && p < 1.0))
     throw InvalidArgument(fmt::format("dropout rate must be in [0, 1), got {}", p));
-  Dropout dropout{p, cpu_generator(key)};
+  if (total_rows > 0 && (row_offset < 0 || row_offset + x.size(0) > total_rows))
+    throw InvalidArgument(fmt::format("dropout rows [{}, {}) lie outside a batch of {}", row_offset,
+                                      row_offset + x.size(0), total_rows));
+  Dropout dropout{p, cpu_generator(key), row_offset, total_rows};
   return run(x, theta, layers_.size(), nullptr, &dropout);
 }
 

@@ -21,8 +21,8 @@ class SequentialModel : public Model {
   torch::Tensor init_params(uint64_t seed) const override;
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& theta,
                         ForwardTrace* trace) const override;
-  torch::Tensor forward_dropout(const torch::Tensor& x, const torch::Tensor& theta, double p,
-                                uint64_t key) const override;
+  torch::Tensor forward_dropout(const torch::Tensor& x, const torch::Tensor& theta, double p, uint64_t key,
+                                int64_t row_offset = 0, int64_t total_rows = 0) const override;
   std::vector<std::string> dropout_blocks() const override;
   torch::Tensor forward_gaussian(const torch::Tensor& x, const torch::Tensor& mean, const torch::Tensor& sd,
                                  uint64_t key) const override;

@@ -52,6 +52,10 @@ TEST_F(DataParallel, SgldMatchesOneProcess) { expect_same_posterior("sgld:chains
 TEST_F(DataParallel, IvonMatchesOneProcess) { expect_same_posterior("ivon:beta2=0.99"); }
 // 600 rows in chunks of 256: rank 0 sums chunks 0 and 2 of the curvature, rank 1 chunk 1.
 TEST_F(DataParallel, LaplaceMatchesOneProcess) { expect_same_posterior("laplace", "synthetic:moons?n=600"); }
+// A shard draws its rows' dropout masks of the whole minibatch.
+TEST_F(DataParallel, McDropoutMatchesOneProcess) { expect_same_posterior("mcdropout:p=0.2"); }
+// The bound is evaluated at the whole minibatch's risk on every rank.
+TEST_F(DataParallel, PacBayesMatchesOneProcess) { expect_same_posterior("pacbayes:samples=2"); }
 // Members spread over the processes (1 and 2 of 3), each on all the data; a learned noise level is
 // shared by all members, so its gradient is summed over the processes.
 TEST_F(DataParallel, EnsembleMembersSpreadOverProcesses) { expect_same_posterior("ensemble:members=3"); }

@@ -63,6 +63,21 @@ TEST(DropoutForward, LinearModelEqualsHandDrawnMasks) {
   }
 }
 
+// A shard of a data-parallel minibatch gets its rows' masks of the whole minibatch.
+TEST(DropoutForward, ShardTakesItsRowsOfTheWholeBatchMasks) {
+  auto m = make_model("mlp:8,8", {5}, 3, torch::kFloat64);
+  auto x = at::randn({9, 5}, kF64);
+  auto theta = m->init_params(2);
+  auto thetas = at::stack({theta, m->init_params(3)});
+  const uint64_t key = rng_key(1, Stream::Noise, 2);
+  for (const auto& t : {theta, thetas}) {
+    auto whole = m->forward_dropout(x, t, 0.4, key);
+    auto shard = m->forward_dropout(x.narrow(0, 4, 3), t, 0.4, key, 4, 9);
+    EXPECT_TRUE(at::allclose(shard, whole.narrow(-2, 4, 3), 1e-12, 1e-12)) << t.dim();
+  }
+  EXPECT_THROW(m->forward_dropout(x.narrow(0, 4, 3), theta, 0.4, key, 7, 9), InvalidArgument);
+}
+
 TEST(DropoutForward, MasksPerExampleBeforeEveryLinearLayer) {
   const int64_t D = 50, N = 200;
   const double p = 0.25;

@@ -57,9 +57,11 @@ class Model {
                                 ForwardTrace* trace = nullptr) const = 0;
   /// forward() with inverted dropout at rate `p` on the input of every fully connected layer:
   /// masks per example (and per stacked set) drawn from cpu_generator(key), kept inputs scaled
-  /// by 1/(1-p). Only credence's own layers know where their linear layers are.
-  virtual torch::Tensor forward_dropout(const torch::Tensor& x, const torch::Tensor& theta, double p,
-                                        uint64_t key) const;
+  /// by 1/(1-p). Only credence's own layers know where their linear layers are. With
+  /// `total_rows` > 0, `x` is rows [row_offset, row_offset + N) of a batch of `total_rows` and gets
+  /// those rows' masks of that batch (a shard of a data-parallel minibatch).
+  virtual torch::Tensor forward_dropout(const torch::Tensor& x, const torch::Tensor& theta, double p, uint64_t key,
+                                        int64_t row_offset = 0, int64_t total_rows = 0) const;
   /// Outputs [N, O] for independent Gaussian parameters N(mean, sd^2) drawn per example, with
   /// noise from cpu_generator(key): linear layers sample their pre-activations from the exact
   /// Gaussian (local reparameterization), convolutions use Flipout's sign flips of one shared
