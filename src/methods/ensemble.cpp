@@ -26,19 +26,17 @@ class EnsembleMethod : public PointTrainer {
     // Member 0 starts where MAP starts, so a one-member ensemble is MAP.
     setup_members(problem, members, options_.get_string("optimizer"),
                   problem.comm && splits_units(problem.comm->world_size()));
-    local_ = state_["theta"].size(0);
     per_member_ = options_.get_string("shuffle") == "member" && members > 1;
   }
 
   // Own data orders make members disagree more than different initializations alone.
   StepInfo step(const Batch& batch) override {
-    return PointTrainer::step(per_member_ ? member_batches_.make(*problem_, batch, local_, first_member()) : batch);
+    return PointTrainer::step(per_member_ ? member_batches_.make(*problem_, batch, local_members(), first_member()) : batch);
   }
 
  private:
   Options options_;
   const Problem* problem_ = nullptr;
-  int64_t local_ = 1;  // members this process trains
   bool per_member_ = false;
   MemberBatches member_batches_;
 };

@@ -92,7 +92,7 @@ class HmcMethod : public Method {
                {"thin", thin}, {"subset", subset_.spec},
                {"metric", s.dense_mass ? "dense" : "diag"}};
     auto starts = chain_starts(chains);
-    auto draws = at::zeros({last - first, kept_draws, D}, at::kDouble);
+    auto draws = at::zeros({last - first, kept_draws, D}, at::kFloat);  // as compact as the sampler's
     auto log_density = at::zeros({last - first, s.draws}, at::kDouble);
     auto stats = at::zeros({last - first, 4}, at::kDouble);  // step size, accept, leapfrogs, divergences
     for (int64_t c = first; c < last; ++c) {
@@ -113,7 +113,7 @@ class HmcMethod : public Method {
     std::vector<torch::Tensor> thetas;
     for (int64_t c = 0; c < chains; ++c) {
       thetas.push_back(subset_.scatter(map_theta_.to(at::kFloat),
-                                       draws[c].narrow(1, 0, K).to(at::kFloat).contiguous().to(map_theta_.device()))
+                                       draws[c].narrow(1, 0, K).contiguous().to(map_theta_.device()))
                            .to(p.model->dtype()));
       report_["step_size"].push_back(stats[c][0].item<double>());
       report_["accept"].push_back(stats[c][1].item<double>());

@@ -57,14 +57,13 @@ class ParticleMethod : public PointTrainer {
     function_space_ = rule_ == Rule::Repulsive && options_.get_string("space") == "function";
     bandwidth_ = options_.get_double("bandwidth");
     setup_members(problem, members, options_.get_string("optimizer"), problem.comm != nullptr);
-    local_ = state_["theta"].size(0);
     per_member_ = options_.get_string("shuffle") == "member" && members > 1;
   }
 
   StepInfo step(const Batch& batch) override {
     if (!per_member_) return PointTrainer::step(batch);
     shared_x_ = batch.x;  // where function-space kernels compare the members
-    return PointTrainer::step(member_batches_.make(*problem_, batch, local_, first_member()));
+    return PointTrainer::step(member_batches_.make(*problem_, batch, local_members(), first_member()));
   }
 
  protected:
@@ -91,7 +90,7 @@ class ParticleMethod : public PointTrainer {
     torch::Tensor ascent;
     {
       at::NoGradGuard no_grad;
-      ascent = kde_repulsion(gather_members(f.detach()), bandwidth_).narrow(0, first_member(), local_);
+      ascent = kde_repulsion(gather_members(f.detach()), bandwidth_).narrow(0, first_member(), local_members());
     }
     return -(f * ascent).sum() / static_cast<double>(problem_->train.size());
   }
@@ -101,7 +100,7 @@ class ParticleMethod : public PointTrainer {
     at::NoGradGuard no_grad;
     auto theta = gather_members(state_["theta"].detach());
     const double n = static_cast<double>(problem_->train.size());
-    auto mine = [&](const torch::Tensor& all) { return all.narrow(0, first_member(), local_); };
+    auto mine = [&](const torch::Tensor& all) { return all.narrow(0, first_member(), local_members()); };
     if (rule_ == Rule::Stein)  // grad is -grad log p / N
       grad.copy_(mine(stein_direction(theta, gather_members(grad) * -n, bandwidth_)) / -n);
     else
@@ -114,7 +113,6 @@ class ParticleMethod : public PointTrainer {
   const Problem* problem_ = nullptr;
   bool function_space_ = false;
   double bandwidth_ = 0.0;
-  int64_t local_ = 1;  // particles this process steps
   bool per_member_ = false;
   MemberBatches member_batches_;
   torch::Tensor shared_x_;

@@ -38,6 +38,8 @@ class PointTrainer : public Method {
   /// gradient of a noise level they share is summed over the processes, and finalize gathers all.
   void setup_members(const Problem& problem, int64_t members, const std::string& optimizer, bool spread);
   int64_t first_member() const { return first_member_; }
+  /// The members this process trains (all of them unless spread).
+  int64_t local_members() const { return state_.at("theta").size(0); }
   int64_t members() const { return members_; }
   /// Rows [M_local, ...] of this process's members -> [M, ...] of all (as they are unless spread).
   torch::Tensor gather_members(const torch::Tensor& local) const;
