@@ -36,6 +36,14 @@ void expect_close(const torch::Tensor& cpu, const torch::Tensor& gpu, double tol
   EXPECT_LT(diff, tol) << what << ": CPU and CUDA fits differ by " << diff;
 }
 
+// A method spec as a test name: "csgmcmc:chains=2" -> "csgmcmc_chains_2".
+std::string test_name(const ::testing::TestParamInfo<std::string>& info) {
+  std::string s = info.param;
+  for (char& c : s)
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  return s;
+}
+
 class GpuClassification : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(GpuClassification, MatchesCpu) {
@@ -57,12 +65,7 @@ INSTANTIATE_TEST_SUITE_P(EveryMethod, GpuClassification,
                                            "csgmcmc:chains=2,cycles=2,samples_per_cycle=2", "ivon", "vi",
                                            "vi:estimator=weight", "pacbayes", "hmc:chains=2,warmup=20,draws=20",
                                            "nuts:chains=1,warmup=20,draws=20,max_depth=5"),
-                         [](const auto& info) {
-                           std::string s = info.param;
-                           for (char& c : s)
-                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-                           return s;
-                         });
+                         test_name);
 
 class GpuRegression : public ::testing::TestWithParam<std::string> {};
 
@@ -78,12 +81,7 @@ TEST_P(GpuRegression, MatchesCpu) {
 INSTANTIATE_TEST_SUITE_P(EveryMethod, GpuRegression,
                          ::testing::Values("map", "laplace", "vi", "ivon", "svgd", "sgld:samples=20",
                                            "nuts:chains=2,warmup=50,draws=50"),
-                         [](const auto& info) {
-                           std::string s = info.param;
-                           for (char& c : s)
-                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-                           return s;
-                         });
+                         test_name);
 
 TEST(Gpu, SavedPosteriorLoadsOntoEitherDevice) {
   REQUIRE_CUDA();
