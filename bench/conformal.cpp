@@ -20,6 +20,7 @@ void print_sets(const std::string& name, const SetQuality& q) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  credence::use_fast_blas_kernels(argv);
   CLI::App app{"split conformal coverage on Fashion-MNIST"};
   int64_t n = 10000, n_cal = 2000, epochs = 20;
   int seeds = 1, threads = 2;

@@ -37,6 +37,7 @@ void compare(const std::string& label, FitRequest req, int members, int reps) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  credence::use_fast_blas_kernels(argv);
   CLI::App app{"batched vs sequential ensemble training"};
   int members = 5, reps = 3, threads = 1;
   app.add_option("--members", members, "ensemble members");

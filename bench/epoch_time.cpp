@@ -11,6 +11,7 @@
 using namespace credence;
 
 int main(int argc, char** argv) {
+  credence::use_fast_blas_kernels(argv);
   CLI::App app{"training time per epoch against Adam"};
   std::string methods = "ivon;vi;pacbayes:prior=init", model = "mlp:256,256";
   int64_t n = 10000;

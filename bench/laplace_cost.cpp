@@ -29,6 +29,7 @@ void print_row(const Row& r) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  credence::use_fast_blas_kernels(argv);
   CLI::App app{"Laplace quality and cost on Fashion-MNIST"};
   int64_t epochs = 30, n = 60000;
   int threads = 1;

@@ -110,6 +110,7 @@ RunResult run_credence(const credence::FitRequest& base, uint64_t seed) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  credence::use_fast_blas_kernels(argv);
   Config cfg;
   CLI::App app{"MAP training throughput: credence fit() vs a plain LibTorch loop"};
   app.add_option("--epochs", cfg.epochs, "epochs per timed run")->capture_default_str();

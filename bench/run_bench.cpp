@@ -104,6 +104,7 @@ struct Args {
 }  // namespace
 
 int main(int argc, char** argv) {
+  credence::use_fast_blas_kernels(argv);
   Args a;
   CLI::App app{"credence benchmark runner: data specs x methods x repetitions"};
   app.add_option("--data", a.data, "training data specs, ';'-separated ({split}, {seed} = repetition)")->required();

@@ -4,7 +4,8 @@
 
 #include "credence/credence.h"
 
-int main() {
+int main(int, char** argv) {
+  credence::use_fast_blas_kernels(argv);
   credence::tune_allocator();
   credence::FitRequest request;
   request.data = credence::load_data("synthetic:sine?n=200");

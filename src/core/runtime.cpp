@@ -2,6 +2,7 @@
 
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
+#include <dlfcn.h>
 #include <link.h>
 #include <malloc.h>
 #include <torch/cuda.h>
@@ -10,6 +11,7 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <unistd.h>
 
 #include "credence/core/error.h"
 
@@ -25,6 +27,26 @@ int threads() { return at::get_num_threads(); }
 void tune_allocator() {
   mallopt(M_MMAP_THRESHOLD, 1 << 30);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
+}
+
+std::string blas_kernels() {
+  using CoreName = char* (*)();
+  auto core_name = reinterpret_cast<CoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  return core_name ? core_name() : "";
+}
+
+void use_fast_blas_kernels(char** argv) {
+  if (std::getenv("OPENBLAS_CORETYPE") || blas_kernels() != "Prescott") return;
+  const char* kernels = nullptr;
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512cd"))
+    kernels = "SkylakeX";
+  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    kernels = "Haswell";
+  if (!kernels) return;
+  setenv("OPENBLAS_CORETYPE", kernels, 1);
+  execv("/proc/self/exe", argv);  // returns only on failure: go on with the generic kernels
 }
 
 std::string blas_library() {
@@ -45,8 +67,9 @@ std::string blas_library() {
 }
 
 std::string runtime_summary() {
-  return fmt::format("LibTorch {} | BLAS {} | threads {} | CUDA devices {}", TORCH_VERSION, blas_library(), threads(),
-                     torch::cuda::device_count());
+  const auto kernels = blas_kernels();
+  return fmt::format("LibTorch {} | BLAS {}{} | threads {} | CUDA devices {}", TORCH_VERSION, blas_library(),
+                     kernels.empty() ? "" : " (" + kernels + " kernels)", threads(), torch::cuda::device_count());
 }
 
 }  // namespace credence

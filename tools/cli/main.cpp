@@ -10,6 +10,7 @@
 #include "credence/core/runtime.h"
 
 int main(int argc, char** argv) {
+  credence::use_fast_blas_kernels(argv);
   credence::tune_allocator();
   // In a distributed run rank 0 reports; the other ranks keep only their errors (stderr).
   if (!credence::is_root_process()) std::freopen("/dev/null", "w", stdout);

@@ -11,6 +11,15 @@ int threads();
 /// Raises glibc's mmap/trim thresholds so freed buffers are reused rather than returned to the OS
 /// (touching fresh pages is slow on small VMs). Call once at program start.
 void tune_allocator();
+/// OpenBLAS picks its kernels from the CPU model when it loads; a release older than the CPU
+/// falls back to generic SSE3 ("Prescott") kernels, about 3x slower on matrix products. When that
+/// happened on a CPU with AVX-512 (or AVX2 + FMA) and OPENBLAS_CORETYPE is unset, this sets it
+/// and re-executes the program with the same arguments (the choice is fixed at load). Call first
+/// thing in main(); returns normally when nothing needs changing or the re-execution fails.
+/// Setting OPENBLAS_CORETYPE yourself (e.g. to Prescott) turns this off.
+void use_fast_blas_kernels(char** argv);
+/// OpenBLAS's kernel family in use (e.g. "SkylakeX"), or "" when OpenBLAS is not loaded.
+std::string blas_kernels();
 /// The shared BLAS library actually loaded by this process (resolved path), e.g.
 /// ".../openblas-openmp/libblas.so.3", or "unknown".
 std::string blas_library();
