@@ -52,7 +52,7 @@ class HmcMethod : public Method {
     }
     const double shape = options_.get_double("noise_shape"), rate = options_.get_double("noise_rate");
     // With every parameter sampled, q holds theta itself: no copy into the MAP point. The prior's
-    // gradient is added directly: through autograd its few small operations cost ~10% of a step.
+    // gradient is added directly, outside autograd. Together ~18% less per gradient (mlp:50, boston).
     const bool whole = K == p.model->layout().size;
     LogDensity log_density_fn = [&](const torch::Tensor& q, torch::Tensor& grad) {
       auto qv = q.detach().to(base.device()).requires_grad_(true);
