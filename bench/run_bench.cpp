@@ -90,9 +90,46 @@ std::string format_mean_se(double mean, double se) {
   return fmt::format("{:.{}f} ± {:.{}f}", mean, decimals, se, decimals);
 }
 
+// Per data set, each method's test NLL minus the baseline's on the same (split, seed): paired
+// differences cancel most of the split-to-split spread that swamps small effects.
+std::string paired_table(const json& runs, const std::vector<std::string>& datas,
+                         const std::vector<std::string>& methods, const std::string& baseline) {
+  std::ostringstream md;
+  md << fmt::format("\nPaired test NLL difference from `{}` (negative: better than it)\n\n", baseline);
+  md << "| data | method | NLL | baseline NLL | difference |\n|---|---|---|---|---|\n";
+  for (const auto& m : methods) {
+    if (m == baseline) continue;
+    std::vector<double> set_means, base_means;
+    for (const auto& d : datas) {
+      std::map<uint64_t, double> base;
+      for (const auto& row : runs)
+        if (row["data"] == d && row["method"] == baseline) base[row["seed"].get<uint64_t>()] = row["nll"].get<double>();
+      std::vector<double> mine, theirs, diff;
+      for (const auto& row : runs) {
+        if (row["data"] != d || row["method"] != m) continue;
+        auto it = base.find(row["seed"].get<uint64_t>());
+        if (it == base.end()) continue;
+        mine.push_back(row["nll"].get<double>());
+        theirs.push_back(it->second);
+        diff.push_back(mine.back() - theirs.back());
+      }
+      if (diff.empty()) continue;
+      set_means.push_back(cb::mean(mine));
+      base_means.push_back(cb::mean(theirs));
+      md << fmt::format("| `{}` | {} | {:.4f} | {:.4f} | {} |\n", d, m, set_means.back(), base_means.back(),
+                        format_mean_se(cb::mean(diff), diff.size() > 1 ? cb::stderr_of_mean(diff) : NAN));
+    }
+    if (set_means.size() > 1)
+      md << fmt::format("| mean over {} sets | {} | {:.4f} | {:.4f} | {:+.4f} |\n", set_means.size(), m,
+                        cb::mean(set_means), cb::mean(base_means), cb::mean(set_means) - cb::mean(base_means));
+  }
+  return md.str();
+}
+
 struct Args {
   std::string data, test, methods = "map", model = "mlp:50", likelihood, json_path, markdown_path;
-  int64_t reps = 3, samples = 32;
+  std::string baseline;
+  int64_t reps = 3, seeds = 1, samples = 32;
   int64_t epochs = 20, batch_size = 128;
   double lr = 1e-3;
   std::string prior = "auto";
@@ -119,6 +156,10 @@ int main(int argc, char** argv) {
   app.add_option("--prior-precision", a.prior, "prior precision: auto (5e-4 * N), one value, or one per layer")
       ->capture_default_str();
   app.add_option("--seed", a.seed, "base seed")->capture_default_str();
+  app.add_option("--seeds", a.seeds, "rounds of all repetitions, round k with seeds --seed + 100 k + r")
+      ->capture_default_str();
+  app.add_option("--baseline", a.baseline, "a method in --methods: also print every other method's paired "
+                                           "NLL difference from it");
   app.add_option("--samples", a.samples, "weight samples for sampled predictives")->capture_default_str();
   app.add_option("--json", a.json_path, "write rows and summary as JSON");
   app.add_option("--markdown", a.markdown_path, "write the summary as a Markdown table");
@@ -130,6 +171,7 @@ int main(int argc, char** argv) {
     credence::tune_allocator();
     credence::set_threads(a.threads);
     if (a.reps < 1) throw credence::InvalidArgument(fmt::format("--reps must be >= 1, got {}", a.reps));
+    if (a.seeds < 1) throw credence::InvalidArgument(fmt::format("--seeds must be >= 1, got {}", a.seeds));
     auto datas = split_specs(a.data, "--data");
     auto tests = split_specs(a.test, "--test");
     if (tests.size() != datas.size() && tests.size() != 1)
@@ -138,6 +180,8 @@ int main(int argc, char** argv) {
           datas.size()));
     auto methods = split_methods(a.methods);
     for (const auto& m : methods) credence::resolve_method(m);  // fail fast on a typo
+    if (!a.baseline.empty() && std::find(methods.begin(), methods.end(), a.baseline) == methods.end())
+      throw credence::InvalidArgument(fmt::format("--baseline '{}' is not one of --methods", a.baseline));
 
     credence::TrainOptions train;
     train.epochs = a.epochs;
@@ -164,7 +208,8 @@ int main(int argc, char** argv) {
                    {"batch_size", a.batch_size},
                    {"lr", a.lr},
                    {"prior_precision", a.prior},
-                   {"seed", a.seed}};
+                   {"seed", a.seed},
+                   {"seeds", a.seeds}};
     if (!a.quiet)
       fmt::print(stderr, "{}\n{}\n", header["machine"].get<std::string>(), credence::runtime_summary());
 
@@ -172,8 +217,9 @@ int main(int argc, char** argv) {
     for (size_t di = 0; di < datas.size(); ++di) {
       const auto& data_t = datas[di];
       const auto& test_t = tests.size() == 1 ? tests[0] : tests[di];
-      for (int64_t r = 0; r < a.reps; ++r) {
-        const uint64_t seed = a.seed + static_cast<uint64_t>(r);
+      for (int64_t k = 0; k < a.seeds * a.reps; ++k) {
+        const int64_t r = k % a.reps;
+        const uint64_t seed = a.seed + 100 * static_cast<uint64_t>(k / a.reps) + static_cast<uint64_t>(r);
         const auto data_s = substitute(data_t, r, seed), test_s = substitute(test_t, r, seed);
         credence::FitRequest req;
         req.data = credence::load_data(data_s);
@@ -268,8 +314,9 @@ int main(int argc, char** argv) {
     md << "- machine: " << header["machine"].get<std::string>() << "\n";
     md << "- runtime: " << credence::runtime_summary() << "\n";
     md << "- date: " << header["date"].get<std::string>() << "\n";
-    md << fmt::format("- model `{}`, {} epochs, batch {}, lr {}, prior precision {}, {} repetitions (mean ± standard error)\n",
-                      a.model, a.epochs, a.batch_size, a.lr, a.prior, a.reps);
+    md << fmt::format("- model `{}`, {} epochs, batch {}, lr {}, prior precision {}, {} repetitions x {} seed "
+                      "rounds (mean ± standard error)\n",
+                      a.model, a.epochs, a.batch_size, a.lr, a.prior, a.reps, a.seeds);
     for (size_t di = 0; di < datas.size(); ++di)
       md << fmt::format("- `{}` tested on `{}`\n", datas[di], tests.size() == 1 ? tests[0] : tests[di]);
     md << "\n| data | method |";
@@ -290,6 +337,7 @@ int main(int argc, char** argv) {
       }
       md << "\n";
     }
+    if (!a.baseline.empty()) md << paired_table(runs, datas, methods, a.baseline);
     fmt::print("{}", md.str());
 
     if (!a.json_path.empty()) {
