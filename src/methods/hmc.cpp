@@ -40,9 +40,12 @@ class HmcMethod : public Method {
   std::shared_ptr<Posterior> finalize() override {
     const auto& p = *problem_;
     const int64_t K = subset_.size;
-    auto x = p.train.x.to(at::kDouble);
-    auto y = p.train.task == Task::Regression ? p.train.y.to(at::kDouble) : p.train.y;
-    auto base = map_theta_.to(p.model->device());
+    // The network in float32 costs ~1/3 less per gradient; the sampler's own arithmetic (energies,
+    // the prior, the momenta) stays in float64 either way.
+    const auto dtype = options_.get_string("precision") == "float32" ? at::kFloat : at::kDouble;
+    auto x = p.train.x.to(dtype);
+    auto y = p.train.task == Task::Regression ? p.train.y.to(dtype) : p.train.y;
+    auto base = map_theta_.to(p.model->device(), dtype);
     auto precision = subset_.gather(p.prior.precision).to(at::kDouble);
     // The last layer alone is a linear model of fixed features: compute them once.
     torch::Tensor features;
@@ -55,7 +58,7 @@ class HmcMethod : public Method {
     // gradient is added directly, outside autograd. Together ~18% less per gradient (mlp:50, boston).
     const bool whole = K == p.model->layout().size;
     LogDensity log_density_fn = [&](const torch::Tensor& q, torch::Tensor& grad) {
-      auto qv = q.detach().to(base.device()).requires_grad_(true);
+      auto qv = q.detach().to(base.device(), dtype).requires_grad_(true);
       auto values = qv.narrow(0, 0, K);
       auto log_sigma = sample_noise_ ? qv[K] : torch::Tensor();
       torch::Tensor out;
@@ -71,10 +74,11 @@ class HmcMethod : public Method {
       if (sample_noise_) u = u + 2.0 * shape * log_sigma + rate * at::exp(-2.0 * log_sigma);
       u.backward();
       at::NoGradGuard no_grad;
-      auto prior_grad = precision * values;
+      auto theta = q.narrow(0, 0, K).to(precision.device(), at::kDouble);
+      auto prior_grad = precision * theta;
       grad.copy_(-qv.grad());
       grad.narrow(0, 0, K).sub_(prior_grad.to(grad.device()));
-      return -(u + 0.5 * (prior_grad * values).sum()).item<double>();
+      return -(u.item<double>() + 0.5 * (prior_grad * theta).sum().item<double>());
     };
 
     SamplerSettings s;
@@ -95,7 +99,7 @@ class HmcMethod : public Method {
     const int64_t thin = options_.get_int("thin");
     const int64_t kept_draws = (s.draws + thin - 1) / thin, D = K + (sample_noise_ ? 1 : 0);
     report_ = {{"init", options_.get_string("init")}, {"chains", chains}, {"warmup", s.warmup}, {"draws", s.draws},
-               {"thin", thin}, {"subset", subset_.spec},
+               {"thin", thin}, {"subset", subset_.spec}, {"precision", options_.get_string("precision")},
                {"metric", s.dense_mass ? "dense" : "diag"}};
     auto starts = chain_starts(chains);
     auto draws = at::zeros({last - first, kept_draws, D}, at::kFloat);  // as compact as the sampler's
@@ -205,6 +209,9 @@ std::vector<Field> sampler_fields() {
           {"metric", FieldType::Choice, "auto",
            "mass matrix adapted in warm-up: diag, dense, or auto (dense up to 256 sampled coordinates)",
            {"auto", "diag", "dense"}},
+          {"precision", FieldType::Choice, "float64",
+           "arithmetic of the network's forward and backward passes: float64, or float32 (cheaper)",
+           {"float64", "float32"}},
           {"noise_shape", FieldType::Double, "1", "Gamma prior on the noise precision: shape", {}},
           {"noise_rate", FieldType::Double, "0.1", "Gamma prior on the noise precision: rate", {}}};
 }

@@ -142,6 +142,10 @@ void expect_conjugate_posterior(const std::string& method) {
 
 TEST(Hmc, NutsReproducesTheConjugatePosterior) { expect_conjugate_posterior("nuts:chains=2,warmup=300,draws=1000"); }
 
+TEST(Hmc, NutsWithAFloat32NetworkReproducesTheConjugatePosterior) {
+  expect_conjugate_posterior("nuts:chains=2,warmup=300,draws=1000,precision=float32");
+}
+
 TEST(Hmc, WarmStartsFromLaplaceAndViReachTheSamePosterior) {
   for (const char* init : {"laplace", "vi"}) {
     SCOPED_TRACE(init);
