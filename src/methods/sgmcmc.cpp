@@ -5,7 +5,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 
+#include "credence/core/distributed.h"
 #include "credence/core/error.h"
 #include "credence/core/rng.h"
 
@@ -121,8 +124,7 @@ class SgmcmcMethod : public Method {
       const double sigma = problem.map ? problem.map->likelihood.sigma : lik.sigma;
       state_["log_sigma"] = at::full({}, std::log(sigma), theta.options());
     }
-    state_["samples"] = at::empty({chains, static_cast<int64_t>(collect_.size()), theta.size(1)},
-                                  at::TensorOptions().dtype(at::kFloat));
+    state_["samples"] = draws_buffer(chains, static_cast<int64_t>(collect_.size()), theta.size(1));
   }
 
   StepInfo step(const Batch& batch) override {
@@ -215,6 +217,22 @@ class SgmcmcMethod : public Method {
     log_sigma.fill_(0.5 * std::log(std::max(var, 1e-12)));
   }
 
+  // [chains, S, P] float32 in memory, or with draws_file in a file mapped into memory: the
+  // kernel then writes collected draws out and can drop them from memory, so a long run is
+  // bounded by the disk. Other ranks of a multi-process run keep theirs in memory.
+  torch::Tensor draws_buffer(int64_t chains, int64_t samples, int64_t params) const {
+    const std::string path = options_.get_string("draws_file");
+    const auto options = at::TensorOptions().dtype(at::kFloat);
+    if (path.empty() || (problem_->comm && problem_->comm->rank() != 0))
+      return at::empty({chains, samples, params}, options);
+    if (std::filesystem::exists(path))
+      throw InvalidArgument(fmt::format("{}: draws_file '{}' exists; remove it or name another file", name_, path));
+    std::ofstream create(path, std::ios::binary);
+    if (!create) throw IoError(fmt::format("{}: cannot create draws_file '{}'", name_, path));
+    create.close();
+    return at::from_file(path, true, chains * samples * params, options).view({chains, samples, params});
+  }
+
   void collect(const torch::Tensor& theta, int64_t step) {
     auto it = std::lower_bound(collect_.begin(), collect_.end(), step);
     if (it == collect_.end() || *it != step) return;
@@ -248,7 +266,12 @@ std::vector<Field> chain_fields() {
            "random",
            "chain starts: random (member 0 where MAP starts, the others from their own seeds) or map (every "
            "chain at a MAP fit of the same model, fitted first)",
-           {"random", "map"}}};
+           {"random", "map"}},
+          {"draws_file",
+           FieldType::String,
+           "",
+           "keep the draws in this new file, mapped into memory, instead of in memory (long runs)",
+           {}}};
 }
 
 std::vector<Field> collection_fields() {

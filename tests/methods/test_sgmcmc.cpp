@@ -5,8 +5,11 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 
 #include "credence/credence.h"
 #include "problems.h"
@@ -273,6 +276,35 @@ TEST(Sgmcmc, InitMapStartsEveryChainAtTheMapFit) {
   // Random starts stay apart.
   req.method = "sgld:chains=3,samples=1,burnin=0";
   EXPECT_GT((particles_of(fit(req))[1] - theta).abs().max().item<double>(), 1e-2);
+}
+
+}  // namespace
+}  // namespace credence
+
+namespace credence {
+namespace {
+
+TEST(Sgmcmc, DrawsFileHoldsTheSameDrawsAndIsNeverOverwritten) {
+  const auto path = (std::filesystem::temp_directory_path() /
+                     fmt::format("credence_draws_{}.f32", static_cast<long>(::getpid())))
+                        .string();
+  std::filesystem::remove(path);
+  auto in_memory = particles(fit(linear("sghmc:chains=2,samples=5", 40, 0.01)));
+  auto f = fit(linear(fmt::format("sghmc:chains=2,samples=5,draws_file={}", path), 40, 0.01));
+  EXPECT_TRUE(at::equal(particles(f), in_memory));
+  // The file is the raw float32 draws, chain-major.
+  ASSERT_EQ(std::filesystem::file_size(path), static_cast<uintmax_t>(in_memory.numel() * 4));
+  auto on_disk = at::from_file(path, false, in_memory.numel(), at::kFloat).view(in_memory.sizes());
+  EXPECT_TRUE(at::equal(on_disk, in_memory));
+  // A second run does not overwrite it.
+  try {
+    fit(linear(fmt::format("sgld:samples=5,draws_file={}", path), 40, 0.01));
+    ADD_FAILURE() << "an existing draws_file was overwritten";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("exists"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(at::equal(at::from_file(path, false, in_memory.numel(), at::kFloat).view(in_memory.sizes()), in_memory));
+  std::filesystem::remove(path);
 }
 
 }  // namespace
