@@ -34,6 +34,16 @@ torch::Tensor Model::forward_gaussian(const torch::Tensor&, const torch::Tensor&
                                  spec()));
 }
 
+torch::Tensor Model::forward_reusing(const torch::Tensor& x, const torch::Tensor& theta, ForwardTrace& trace) const {
+  trace = ForwardTrace();
+  return forward(x, theta, &trace);
+}
+
+void Model::backward(ForwardTrace&, const torch::Tensor&, torch::Tensor&, torch::Tensor&) const {
+  throw NotSupported(fmt::format("model '{}' has no hand-written backward pass (only fully connected models "
+                                 "built from credence's own layers); use autograd", spec()));
+}
+
 std::string Model::fingerprint() const {
   std::string text = spec() + "|in";
   for (auto s : input_shape()) text += fmt::format(",{}", s);

@@ -162,6 +162,99 @@ torch::Tensor SequentialModel::forward(const torch::Tensor& x, const torch::Tens
   return run(x, theta, layers_.size(), theta.dim() == 1 ? trace : nullptr);
 }
 
+bool SequentialModel::has_backward() const {
+  for (const auto& l : layers_)
+    if (l.kind == LayerDef::Conv || l.kind == LayerDef::MaxPool || (l.kind == LayerDef::Linear && l.bias_block < 0))
+      return false;
+  return true;
+}
+
+namespace {
+// `buffer` when it already has `like`'s shape, else a new tensor of that shape.
+torch::Tensor& reuse(std::vector<torch::Tensor>& buffers, size_t i, const torch::IntArrayRef shape,
+                     const torch::TensorOptions& options) {
+  if (buffers.size() <= i) buffers.resize(i + 1);
+  auto& b = buffers[i];
+  if (!b.defined() || b.sizes() != shape || b.dtype() != options.dtype()) b = at::empty(shape, options);
+  return b;
+}
+}  // namespace
+
+torch::Tensor SequentialModel::forward_reusing(const torch::Tensor& x, const torch::Tensor& theta,
+                                               ForwardTrace& trace) const {
+  if (!has_backward() || theta.dim() != 1) return Model::forward_reusing(x, theta, trace);
+  if (theta.size(0) != layout_.size)
+    throw InvalidArgument(fmt::format("model '{}' has {} parameters, got a vector of {}", spec_, layout_.size,
+                                      theta.size(0)));
+  at::NoGradGuard no_grad;
+  auto parts = theta.split_with_sizes(layout_.numels());
+  const auto options = x.options();
+  torch::Tensor h = x.reshape({x.size(0), -1});
+  size_t j = 0;
+  trace.inputs.resize(layout_.num_layers);
+  for (const auto& l : layers_) {
+    switch (l.kind) {
+      case LayerDef::Linear: {
+        trace.inputs[j] = h;
+        auto& out = reuse(trace.outputs, j, {h.size(0), l.out}, options);
+        at::addmm_out(out, parts[l.bias_block], h, parts[l.weight_block].view({l.out, l.in}).t());
+        h = out;
+        ++j;
+        break;
+      }
+      // Activations write into the next layer's input buffer, kept in scratch's upper half.
+      case LayerDef::ReLU: {
+        auto& a = reuse(trace.scratch, layout_.num_layers + j, h.sizes(), options);
+        at::clamp_min_out(a, h, 0);
+        h = a;
+        break;
+      }
+      case LayerDef::Tanh: {
+        auto& a = reuse(trace.scratch, layout_.num_layers + j, h.sizes(), options);
+        at::tanh_out(a, h);
+        h = a;
+        break;
+      }
+      default: break;  // Flatten: done above
+    }
+  }
+  return h;
+}
+
+void SequentialModel::backward(ForwardTrace& trace, const torch::Tensor& theta, torch::Tensor& grad_out,
+                               torch::Tensor& grad) const {
+  if (!has_backward()) return Model::backward(trace, theta, grad_out, grad);
+  const auto linear_layers = static_cast<size_t>(layout_.num_layers);
+  if (theta.dim() != 1 || trace.inputs.size() != linear_layers || trace.outputs.size() != linear_layers)
+    throw InvalidArgument("backward needs the trace of a forward pass with one parameter vector");
+  at::NoGradGuard no_grad;
+  auto parts = theta.split_with_sizes(layout_.numels());
+  auto grads = grad.split_with_sizes(layout_.numels());
+  torch::Tensor g = grad_out;
+  auto j = static_cast<int64_t>(linear_layers) - 1;  // the linear layer g flows into, walking back
+  for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) {
+    const auto& l = *it;
+    switch (l.kind) {
+      case LayerDef::Linear: {
+        auto gw = grads[l.weight_block].view({l.out, l.in});
+        at::mm_out(gw, g.t(), trace.inputs[j]);
+        auto gb = grads[l.bias_block];
+        at::sum_out(gb, g, 0);
+        if (j > 0) {
+          auto& next = reuse(trace.scratch, j, trace.inputs[j].sizes(), g.options());
+          at::mm_out(next, g, parts[l.weight_block].view({l.out, l.in}));
+          g = next;
+        }
+        --j;
+        break;
+      }
+      case LayerDef::ReLU: at::threshold_backward_out(g, g, trace.outputs[j], 0); break;
+      case LayerDef::Tanh: g.mul_(1 - trace.inputs[j + 1].pow(2)); break;  // tanh' = 1 - tanh^2
+      default: break;  // Flatten only reshapes the input, whose gradient is not needed
+    }
+  }
+}
+
 torch::Tensor SequentialModel::forward_dropout(const torch::Tensor& x, const torch::Tensor& theta, double p,
                                                uint64_t key, int64_t row_offset, int64_t total_rows) const {
   if (!(p >= 0.0 && p < 1.0))

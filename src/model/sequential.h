@@ -27,6 +27,11 @@ class SequentialModel : public Model {
   torch::Tensor forward_gaussian(const torch::Tensor& x, const torch::Tensor& mean, const torch::Tensor& sd,
                                  uint64_t key) const override;
   bool has_gaussian_forward() const override { return true; }
+  bool has_backward() const override;
+  torch::Tensor forward_reusing(const torch::Tensor& x, const torch::Tensor& theta,
+                                ForwardTrace& trace) const override;
+  void backward(ForwardTrace& trace, const torch::Tensor& theta, torch::Tensor& grad_out,
+                torch::Tensor& grad) const override;
   bool has_features() const override { return true; }
   torch::Tensor features(const torch::Tensor& x, const torch::Tensor& theta) const override;
   LastLayer last_layer() const override;

@@ -94,6 +94,34 @@ TEST(Mlp, ForwardEqualsHandWrittenLayers) {
   }
 }
 
+TEST(Mlp, HandWrittenBackwardEqualsAutograd) {
+  // Two hidden layers, image-shaped inputs (flattened first), both activations: the gradient of
+  // sum(out * g) with respect to theta, twice through the same buffers at different theta.
+  for (const std::string act : {"relu", "tanh"}) {
+    auto m = make_model("mlp:7,4?act=" + act, {2, 3}, 3, torch::kFloat64);
+    ASSERT_TRUE(m->has_backward());
+    auto x = at::randn({9, 2, 3}, kF64);
+    ForwardTrace trace;
+    for (uint64_t seed : {5, 6}) {
+      auto theta = m->init_params(seed).requires_grad_(true);
+      auto g = at::randn({9, 3}, kF64);
+      auto expected_out = m->forward(x, theta);
+      (expected_out * g).sum().backward();
+      auto out = m->forward_reusing(x, theta.detach(), trace);
+      EXPECT_LT(max_abs_diff(out, expected_out.detach()), 1e-12) << act;
+      auto grad = at::empty({m->layout().size}, kF64);
+      m->backward(trace, theta.detach(), g, grad);
+      EXPECT_LT(max_abs_diff(grad, theta.grad()), 1e-12) << act << " " << seed;
+    }
+  }
+  auto cnn = make_model("cnn:lenet", {1, 28, 28}, 10);
+  EXPECT_FALSE(cnn->has_backward());
+  ForwardTrace trace;
+  auto g = at::zeros({1, 10});
+  auto grad = at::zeros({cnn->layout().size});
+  EXPECT_THROW(cnn->backward(trace, cnn->init_params(0), g, grad), NotSupported);
+}
+
 TEST(Mlp, FlattensImageInputs) {
   auto m = make_model("mlp:4", {2, 3}, 1, torch::kFloat64);
   auto theta = m->init_params(1);

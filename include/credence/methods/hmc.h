@@ -7,6 +7,7 @@
 #include <functional>
 
 #include "credence/methods/method.h"
+#include "credence/model/subset.h"
 
 namespace credence {
 
@@ -25,6 +26,14 @@ struct SamplerSettings {
   bool dense_mass = false;    ///< adapt a dense rather than diagonal mass matrix
   std::function<void(int64_t iteration)> on_iteration;  ///< progress; may be empty
 };
+
+/// The full-batch log posterior of problem.train over q = [theta on `subset` (the rest fixed at
+/// `map_theta`), log sigma when `sample_noise`], with the problem's Gaussian prior and a
+/// Gamma(shape, rate) prior on the noise precision; the network runs in `dtype` and, when
+/// `hand_backward` and the model has one, backpropagates by hand (else through autograd).
+LogDensity posterior_log_density(const Problem& problem, const Likelihood& likelihood, const ParamSubset& subset,
+                                 const torch::Tensor& map_theta, bool sample_noise, double shape, double rate,
+                                 at::ScalarType dtype, bool hand_backward = true);
 
 /// One chain's draws [draws, D] (float32) and what happened on the way.
 struct ChainResult {

@@ -32,6 +32,7 @@ struct ParamLayout {
 struct ForwardTrace {
   std::vector<torch::Tensor> inputs;
   std::vector<torch::Tensor> outputs;
+  std::vector<torch::Tensor> scratch;  ///< backward()'s buffers, reused with the trace
 };
 
 /// The final linear layer: output = features @ W^T + b.
@@ -70,6 +71,17 @@ class Model {
   virtual torch::Tensor forward_gaussian(const torch::Tensor& x, const torch::Tensor& mean, const torch::Tensor& sd,
                                          uint64_t key) const;
   virtual bool has_gaussian_forward() const { return false; }
+  /// Whether forward_reusing() and backward() work: credence's fully connected layers.
+  virtual bool has_backward() const { return false; }
+  /// forward(x, theta [P], &trace) that writes into the buffers `trace` holds from an earlier
+  /// call with inputs of the same shape: repeated full-batch passes allocate nothing, which is
+  /// most of their cost on small networks. Outputs alias the trace.
+  virtual torch::Tensor forward_reusing(const torch::Tensor& x, const torch::Tensor& theta,
+                                        ForwardTrace& trace) const;
+  /// Writes the gradient of sum(out * grad_out) with respect to theta into `grad` [P], by hand
+  /// from the trace of forward_reusing() at the same theta (overwriting grad_out).
+  virtual void backward(ForwardTrace& trace, const torch::Tensor& theta, torch::Tensor& grad_out,
+                        torch::Tensor& grad) const;
   /// Names of the weight blocks [out, in] whose input columns forward_dropout drops; empty when
   /// the model does not support dropout.
   virtual std::vector<std::string> dropout_blocks() const { return {}; }
