@@ -170,7 +170,7 @@ bool SequentialModel::has_backward() const {
 }
 
 namespace {
-// `buffer` when it already has `like`'s shape, else a new tensor of that shape.
+// buffers[i] when it already has this shape and dtype, else a new tensor in its place.
 torch::Tensor& reuse(std::vector<torch::Tensor>& buffers, size_t i, const torch::IntArrayRef shape,
                      const torch::TensorOptions& options) {
   if (buffers.size() <= i) buffers.resize(i + 1);
