@@ -104,6 +104,51 @@ torch::Tensor Likelihood::nll_stacked(const torch::Tensor& out, const torch::Ten
   return {};
 }
 
+double Likelihood::nll_and_grad(const torch::Tensor& out, const torch::Tensor& y, double log_sigma,
+                                torch::Tensor& d_out, double* d_log_sigma) const {
+  const int64_t n = y.size(0);
+  if (!d_out.defined() || d_out.sizes() != out.sizes() || d_out.dtype() != out.dtype()) d_out = at::empty_like(out);
+  if (d_log_sigma) *d_log_sigma = 0.0;
+  switch (kind) {
+    case LikelihoodKind::Gaussian: {  // |r|^2 / (2 sigma^2) + N (log sigma + log(2 pi) / 2), r = out - y
+      at::sub_out(d_out, out, y.reshape({n, 1}));
+      const double inv_var = std::exp(-2.0 * log_sigma);
+      const double ss = at::dot(d_out.view({-1}), d_out.view({-1})).item<double>();
+      if (d_log_sigma) *d_log_sigma = static_cast<double>(n) - ss * inv_var;
+      d_out.mul_(inv_var);
+      return 0.5 * ss * inv_var + static_cast<double>(n) * (log_sigma + kHalfLog2Pi);
+    }
+    case LikelihoodKind::Heteroscedastic: {
+      auto raw = out.select(1, 1);
+      auto var = hetero_var(raw);
+      auto r = out.select(1, 0) - y;
+      auto r_over_var = r / var;
+      const double value = (0.5 * r * r_over_var + 0.5 * at::log(var)).sum().item<double>() + n * kHalfLog2Pi;
+      d_out.select(1, 0).copy_(r_over_var);
+      // d/dvar = (1 / var - r^2 / var^2) / 2, and softplus' = sigmoid
+      d_out.select(1, 1).copy_(0.5 * (var.reciprocal() - r_over_var * r_over_var) * at::sigmoid(raw));
+      return value;
+    }
+    case LikelihoodKind::Categorical: {
+      auto logp = at::log_softmax(out, 1);
+      auto idx = y.reshape({n, 1});
+      const double value = -logp.gather(1, idx).sum().item<double>();
+      at::exp_out(d_out, logp);  // softmax minus the one-hot targets
+      d_out.scatter_add_(1, idx, at::full({n, 1}, -1.0, out.options()));
+      return value;
+    }
+    case LikelihoodKind::Bernoulli: {
+      auto f = out.select(1, 0);
+      auto t = y.to(f.scalar_type());
+      const double value =
+          at::binary_cross_entropy_with_logits(f, t, {}, {}, at::Reduction::Sum).item<double>();
+      at::sigmoid_out(d_out, out).select(1, 0).sub_(t);
+      return value;
+    }
+  }
+  return 0.0;
+}
+
 Predictive Likelihood::predictive(const torch::Tensor& out, double y_mean, double y_std,
                                   const torch::Tensor& weights, const torch::Tensor& sample_sigma) const {
   Predictive p;

@@ -35,54 +35,32 @@ LogDensity posterior_log_density(const Problem& p, const Likelihood& likelihood,
   // gradient is added directly, outside autograd. Together ~18% less per gradient (mlp:50, boston).
   const bool whole = K == model->layout().size;
   // Fully connected models run forward and backward by hand in buffers reused across calls, and
-  // the Gaussian likelihood's gradient is written out: ~3x less per gradient on mlp:50, where
+  // the likelihood's gradient is written out: ~3x less per gradient on mlp:50, where
   // autograd's allocations and per-operation work are most of the cost.
   const bool by_hand = hand_backward && !features.defined() && model->has_backward();
-  const bool gaussian = likelihood.kind == LikelihoodKind::Gaussian;
-  const double half_log_2pi = 0.5 * std::log(2.0 * M_PI), n = static_cast<double>(y.size(0));
   struct Buffers {
     ForwardTrace trace;
-    std::vector<torch::Tensor> tensors;
+    torch::Tensor d_out, d_theta;
   };
   auto buffers = std::make_shared<Buffers>();  // the sampler calls from one thread
-  auto y_column = y.dim() == 1 ? y.unsqueeze(1) : y;
   return [=](const torch::Tensor& q, torch::Tensor& grad) {
     auto qv = q.detach().to(base.device(), dtype);
     auto values = qv.narrow(0, 0, K);
+    const double log_sigma = sample_noise ? q[K].item<double>() : std::log(likelihood.sigma);
     double u = 0.0;
     if (by_hand) {
       at::NoGradGuard no_grad;
       auto theta = whole ? values : subset.scatter(base, values);
       auto out = model->forward_reusing(x, theta, buffers->trace);
-      auto& bt = buffers->tensors;
-      if (bt.empty()) bt = {at::empty_like(out), at::empty_like(theta)};
-      auto& d_out = bt[0];
-      auto& d_theta = bt[1];
-      if (gaussian) {  // U = |r|^2 / (2 sigma^2) + N (log sigma + log(2 pi) / 2), r = out - y
-        const double log_sigma = sample_noise ? q[K].item<double>() : std::log(likelihood.sigma);
-        const double inv_var = std::exp(-2.0 * log_sigma);
-        at::sub_out(d_out, out, y_column);
-        const double ss = at::dot(d_out.view({-1}), d_out.view({-1})).item<double>();
-        u = 0.5 * ss * inv_var + n * (log_sigma + half_log_2pi);
-        if (sample_noise) {  // with the Gamma(shape, rate) prior on exp(-2 s) and its Jacobian
-          u += 2.0 * shape * log_sigma + rate * inv_var;
-          grad[K] = ss * inv_var - n - 2.0 * shape + 2.0 * rate * inv_var;
-        }
-        d_out.mul_(inv_var);
-      } else {
-        at::AutoGradMode enable(true);
-        auto o = out.detach().requires_grad_(true);
-        auto loss = likelihood.nll(o, y, torch::Tensor());
-        loss.backward();
-        u = loss.item<double>();
-        d_out.copy_(o.grad());
-      }
-      model->backward(buffers->trace, theta, d_out, d_theta);
-      grad.narrow(0, 0, K).copy_(whole ? d_theta : subset.gather(d_theta)).neg_();
+      double d_log_sigma = 0.0;
+      u = likelihood.nll_and_grad(out, y, log_sigma, buffers->d_out, &d_log_sigma);
+      if (sample_noise) grad[K] = -d_log_sigma;
+      if (!buffers->d_theta.defined()) buffers->d_theta = at::empty_like(theta);
+      model->backward(buffers->trace, theta, buffers->d_out, buffers->d_theta);
+      grad.narrow(0, 0, K).copy_(whole ? buffers->d_theta : subset.gather(buffers->d_theta)).neg_();
     } else {
       qv.requires_grad_(true);
       values = qv.narrow(0, 0, K);
-      auto log_sigma = sample_noise ? qv[K] : torch::Tensor();
       torch::Tensor out;
       if (features.defined()) {
         const auto& l = subset.layers.front();
@@ -91,12 +69,15 @@ LogDensity posterior_log_density(const Problem& p, const Likelihood& likelihood,
       } else {
         out = model->forward(x, whole ? values : subset.scatter(base, values));
       }
-      auto loss = likelihood.nll(out, y, log_sigma);
-      // Gamma(shape, rate) on tau = exp(-2 s) with the Jacobian of s = log sigma.
-      if (sample_noise) loss = loss + 2.0 * shape * log_sigma + rate * at::exp(-2.0 * log_sigma);
+      auto loss = likelihood.nll(out, y, sample_noise ? qv[K] : torch::Tensor());
       loss.backward();
       u = loss.item<double>();
       grad.copy_(-qv.grad());
+    }
+    if (sample_noise) {  // Gamma(shape, rate) on the precision exp(-2 s), with the Jacobian of s = log sigma
+      const double inv_var = std::exp(-2.0 * log_sigma);
+      u += 2.0 * shape * log_sigma + rate * inv_var;
+      grad[K] -= 2.0 * shape - 2.0 * rate * inv_var;
     }
     at::NoGradGuard no_grad;
     auto theta64 = q.narrow(0, 0, K).to(precision.device(), at::kDouble);

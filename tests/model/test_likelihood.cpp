@@ -4,6 +4,8 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <string>
+#include <vector>
 
 #include "credence/core/error.h"
 #include "credence/likelihood/likelihood.h"
@@ -114,6 +116,43 @@ TEST(Likelihood, BernoulliNllByHand) {
   auto p = l.predictive(out.unsqueeze(0), 0.0, 1.0);
   EXPECT_NEAR(p.probs[0][1].item<double>(), sig(2.0), 1e-12);
   EXPECT_NEAR(p.probs[1][0].item<double>(), 1.0 - sig(-0.5), 1e-12);
+}
+
+// The written-out gradients against autograd through nll(), for every kind, twice through the same
+// buffer (the second call must overwrite, not accumulate).
+TEST(Likelihood, NllAndGradEqualAutograd) {
+  at::manual_seed(3);
+  const int64_t n = 7;
+  struct Case {
+    std::string name;
+    Dataset data;
+    torch::Tensor y;
+  };
+  std::vector<Case> cases = {
+      {"gaussian", regression_data(), at::randn({n}, kF64)},
+      {"gaussian?sigma=0.3", regression_data(), at::randn({n}, kF64)},
+      {"heteroscedastic", regression_data(), at::randn({n}, kF64)},
+      {"categorical", classification_data(4), at::randint(0, 4, {n}, at::kLong)},
+      {"bernoulli", classification_data(2), at::randint(0, 2, {n}, at::kLong)}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto l = Likelihood::parse(c.name, c.data);
+    torch::Tensor d_out;
+    for (int call = 0; call < 2; ++call) {
+      auto out = at::randn({n, l.output_dim(c.data)}, kF64).requires_grad_(true);
+      const double log_sigma = l.learn_sigma ? -0.4 + call : std::log(l.sigma);
+      auto ls = at::full({}, log_sigma, kF64).requires_grad_(true);
+      auto loss = l.nll(out, c.y, ls);
+      loss.backward();
+      double d_log_sigma = -1.0;
+      const double value = l.nll_and_grad(out.detach(), c.y, log_sigma, d_out, &d_log_sigma);
+      EXPECT_NEAR(value, loss.item<double>(), 1e-10);
+      ASSERT_EQ(d_out.sizes(), out.sizes());
+      EXPECT_TRUE(at::allclose(d_out, out.grad(), 1e-10, 1e-12)) << d_out - out.grad();
+      const double expected_ls = l.kind == LikelihoodKind::Gaussian ? ls.grad().item<double>() : 0.0;
+      EXPECT_NEAR(d_log_sigma, expected_ls, 1e-10);
+    }
+  }
 }
 
 TEST(Likelihood, RegressionPredictiveIsLawOfTotalVarianceInOriginalUnits) {

@@ -31,6 +31,12 @@ struct Likelihood {
   /// `log_sigma` (a scalar tensor) overrides sigma for the Gaussian, so it can be learned.
   torch::Tensor nll(const torch::Tensor& out, const torch::Tensor& y,
                     const torch::Tensor& log_sigma = {}) const;
+  /// nll() for outputs [N, O] and targets [N] with its gradient written out, no autograd: with
+  /// respect to the outputs into `d_out` (reallocated unless it has their shape, so a caller can
+  /// reuse it) and, for the Gaussian, with respect to `log_sigma` into `*d_log_sigma`. The
+  /// Gaussian reads its noise level from `log_sigma`; the others ignore it. For samplers' loops.
+  double nll_and_grad(const torch::Tensor& out, const torch::Tensor& y, double log_sigma,
+                      torch::Tensor& d_out, double* d_log_sigma = nullptr) const;
   /// Per-sample summed NLL for stacked outputs [S, N, O] and targets [N] (shared) or [S, N]: [S].
   torch::Tensor nll_stacked(const torch::Tensor& out, const torch::Tensor& y,
                             const torch::Tensor& log_sigma = {}) const;
