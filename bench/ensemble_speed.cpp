@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
   bench::start(threads);
 
   FitRequest uci;
-  uci.data = load_data("uci:" CREDENCE_SHARED_DIR "/data/uci/yacht?split=0&part=train");
+  uci.data = load_data("uci:" CREDENCE_DATA_DIR "/uci/yacht?split=0&part=train");
   uci.model = "mlp:50";
   uci.train.epochs = 40;
   uci.train.batch_size = 32;

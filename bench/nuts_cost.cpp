@@ -16,7 +16,7 @@ using Clock = std::chrono::steady_clock;
 int main(int argc, char** argv) {
   credence::use_fast_blas_kernels(argv);
   CLI::App app{"cost of one NUTS gradient, by part"};
-  std::string data = "uci:" CREDENCE_SHARED_DIR "/data/uci/bostonHousing?split=0&part=train", model_spec = "mlp:50";
+  std::string data = "uci:" CREDENCE_DATA_DIR "/uci/bostonHousing?split=0&part=train", model_spec = "mlp:50";
   int64_t calls = 3000, reps = 3;
   app.add_option("--data", data, "training data spec")->capture_default_str();
   app.add_option("--model", model_spec, "model spec")->capture_default_str();

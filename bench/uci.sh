@@ -19,7 +19,7 @@ METHODS="${METHODS:-map}"
 PRIOR="${PRIOR:-10}"  # MAP prior precision: stronger than the image recipe's 5e-4 * N on these small sets
 THREADS="${THREADS:-1}"
 OUT="${OUT:-bench/results}"
-UCI="${UCI:-../shared/data/uci}"
+UCI="${UCI:-data/uci}"
 SETS="${SETS:-bostonHousing concrete energy wine-quality-red yacht}"
 
 "$root/bench/build.sh" "$BUILD"

@@ -7,7 +7,7 @@
 #   bench/uci_conformal.sh                                # map and a 5-member ensemble, 10 splits
 #   SETS="yacht" REPS=2 METHODS=map bench/uci_conformal.sh
 #   SKIP_BUILD=1 BUILD=DIR bench/uci_conformal.sh          # use DIR/credence as it is
-#   METHODS="map,ensemble:members=5" REPS=10 EPOCHS=400 BATCH=32 PRIOR=10 THREADS=1 UCI=../shared/data/uci OUT=bench/results/uci_conformal
+#   METHODS="map,ensemble:members=5" REPS=10 EPOCHS=400 BATCH=32 PRIOR=10 THREADS=1 UCI=data/uci OUT=bench/results/uci_conformal
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -18,7 +18,7 @@ BATCH="${BATCH:-32}"
 PRIOR="${PRIOR:-10}"
 METHODS="${METHODS:-map,ensemble:members=5}"
 THREADS="${THREADS:-1}"
-UCI="${UCI:-../shared/data/uci}"
+UCI="${UCI:-data/uci}"
 OUT="${OUT:-bench/results/uci_conformal}"
 SETS="${SETS:-bostonHousing concrete energy wine-quality-red yacht}"
 

@@ -76,7 +76,7 @@ Dataset load_uci(const Spec& spec, const DataOptions& options) {
     throw DataError(fmt::format(
         "spec '{}': UCI directory '{}' does not exist (it should hold data.txt, "
         "index_features.txt, index_target.txt, index_train_K.txt, ...; e.g. "
-        "'uci:/work/shared/data/uci/yacht?split=0')",
+        "'uci:data/uci/yacht?split=0')",
         spec.text, dir));
   const std::string part = spec.get("part", "train");
   if (part != "train" && part != "test")

@@ -16,7 +16,7 @@ using test::DataErrorWith;
 using test::TempDir;
 
 const std::string kTiny = std::string(CREDENCE_TEST_DATA_DIR) + "/data/uci_tiny";
-const std::string kYacht = std::string(CREDENCE_SHARED_DIR) + "/data/uci/yacht";
+const std::string kYacht = std::string(CREDENCE_DATA_DIR) + "/uci/yacht";
 
 TEST(Uci, TinyFixtureSplits) {
   Dataset train = load_data("uci:" + kTiny + "?split=0&part=train", {torch::kFloat64}).fit;
@@ -37,7 +37,6 @@ TEST(Uci, TinyFixtureSplits) {
 }
 
 TEST(Uci, YachtRealSetInOriginalUnits) {
-  if (!std::filesystem::exists(kYacht)) GTEST_SKIP() << "no UCI yacht set at " << kYacht;
   Dataset train = load_data("uci:" + kYacht + "?split=0&part=train").fit;
   Dataset test = load_data("uci:" + kYacht + "?split=0&part=test").fit;
   EXPECT_EQ(train.size(), 277);

@@ -1,7 +1,7 @@
-// Laplace posteriors against laplace-torch golden values (shared/golden/laplace_golden.json), in
+// Laplace posteriors against laplace-torch golden values (tests/fixtures/golden/laplace_golden.json), in
 // float64: curvature (full GGN, diagonal, KFAC), posterior precision and covariance, the marginal
 // likelihood and its parts, the GLM predictive, and marginal-likelihood tuning of the prior.
-// See shared/golden/README.md and the file's "conventions" for what each golden value means.
+// See tests/fixtures/golden/README.md and the file's "conventions" for what each golden value means.
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
@@ -32,8 +32,8 @@ constexpr double kRtol = 1e-8;
 
 const json& golden() {
   static const json g = [] {
-    std::ifstream in(std::string(CREDENCE_SHARED_DIR) + "/golden/laplace_golden.json");
-    if (!in) throw std::runtime_error("cannot open " CREDENCE_SHARED_DIR "/golden/laplace_golden.json");
+    std::ifstream in(std::string(CREDENCE_TEST_DATA_DIR) + "/golden/laplace_golden.json");
+    if (!in) throw std::runtime_error("cannot open " CREDENCE_TEST_DATA_DIR "/golden/laplace_golden.json");
     return json::parse(in);
   }();
   return g;
