@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -67,6 +68,28 @@ DistributedEnv parse_distributed_env(const std::function<const char*(const char*
 }
 
 #ifdef CREDENCE_HAVE_GLOO
+namespace {
+// Each rank announces itself in the store, then waits for the others; on timeout the message
+// names the ranks that never came.
+void wait_for_ranks(::c10d::Store& store, int rank, int world, std::chrono::seconds timeout) {
+  auto key = [](int r) { return fmt::format("credence/joined/{}", r); };
+  store.set(key(rank), std::vector<uint8_t>{1});
+  std::vector<std::string> keys;
+  for (int r = 0; r < world; ++r) keys.push_back(key(r));
+  try {
+    store.wait(keys, timeout);
+  } catch (const c10::Error&) {
+    std::vector<int> missing;
+    for (int r = 0; r < world; ++r)
+      if (!store.check({key(r)})) missing.push_back(r);
+    throw IoError(fmt::format(
+        "rank {} of {}: rank(s) {} did not join within {} s (--dist-timeout); start all {} ranks with the same "
+        "MASTER_ADDR/MASTER_PORT, or use `credence launch -n {}`",
+        rank, world, fmt::join(missing, ", "), timeout.count(), world, world));
+  }
+}
+}  // namespace
+
 struct Communicator::Group {
   c10::intrusive_ptr<::c10d::Store> store;
   c10::intrusive_ptr<c10d_gloo::Group> gloo;
@@ -93,10 +116,12 @@ Communicator::Communicator(const DistributedEnv& env, std::chrono::seconds timeo
       opts.port = static_cast<uint16_t>(env.master_port);
       opts.isServer = rank_ == 0;
       opts.numWorkers = world_size_;
+      opts.waitWorkers = false;  // the join below names the ranks that are missing
       opts.timeout = timeout;
       group_->store = c10::make_intrusive<::c10d::TCPStore>(env.master_addr, opts);
     }
     group_->store->setTimeout(timeout);
+    wait_for_ranks(*group_->store, rank_, world_size_, timeout);
     const char* interface = std::getenv("GLOO_SOCKET_IFNAME");
     const bool loopback = env.master_addr == "127.0.0.1" || env.master_addr == "localhost";
     // Steps synchronize every few milliseconds; a long wait means a rank died or hangs.
@@ -104,9 +129,10 @@ Communicator::Communicator(const DistributedEnv& env, std::chrono::seconds timeo
                                          loopback ? "127.0.0.1" : "", std::chrono::minutes(30));
   } catch (const c10::Error& e) {
     throw IoError(fmt::format(
-        "rank {} of {} could not join the process group at {}: {}; check that every rank uses the same "
-        "MASTER_ADDR/MASTER_PORT (or CREDENCE_STORE), that the port is free and that all {} ranks started",
-        rank_, world_size_, where, e.what_without_backtrace(), world_size_));
+        "rank {} of {} could not join the process group at {} within {} s (--dist-timeout): {}; check that every "
+        "rank uses the same MASTER_ADDR/MASTER_PORT (or CREDENCE_STORE), that the port is free and that all {} "
+        "ranks started",
+        rank_, world_size_, where, timeout.count(), e.what_without_backtrace(), world_size_));
   }
 #else
   throw NotSupported(
@@ -169,8 +195,14 @@ void Communicator::barrier() const {
 #endif
 }
 
+namespace {
+std::chrono::seconds g_join_timeout(300);
+}
+
+void set_join_timeout(std::chrono::seconds timeout) { g_join_timeout = timeout; }
+
 const Communicator& world_communicator() {
-  static const Communicator world(parse_distributed_env());
+  static const Communicator world(parse_distributed_env(), g_join_timeout);
   return world;
 }
 

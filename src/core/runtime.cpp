@@ -9,6 +9,8 @@
 #include <torch/version.h>
 
 #include <climits>
+#include <cstdio>
+#include <fstream>
 #include <cstdlib>
 #include <cstring>
 #include <unistd.h>
@@ -70,6 +72,23 @@ std::string runtime_summary() {
   const auto kernels = blas_kernels();
   return fmt::format("LibTorch {} | BLAS {}{} | threads {} | CUDA devices {}", TORCH_VERSION, blas_library(),
                      kernels.empty() ? "" : " (" + kernels + " kernels)", threads(), torch::cuda::device_count());
+}
+
+double available_memory_bytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key, unit;
+  double kib = 0;
+  while (meminfo >> key >> kib >> unit)
+    if (key == "MemAvailable:") return kib * 1024.0;
+  return 0;
+}
+
+void check_memory(double bytes, const std::string& what, const std::string& alternative) {
+  const double available = available_memory_bytes();
+  if (available > 0 && bytes > available)
+    throw NotSupported(fmt::format("{} needs about {:.1f} GB of memory, more than the {:.1f} GB available; {}", what,
+                                   bytes / 1e9, available / 1e9, alternative));
+  if (bytes > 1e9) fmt::print(stderr, "note: {} needs about {:.1f} GB of memory\n", what, bytes / 1e9);
 }
 
 }  // namespace credence

@@ -68,7 +68,11 @@ Spec Spec::parse(const std::string& text) {
       if (eq == std::string::npos || eq == 0)
         throw InvalidArgument(
             fmt::format("spec '{}': '{}' is not key=value (e.g. '?n=1000')", text, pair));
-      spec.query[pair.substr(0, eq)] = pair.substr(eq + 1);
+      const std::string key = pair.substr(0, eq);
+      if (spec.query.count(key))
+        throw InvalidArgument(fmt::format("spec '{}': key '{}' is given twice ('{}' and '{}'); keep one", text,
+                                          key, spec.query[key], pair.substr(eq + 1)));
+      spec.query[key] = pair.substr(eq + 1);
     }
   }
   size_t colon = head.find(':');

@@ -6,6 +6,8 @@
 
 #include "credence/core/distributed.h"
 #include "credence/core/error.h"
+#include "credence/core/progress.h"
+#include "credence/core/runtime.h"
 #include "credence/core/rng.h"
 #include "credence/core/spec.h"
 
@@ -173,6 +175,10 @@ Curvature compute_curvature(const Model& model, const Likelihood& likelihood, co
         "hessian=full over {} parameters needs a {} x {} matrix ({:.1f} GB); use hessian=kron, hessian=diag, "
         "or subset=last_layer",
         K, K, K, double(K) * K * theta.element_size() / 1e9));
+  // H, the posterior precision, its Cholesky factor and the covariance are all K x K.
+  if (structure == Structure::Full)
+    check_memory(4.0 * K * K * theta.element_size(), fmt::format("hessian=full over {} parameters", K),
+                 "use hessian=kron, hessian=diag, hessian=lowrank:K or subset=last_layer");
   if (structure == Structure::Kron && subset.partial())
     throw NotSupported(fmt::format("subset '{}' covers parts of layers; use hessian=full or hessian=diag", subset.spec));
   Curvature c;
@@ -191,8 +197,12 @@ Curvature compute_curvature(const Model& model, const Likelihood& likelihood, co
       A[i] = at::zeros({subset.layers[i].out, subset.layers[i].out}, opts);
       B[i] = at::zeros({subset.layers[i].in, subset.layers[i].in}, opts);
     }
+  // Long dense passes show progress on a terminal (the display stays silent elsewhere).
+  const bool long_pass = structure == Structure::Full && double(K) * K * theta.element_size() > 2.5e8;
+  Progress progress("curvature", (data.size() + batch_size - 1) / batch_size, /*quiet=*/!long_pass);
   // Chunks are keyed by their start, so a rank draws what one process draws for them.
   for (int64_t start = rank * batch_size; start < data.size(); start += ranks * batch_size) {
+    progress.update(start / batch_size + 1);
     int64_t m = std::min(batch_size, data.size() - start);
     auto x = data.x.narrow(0, start, m), y = data.y.narrow(0, start, m);
     auto factors = curvature_factors(model, unit, subset, theta, x, y, kind, rng_key(seed, Stream::Noise, start), &c);

@@ -1,11 +1,14 @@
 // csv:PATH?target=NAME[&task=regression|classification&classes=C]: a header row, then numbers.
 #include <ATen/ATen.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <cmath>
 #include <filesystem>
+#include <set>
 
 #include "credence/core/error.h"
+#include "credence/core/files.h"
 #include "loaders.h"
 
 namespace credence::data_detail {
@@ -19,10 +22,61 @@ std::string unquote(std::string s) {
   return s;
 }
 
+// One row's cells as RFC 4180 reads them: a field in double quotes may hold commas, and "" is a
+// quote inside it. `error` is set for an unterminated quote or text after a closing quote.
+std::vector<std::string> split_row(const std::string& line, std::string& error) {
+  std::vector<std::string> cells(1);
+  bool quoted = false, closed = false;
+  for (size_t i = 0; i < line.size(); ++i) {
+    char c = line[i];
+    if (quoted) {
+      if (c != '"') {
+        cells.back() += c;
+      } else if (i + 1 < line.size() && line[i + 1] == '"') {
+        cells.back() += '"';
+        ++i;
+      } else {
+        quoted = false;
+        closed = true;
+      }
+    } else if (c == ',') {
+      cells.emplace_back();
+      closed = false;
+    } else if (c == '"' && trim(cells.back()).empty() && !closed) {
+      quoted = true;
+      cells.back().clear();
+    } else if (closed && c != ' ' && c != '\t' && c != '\r') {
+      error = "text after a closing quote";
+      return cells;
+    } else {
+      cells.back() += c;
+    }
+  }
+  if (quoted) error = "a quote that is never closed (fields spanning lines are not supported)";
+  return cells;
+}
+
 std::string join(const std::vector<std::string>& names) {
   std::string out;
   for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
   return out;
+}
+
+// Labels must code classes as 0..C-1: a model gets one output per value up to the largest, so
+// codes such as {0, 1000000} would build a million-class model. Some absent classes are fine.
+void check_label_coding(const std::vector<int64_t>& labels, int64_t max_label, const std::string& path,
+                        const std::string& column) {
+  std::set<int64_t> distinct(labels.begin(), labels.end());
+  const int64_t classes = max_label + 1;
+  if (static_cast<int64_t>(distinct.size()) * 2 >= classes) return;
+  std::vector<int64_t> shown(distinct.begin(), distinct.end());
+  const bool more = shown.size() > 8;
+  if (more) shown.resize(8);
+  throw DataError(fmt::format(
+      "CSV file '{}' column '{}': the labels are {} distinct values ({}{}) but would make {} classes (0..{}); "
+      "recode them as 0..{} (or give classes=C if the absent classes are meant)",
+      path, column, distinct.size(), fmt::join(shown, ", "), more ? ", ..." : "", classes, max_label,
+      distinct.size() - 1));
 }
 
 }  // namespace
@@ -33,8 +87,11 @@ Dataset load_csv(const Spec& spec, const DataOptions& options) {
   if (path.empty())
     throw DataError(fmt::format("spec '{}': no file given (e.g. 'csv:data.csv?target=y')",
                                 spec.text));
-  if (!std::filesystem::is_regular_file(path))
-    throw DataError(fmt::format("spec '{}': CSV file '{}' does not exist", spec.text, path));
+  try {
+    check_input_file(path, "CSV file");
+  } catch (const IoError& e) {
+    throw DataError(fmt::format("spec '{}': {}", spec.text, e.what()));
+  }
   if (!spec.has("target"))
     throw DataError(fmt::format("spec '{}': no target column given (add '?target=NAME')",
                                 spec.text));
@@ -61,7 +118,10 @@ Dataset load_csv(const Spec& spec, const DataOptions& options) {
   std::string header_line = lines[first];
   if (header_line.rfind("\xEF\xBB\xBF", 0) == 0) header_line = header_line.substr(3);  // BOM
   std::vector<std::string> names;
-  for (const auto& cell : split(header_line, ',')) names.push_back(unquote(cell));
+  std::string row_error;
+  for (const auto& cell : split_row(header_line, row_error)) names.push_back(unquote(cell));
+  if (!row_error.empty())
+    throw DataError(fmt::format("CSV file '{}' line {}: {}", path, first + 1, row_error));
   const int64_t cols = static_cast<int64_t>(names.size());
 
   int64_t target_col = -1;
@@ -85,7 +145,8 @@ Dataset load_csv(const Spec& spec, const DataOptions& options) {
   for (size_t i = first + 1; i < lines.size(); ++i) {
     const size_t line = i + 1;
     if (trim(lines[i]).empty()) continue;
-    auto cells = split(lines[i], ',');
+    auto cells = split_row(lines[i], row_error);
+    if (!row_error.empty()) throw DataError(fmt::format("CSV file '{}' line {}: {}", path, line, row_error));
     if (static_cast<int64_t>(cells.size()) != cols)
       throw DataError(fmt::format("CSV file '{}' line {}: ragged row with {} cells, the header "
                                   "has {}",
@@ -123,6 +184,8 @@ Dataset load_csv(const Spec& spec, const DataOptions& options) {
   if (rows == 0)
     throw DataError(fmt::format("CSV file '{}': empty split: no data rows after the header",
                                 path));
+
+  if (classify && fixed_classes == 0) check_label_coding(labels, max_label, path, names[target_col]);
 
   Dataset d;
   d.x = make_tensor(x, {rows, cols - 1}, options.dtype);

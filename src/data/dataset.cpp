@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "credence/core/error.h"
+#include "credence/core/files.h"
 #include "credence/core/rng.h"
 #include "loaders.h"
 
@@ -91,9 +92,13 @@ at::Tensor make_labels(const std::vector<int64_t>& labels) {
 }
 
 std::vector<std::string> read_lines(const std::string& path, const std::string& hint) {
+  try {
+    check_input_file(path, "file");
+  } catch (const IoError& e) {
+    throw DataError(hint.empty() ? std::string(e.what()) : fmt::format("{} ({})", e.what(), hint));
+  }
   std::ifstream in(path);
-  if (!in)
-    throw DataError(fmt::format("cannot open '{}'{}", path, hint.empty() ? "" : " (" + hint + ")"));
+  if (!in) throw DataError(fmt::format("cannot open '{}'", path));
   std::vector<std::string> lines;
   std::string line;
   while (std::getline(in, line)) lines.push_back(line);

@@ -50,6 +50,7 @@ torch::Tensor set_scores(const Predictive& p, const SetScore& score) {
         fmt::format("set_scores: RAPS needs lambda >= 0 and k_reg >= 0 (e.g. 0.01 and 5), got {} and {}",
                     score.lambda, score.k_reg));
   torch::Tensor probs = class_probs(p, "set_scores");
+  if (score.threshold) return 1.0 - probs;
   auto [sorted, order] = probs.sort(/*stable=*/true, /*dim=*/1, /*descending=*/true);
   torch::Tensor rank = at::arange(1, probs.size(1) + 1, probs.options());
   torch::Tensor penalty = score.lambda * (rank - static_cast<double>(score.k_reg)).clamp_min(0.0);

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "credence/core/error.h"
+#include "credence/core/files.h"
 #include "credence/eval/metrics.h"
 #include "inputs.h"
 
@@ -225,19 +226,34 @@ CostSpec parse_cost_spec(const json& j) {
   return spec;
 }
 
+// nlohmann's message without its "[json.exception.kind.N] " prefix.
+static std::string json_detail(const json::exception& e) {
+  std::string m = e.what();
+  size_t close = m.find("] ");
+  return m.rfind("[json.exception", 0) == 0 && close != std::string::npos ? m.substr(close + 2) : m;
+}
+
 CostSpec load_cost_spec(const std::string& path) {
+  check_input_file(path, "cost file");
   std::ifstream in(path);
   if (!in) throw IoError(fmt::format("cannot read the cost file '{}'", path));
   json j;
   try {
     j = json::parse(in);
-  } catch (const json::parse_error& e) {
-    throw InvalidArgument(fmt::format("cost file '{}' is not valid JSON: {}", path, e.what()));
+  } catch (const json::out_of_range& e) {
+    throw InvalidArgument(fmt::format("cost file '{}' holds a number too large for a double ({}); give finite costs",
+                                      path, json_detail(e)));
+  } catch (const json::exception& e) {
+    throw InvalidArgument(fmt::format("cost file '{}' is not valid JSON: {}", path, json_detail(e)));
   }
   try {
     return parse_cost_spec(j);
   } catch (const InvalidArgument& e) {
     throw InvalidArgument(fmt::format("{} (in '{}')", e.what(), path));
+  } catch (const json::exception& e) {
+    throw InvalidArgument(fmt::format("cost file '{}' has a value of the wrong type ({}): costs are numbers, "
+                                      "names strings, matrices lists of lists of numbers",
+                                      path, json_detail(e)));
   }
 }
 

@@ -4,15 +4,19 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <cmath>
 
 #include "credence/core/distributed.h"
 #include "credence/core/error.h"
 #include "credence/core/progress.h"
 #include "credence/core/rng.h"
+#include "credence/eval/metrics.h"
 
 namespace credence {
 namespace {
 constexpr double kDefaultWeightDecay = 5e-4;
+// Below this a fit is noise: a regression's standardization alone needs two rows.
+constexpr int64_t kMinExamples = 2;
 
 // Minibatches drawn from a keyed permutation per epoch, gathered into buffers reused across
 // steps (fresh memory is slow to touch on small machines). In a data-parallel run every rank draws
@@ -62,6 +66,40 @@ void run_epochs(Method& method, const Problem& problem, bool shard) {
   }
 }
 
+// NLL of predicting the training labels' frequencies (classification), or their mean with their
+// variance or, under a fixed-noise likelihood, with that noise (`sigma` > 0, original units).
+double constant_predictor_nll(const Dataset& d, double sigma) {
+  if (d.task == Task::Classification) {
+    auto counts = at::bincount(d.y.to(at::kCPU), {}, d.num_classes).to(at::kDouble);
+    auto freq = counts / counts.sum();
+    return -freq.index_select(0, d.y.to(at::kCPU)).log().mean().item<double>();
+  }
+  double var = d.y.to(at::kCPU, at::kDouble).var(/*unbiased=*/false).item<double>();
+  if (sigma > 0) return 0.5 * std::log(2 * M_PI * sigma * sigma) + var / (2 * sigma * sigma);
+  return 0.5 * std::log(2 * M_PI * std::max(var, 1e-300)) + 0.5;
+}
+
+// A trained model far worse on its own training data than the constant predictor has diverged even
+// when every loss stayed finite (e.g. --lr 1e9 ends below chance): refuse it rather than save it.
+void check_not_diverged(const FittedModel& fitted, const Dataset& raw, const TrainOptions& train) {
+  constexpr int64_t kRows = 1000;
+  constexpr double kMarginNats = 1.0;  // per example; NLL differences do not depend on units
+  const int64_t n = raw.size();
+  Dataset d = n <= kRows ? raw : raw.subset(at::linspace(0, n - 1, kRows, at::kDouble).round().to(at::kLong));
+  auto p = fitted.predict(d, {}).to(torch::kCPU);
+  auto y = d.y.to(torch::kCPU);
+  const double nll = d.task == Task::Classification ? classification_nll(p, y) : regression_nll(p, y);
+  const auto& lik = fitted.likelihood;
+  const bool fixed_noise = lik.kind == LikelihoodKind::Gaussian && !lik.learn_sigma;
+  const double baseline =
+      constant_predictor_nll(d, fixed_noise ? lik.sigma * fitted.standardizer.y_std : 0.0);
+  if (std::isfinite(nll) && nll <= baseline + kMarginNats) return;
+  throw NumericalError(fmt::format(
+      "training diverged: on its own training data the fitted model's NLL is {:.4g}, worse than the {:.4g} of "
+      "predicting {} for every example; lower --lr (now {:g})",
+      nll, baseline, d.task == Task::Classification ? "the class frequencies" : "the mean", train.lr));
+}
+
 }  // namespace
 
 FittedModel fit(const FitRequest& request) {
@@ -70,6 +108,10 @@ FittedModel fit(const FitRequest& request) {
   const Dataset& raw = request.data.fit;
   const Communicator& comm = request.comm ? *request.comm : world_communicator();
   if (raw.size() == 0) throw DataError(fmt::format("data '{}' is empty: nothing to fit", raw.name));
+  if (raw.size() < kMinExamples)
+    throw DataError(fmt::format("data '{}' has {} example(s); fitting needs at least {} (check the spec's n= "
+                                "and holdout= parts)",
+                                raw.name, raw.size(), kMinExamples));
 
   FittedModel result;
   result.method = request.method;
@@ -121,6 +163,7 @@ FittedModel fit(const FitRequest& request) {
   result.model = problem.model;
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (map && !request.map) seconds += map->info.value("fit_seconds", 0.0);
+  if (method->wants_batches() && request.train.epochs > 0) check_not_diverged(result, raw, request.train);
   nlohmann::json opts_json;
   options.to_json(opts_json);
   result.info = {{"fit_seconds", seconds},

@@ -7,6 +7,7 @@
 
 #include "credence/core/error.h"
 #include "credence/core/progress.h"
+#include "credence/core/runtime.h"
 #include "credence/core/rng.h"
 #include "credence/eval/diagnostics.h"
 #include "credence/model/subset.h"
@@ -125,6 +126,12 @@ class HmcMethod : public Method {
     s.target_accept = options_.get_double("target_accept");
     const std::string metric = options_.get_string("metric");
     s.dense_mass = metric == "dense" || (metric == "auto" && K + (sample_noise_ ? 1 : 0) <= kMaxAutoDense);
+    if (s.dense_mass) {  // the metric, its factor and the adaptation window's draws, in float64
+      const double d = static_cast<double>(K + (sample_noise_ ? 1 : 0));
+      check_memory(8.0 * (3.0 * d * d + static_cast<double>(s.warmup) * d),
+                   fmt::format("metric=dense over {} sampled coordinates", static_cast<int64_t>(d)),
+                   "use metric=diag or subset=last_layer");
+    }
     if (nuts_) s.max_depth = static_cast<int>(options_.get_int("max_depth"));
     else s.steps = options_.get_int("steps");
     const int64_t chains = options_.get_int("chains");

@@ -21,6 +21,7 @@ namespace credence {
 StepInfo Method::step(const Batch&) { throw NotSupported("this method has no training steps"); }
 
 void TrainOptions::validate() const {
+  // 0 is for library callers that start from given weights; the command line requires >= 1.
   if (epochs < 0) throw InvalidArgument(fmt::format("--epochs must be >= 0, got {}", epochs));
   if (batch_size < 1) throw InvalidArgument(fmt::format("--batch-size must be >= 1, got {}", batch_size));
   if (!(lr > 0)) throw InvalidArgument(fmt::format("--lr must be > 0, got {}", lr));

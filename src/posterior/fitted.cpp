@@ -15,9 +15,10 @@ void FittedModel::check_data(const Dataset& data) const {
   if (data.task != likelihood.task())
     throw DataError(fmt::format("data '{}' is {}, but the model was fitted for {}", data.name,
                                 to_string(data.task), to_string(likelihood.task())));
-  if (data.task == Task::Classification && data.num_classes != num_classes)
-    throw DataError(fmt::format("data '{}' has {} classes, but the model was fitted on {}", data.name,
-                                data.num_classes, num_classes));
+  // Fewer classes than the model is fine (a test subset may hold only some labels); more is not.
+  if (data.task == Task::Classification && data.num_classes > num_classes)
+    throw DataError(fmt::format("data '{}' has labels up to {}, but the model was fitted on {} classes (0..{})",
+                                data.name, data.num_classes - 1, num_classes, num_classes - 1));
 }
 
 Predictive FittedModel::predict(const Dataset& data, const PredictOptions& options) const {

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -86,6 +87,32 @@ TEST_F(DataParallel, FailureStopsTheRunWithItsExitCode) {
 TEST_F(DataParallel, LaunchReportsACommandThatCannotRun) {
   auto r = run("launch -n 2 -- /nonexistent/program");
   EXPECT_EQ(r.code, 127) << r.output;
+}
+
+TEST_F(DataParallel, ARankWithoutPeersGivesUpNamingThem) {
+  // Rank 0 of 2 with no rank 1: the join times out and says which rank is missing.
+  auto r = shell("RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29517 '" + std::string(CREDENCE_CLI) +
+                 "' fit -q --data synthetic:sine --model mlp:4 --epochs 1 --dist-timeout 2 --out '" + path("a.crd") + "'");
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("rank(s) 1 did not join within 2 s"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(path("a.crd")));
+}
+
+TEST_F(DataParallel, StoppingTheLauncherStopsItsRanksAndWritesNothing) {
+  // A fit that runs for minutes; SIGTERM to the launcher after a second must end it all.
+  const std::string cmd = "'" + std::string(CREDENCE_CLI) + "' launch -n 2 -- credence fit -q --data "
+                          "'synthetic:moons?n=2000' --model mlp:64,64 --epochs 100000 --batch-size 10 --out '" +
+                          path("long.crd") + "'";
+  auto r = shell("(" + cmd + " & pid=$!; sleep 1.5; ranks=$(pgrep -P $pid); kill -TERM $pid; wait $pid; "
+                 "echo \"launcher exit $?\"; echo \"ranks: $ranks\"; alive=0; for p in $ranks; do kill -0 $p 2>/dev/null "
+                 "&& alive=1; done; [ $alive = 0 ] && echo ranks-gone || echo ranks-still-running)");
+  const auto listed = r.output.find("ranks: ");
+  ASSERT_NE(listed, std::string::npos) << r.output;
+  EXPECT_TRUE(std::isdigit(static_cast<unsigned char>(r.output[listed + 7]))) << "no rank was running: " << r.output;
+  EXPECT_NE(r.output.find("launcher exit 143"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("ranks-gone"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(path("long.crd")));
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(root_), {}), 0);  // no temporaries either
 }
 
 }  // namespace

@@ -126,6 +126,7 @@ TEST_F(Report, ClassificationReportWithOod) {
   EXPECT_EQ(count_prefix(sources, "reliability"), 1u);
   EXPECT_EQ(count_prefix(sources, "risk_coverage"), 1u);
   EXPECT_EQ(count_prefix(sources, "ood_"), 3u);  // map, ensemble, map+temperature
+  EXPECT_EQ(count_prefix(sources, "cost_quality"), 1u);
 
   std::ifstream in(json);
   auto j = nlohmann::json::parse(in);
@@ -135,6 +136,8 @@ TEST_F(Report, ClassificationReportWithOod) {
   for (const auto& row : j["results"]) {
     for (const char* key : {"ood_auroc", "ood_aupr", "ood_fpr95", "ood_auroc_max_prob", "ood_auroc_mutual_info", "aurc"})
       ASSERT_TRUE(row.contains(key)) << key << " in " << row.dump();
+    // Mutual information needs per-sample probabilities: absent for MAP, a number for the ensemble.
+    EXPECT_EQ(row["ood_auroc_mutual_info"].is_null(), row["method"] != "ensemble:members=2") << row.dump();
     EXPECT_GE(row["ood_auroc"].get<double>(), 0.0);
     EXPECT_LE(row["ood_auroc"].get<double>(), 1.0);
     ranks.push_back(row["rank"].get<int>());

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "credence/core/error.h"
 #include "credence/core/runtime.h"
 
 namespace {
@@ -21,6 +22,24 @@ TEST(Runtime, ReportsTheOpenBlasKernelsInUse) {
     EXPECT_EQ(a, b);
   }
   EXPECT_NE(credence::runtime_summary().find("(" + kernels + " kernels)"), std::string::npos);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(Runtime, DenseWorkBeyondTheAvailableMemoryIsRefusedUpFront) {
+  const double available = credence::available_memory_bytes();
+  ASSERT_GT(available, 0.0) << "no MemAvailable in /proc/meminfo";
+  try {
+    credence::check_memory(2 * available, "a test matrix", "use a smaller one");
+    FAIL() << "no error for twice the available memory";
+  } catch (const credence::NotSupported& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("a test matrix needs about"), std::string::npos) << m;
+    EXPECT_NE(m.find("GB available; use a smaller one"), std::string::npos) << m;
+  }
+  EXPECT_NO_THROW(credence::check_memory(1e6, "a small matrix", "-"));
 }
 
 }  // namespace

@@ -24,7 +24,7 @@ TEST(Conformal, FiniteSampleQuantile) {
 
 TEST(Conformal, ApsAndRapsScores) {
   // [.2, .5, .3] sorted: class 1 (.5), class 2 (.8), class 0 (1.0).
-  auto s = set_scores(probs({0.2, 0.5, 0.3}, 1));
+  auto s = set_scores(probs({0.2, 0.5, 0.3}, 1), aps());
   EXPECT_NEAR(s[0][0].item<double>(), 1.0, 1e-12);
   EXPECT_NEAR(s[0][1].item<double>(), 0.5, 1e-12);
   EXPECT_NEAR(s[0][2].item<double>(), 0.8, 1e-12);
@@ -34,7 +34,7 @@ TEST(Conformal, ApsAndRapsScores) {
   EXPECT_NEAR(r[0][1].item<double>(), 0.5, 1e-12);
   EXPECT_NEAR(r[0][2].item<double>(), 0.9, 1e-12);
   // Tied probabilities rank by class index.
-  auto t = set_scores(probs({0.4, 0.4, 0.2}, 1));
+  auto t = set_scores(probs({0.4, 0.4, 0.2}, 1), aps());
   EXPECT_NEAR(t[0][0].item<double>(), 0.4, 1e-12);
   EXPECT_NEAR(t[0][1].item<double>(), 0.8, 1e-12);
 }
@@ -44,7 +44,7 @@ TEST(Conformal, ApsSetsByHand) {
   // level .6 -> 3rd smallest of 4 = .8.
   auto cal = probs({0.2, 0.5, 0.3, 0.2, 0.5, 0.3, 0.2, 0.5, 0.3, 0.2, 0.5, 0.3}, 4);
   auto test = probs({0.2, 0.5, 0.3, 0.6, 0.3, 0.1}, 2);
-  auto sets = conformal_sets(cal, labels({1, 2, 0, 1}), test, 0.6);
+  auto sets = conformal_sets(cal, labels({1, 2, 0, 1}), test, 0.6, aps());
   EXPECT_NEAR(sets.threshold, 0.8, 1e-12);
   // Test 0: scores [1.0, .5, .8] -> {1, 2}; test 1: [.6, .9, 1.0] -> {0}.
   auto m = sets.member.to(at::kLong);
@@ -52,6 +52,21 @@ TEST(Conformal, ApsSetsByHand) {
   auto q = evaluate_sets(sets, labels({2, 1}));
   EXPECT_NEAR(q.coverage, 0.5, 1e-12);
   EXPECT_NEAR(q.size, 1.5, 1e-12);
+}
+
+TEST(Conformal, ThresholdSetsByHandAreTheDefault) {
+  // LAC scores 1 - p(y). Calibration [.2, .5, .3] labelled 1, 2, 0, 1 -> .5, .7, .8, .5;
+  // level .6 -> 3rd smallest of 4 = .7.
+  auto cal = probs({0.2, 0.5, 0.3, 0.2, 0.5, 0.3, 0.2, 0.5, 0.3, 0.2, 0.5, 0.3}, 4);
+  auto test = probs({0.2, 0.5, 0.3, 0.6, 0.3, 0.1}, 2);
+  auto sets = conformal_sets(cal, labels({1, 2, 0, 1}), test, 0.6);
+  EXPECT_NEAR(sets.threshold, 0.7, 1e-12);
+  // Test 0: scores [.8, .5, .7] -> {1, 2}; test 1: [.4, .7, .9] -> {0, 1}.
+  EXPECT_TRUE(at::equal(sets.member.to(at::kLong), labels({0, 1, 1, 1, 1, 0}).reshape({2, 3})));
+  auto q = evaluate_sets(sets, labels({2, 1}));
+  EXPECT_NEAR(q.coverage, 1.0, 1e-12);
+  EXPECT_NEAR(q.size, 2.0, 1e-12);
+  EXPECT_TRUE(at::allclose(set_scores(test, lac()), 1.0 - test.probs));
 }
 
 TEST(Conformal, CredibleSetsAreTheSmallestReachingTheLevel) {
@@ -99,7 +114,7 @@ TEST(Conformal, CoverageOnSimulatedData) {
   };
   auto [cal, y_cal] = draw(n_cal);
   auto [test, y_test] = draw(n_test);
-  for (auto score : {aps(), raps(0.01, 2)}) {
+  for (auto score : {lac(), aps(), raps(0.01, 2)}) {
     auto q = evaluate_sets(conformal_sets(cal, y_cal, test, 0.9, score), y_test);
     EXPECT_GT(q.coverage, 0.88);
     EXPECT_LT(q.coverage, 0.92);

@@ -65,7 +65,7 @@ void add_bound(CLI::App& app) {
   args->common.add(*cmd);
   cmd->callback([args, cmd] {
     args->common.apply();
-    refuse_existing(args->json, args->force, "--json");
+    check_optional_output(args->json, args->force, "--json");
     auto f = FittedModel::load(args->posterior, args->common.torch_device());
     const auto& p = certified(f, args->posterior);
     if (cmd->count("--pmin") == 0)

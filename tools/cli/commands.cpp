@@ -4,10 +4,12 @@
 
 #include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "common.h"
 #include "credence/core/distributed.h"
 #include "credence/core/error.h"
+#include "credence/core/files.h"
 #include "credence/eval/metrics.h"
 
 namespace credence::cli {
@@ -30,7 +32,7 @@ void add_fit(CLI::App& app) {
   cmd->callback([args] {
     args->common.apply();
     args->flags.train.quiet = args->common.quiet;
-    if (is_root_process()) refuse_existing(args->out, args->force, "--out");
+    if (is_root_process()) check_output_path(args->out, args->force, "--out");
     FitRequest req;
     req.data = load_data(args->data, {args->common.torch_dtype()});
     req.model = args->flags.model;
@@ -73,16 +75,11 @@ void add_predict(CLI::App& app) {
   args->common.add(*cmd);
   cmd->callback([args] {
     args->common.apply();
+    check_optional_output(args->out, args->force, "--out");
     auto f = FittedModel::load(args->posterior, args->common.torch_device());
     auto data = load_eval_data(args->data, f);
     auto p = f.predict(data, {args->samples}).to(torch::kCPU);
-    refuse_existing(args->out, args->force, "--out");
-    std::ofstream file;
-    if (!args->out.empty()) {
-      file.open(args->out);
-      if (!file) throw IoError(fmt::format("cannot write '{}'", args->out));
-    }
-    std::ostream& out = args->out.empty() ? std::cout : file;
+    std::ostringstream out;
     if (p.task == Task::Classification) {
       auto probs = p.probs.to(at::kDouble);
       auto pred = probs.argmax(1);
@@ -102,6 +99,10 @@ void add_predict(CLI::App& app) {
         out << fmt::format("{:.6g},{:.6g},{:.6g},{:.6g}\n", mean[i].item<double>(), sd[i].item<double>(),
                            lo[i].item<double>(), hi[i].item<double>());
     }
+    if (args->out.empty())
+      std::cout << out.str();
+    else
+      write_file_atomically(args->out, args->force, [&](std::ostream& file) { file << out.str(); });
   });
 }
 

@@ -1,27 +1,52 @@
 #include "common.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/cuda.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 
 #include "credence/core/distributed.h"
 #include "credence/core/error.h"
+#include "credence/core/files.h"
 #include "credence/core/runtime.h"
+#include "credence/core/spec.h"
 
 namespace credence::cli {
 
+CLI::Validator whole_number_at_least(long long min, const std::string& example) {
+  return CLI::Validator(
+      [min, example](std::string& value) -> std::string {
+        const std::string t = trim(value);
+        char* end = nullptr;
+        errno = 0;
+        long long v = std::strtoll(t.c_str(), &end, 10);
+        if (t.empty() || end != t.c_str() + t.size() || errno == ERANGE || v < min)
+          return fmt::format("must be a whole number >= {} (e.g. {}), got '{}'", min, example, value);
+        return "";
+      },
+      fmt::format("INT>={}", min));
+}
+
 void CommonOptions::add(CLI::App& app) {
   app.add_option("--threads", threads, "CPU threads for ATen/OpenBLAS (1 is fastest on a busy machine)")
-      ->check(CLI::PositiveNumber);
+      ->check(whole_number_at_least(1, "--threads 2"));
   app.add_flag("--quiet,-q", quiet, "no progress display");
   app.add_option("--device", device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--dtype", dtype, "float32 or float64")->check(CLI::IsMember({"float32", "float64"}));
+  app.add_option("--dist-timeout", dist_timeout,
+                 "data-parallel runs: seconds to wait for every rank to join before giving up")
+      ->capture_default_str()
+      ->check(whole_number_at_least(1, "--dist-timeout 300"));
 }
 
 void CommonOptions::apply() const {
   set_threads(threads);
+  set_join_timeout(std::chrono::seconds(dist_timeout));
   if (device == "cuda" && !torch::cuda::is_available())
     throw NotSupported("--device cuda: no CUDA device is available to this build (use --device cpu)");
 }
@@ -34,12 +59,18 @@ void TrainFlags::add(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--likelihood", likelihood,
                  "gaussian (learned noise), gaussian?sigma=S, heteroscedastic, categorical, bernoulli");
-  app.add_option("--epochs", train.epochs, "training epochs")->capture_default_str();
-  app.add_option("--batch-size", train.batch_size, "minibatch size")->capture_default_str();
+  app.add_option("--epochs", train.epochs, "training epochs")
+      ->capture_default_str()
+      ->check(whole_number_at_least(1, "--epochs 20"));
+  app.add_option("--batch-size", train.batch_size, "minibatch size")
+      ->capture_default_str()
+      ->check(whole_number_at_least(1, "--batch-size 128"));
   app.add_option("--lr", train.lr, "learning rate")->capture_default_str();
   app.add_option("--prior-precision", train.prior, "Gaussian prior precision: auto (5e-4 * N, i.e. weight decay 5e-4), one value, or one per layer")
       ->capture_default_str();
-  app.add_option("--seed", train.seed, "random seed")->capture_default_str();
+  app.add_option("--seed", train.seed, "random seed")
+      ->capture_default_str()
+      ->check(whole_number_at_least(0, "--seed 0"));
 }
 
 void add_chain_diagnostics(const FittedModel& fitted, const Predictive& predictive, Row& row) {
@@ -48,49 +79,94 @@ void add_chain_diagnostics(const FittedModel& fitted, const Predictive& predicti
   for (const auto& w : warnings) fmt::print(stderr, "warning: {}: {}\n", fitted.method, w);
 }
 
-void print_table(const std::vector<Row>& rows) {
+namespace {
+
+// Table columns by what a reader looks for first: the main metrics, then sets and OOD scores in
+// this order, then anything else alphabetically; costs close the row.
+int column_priority(const std::string& key) {
+  static const std::vector<std::string> order = {
+      "method", "rank", "accuracy", "rmse", "nll", "ece", "coverage_90", "rhat", "crps", "brier", "mce", "aurc",
+      "conformal_coverage", "conformal_set_size", "credible_coverage", "credible_set_size", "ood_auroc",
+      "ood_aupr", "ood_fpr95", "ess"};
+  auto it = std::find(order.begin(), order.end(), key);
+  if (it != order.end()) return static_cast<int>(it - order.begin());
+  if (key == "fit_seconds" || key == "predict_seconds") return 2000 + (key == "predict_seconds");
+  return 1000;
+}
+
+}  // namespace
+
+void print_table(const std::vector<Row>& rows, size_t max_width) {
   if (rows.empty()) return;
-  std::vector<std::string> cols = {"method"};
+  std::vector<std::string> cols;
   for (const auto& row : rows)
     for (const auto& [k, v] : row)
       if (std::find(cols.begin(), cols.end(), k) == cols.end()) cols.push_back(k);
+  std::stable_sort(cols.begin(), cols.end(), [](const std::string& a, const std::string& b) {
+    int pa = column_priority(a), pb = column_priority(b);
+    return pa != pb ? pa < pb : a < b;
+  });
+  constexpr size_t kMethodWidth = 32;  // longer method specs are cut here; --json has them whole
   auto cell = [](const nlohmann::json& v) {
+    if (v.is_null()) return std::string("-");
+    if (v.is_string() && v.get<std::string>().size() > kMethodWidth)
+      return v.get<std::string>().substr(0, kMethodWidth - 3) + "...";
     if (v.is_number_float()) return fmt::format("{:.4f}", v.get<double>());
     if (v.is_string()) return v.get<std::string>();
     return v.dump();
   };
-  std::vector<size_t> width;
-  for (const auto& c : cols) {
+  auto width_of = [&](const std::string& c) {
     size_t w = c.size();
     for (const auto& row : rows)
       if (row.count(c)) w = std::max(w, cell(row.at(c)).size());
-    width.push_back(w);
+    return w + 2;
+  };
+  // Keep the method and the costs; fill the rest in priority order while the row fits.
+  size_t used = 0;
+  for (const auto& c : cols)
+    if (c == "method" || column_priority(c) >= 2000) used += width_of(c);
+  std::vector<std::string> shown, left_out;
+  for (const auto& c : cols) {
+    bool fixed = c == "method" || column_priority(c) >= 2000;
+    if (fixed || used + width_of(c) <= max_width) {
+      shown.push_back(c);
+      if (!fixed) used += width_of(c);
+    } else {
+      left_out.push_back(c);
+    }
   }
-  for (size_t i = 0; i < cols.size(); ++i) fmt::print("{:<{}}  ", cols[i], width[i]);
+  for (size_t i = 0; i < shown.size(); ++i) fmt::print("{:<{}}", shown[i], width_of(shown[i]));
   fmt::print("\n");
   for (const auto& row : rows) {
-    for (size_t i = 0; i < cols.size(); ++i) {
-      std::string text = row.count(cols[i]) ? cell(row.at(cols[i])) : "-";
+    for (size_t i = 0; i < shown.size(); ++i) {
+      std::string text = row.count(shown[i]) ? cell(row.at(shown[i])) : "-";
       if (i == 0)
-        fmt::print("{:<{}}  ", text, width[i]);
+        fmt::print("{:<{}}", text, width_of(shown[i]));
       else
-        fmt::print("{:>{}}  ", text, width[i]);
+        fmt::print("{:>{}}  ", text, width_of(shown[i]) - 2);
     }
     fmt::print("\n");
   }
+  if (left_out.empty()) return;
+  std::string note = "(not shown; in --json:";
+  for (size_t i = 0; i < left_out.size(); ++i) {
+    std::string word = " " + left_out[i] + (i + 1 < left_out.size() ? "," : ")");
+    if (note.size() + word.size() > max_width) {
+      fmt::print("{}\n", note);
+      note = " ";
+    }
+    note += word;
+  }
+  fmt::print("{}\n", note);
 }
 
-void refuse_existing(const std::string& path, bool force, const std::string& option) {
-  if (!path.empty() && !force && std::ifstream(path).good())
-    throw IoError(fmt::format("'{}' exists; choose another {} or pass --force to replace it", path, option));
+void check_optional_output(const std::string& path, bool force, const std::string& option) {
+  if (!path.empty()) check_output_path(path, force, option);
 }
 
 void write_json(const std::string& path, const nlohmann::json& j, bool overwrite) {
   if (!is_root_process()) return;  // one file per distributed run, from rank 0
-  refuse_existing(path, overwrite, "file");
-  std::ofstream out(path);
-  if (!out) throw IoError(fmt::format("cannot write '{}'", path));
-  out << j.dump(2) << "\n";
+  write_file_atomically(path, overwrite, [&](std::ostream& out) { out << j.dump(2) << "\n"; }, "--json");
 }
 
 }  // namespace credence::cli

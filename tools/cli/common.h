@@ -10,11 +10,15 @@
 
 namespace credence::cli {
 
+/// A CLI11 check: a whole number >= `min`, else a message showing `example`.
+CLI::Validator whole_number_at_least(long long min, const std::string& example);
+
 struct CommonOptions {
   int threads = 1;
   bool quiet = false;
   std::string device = "cpu";
   std::string dtype = "float32";
+  int dist_timeout = 300;
   void add(CLI::App& app);
   /// Applies threads and validates device/dtype.
   void apply() const;
@@ -31,12 +35,14 @@ struct TrainFlags {
 
 /// One result row as written to --json and printed as a table.
 using Row = std::map<std::string, nlohmann::json>;
-void print_table(const std::vector<Row>& rows);
+/// Prints rows as a table at most `max_width` characters wide: method first, then the main metrics,
+/// costs last; columns that do not fit are named on a closing line (all are in --json).
+void print_table(const std::vector<Row>& rows, size_t max_width = 100);
 /// For MCMC posteriors (several chains): R-hat and ESS of the test predictions into `row`
 /// (`rhat` = 90th percentile, `rhat_max`, `ess` = smallest bulk ESS, `ess_tail`), with warnings.
 void add_chain_diagnostics(const FittedModel& fitted, const Predictive& predictive, Row& row);
-/// IoError when `path` exists and `force` is not set: saved work is never replaced silently.
-void refuse_existing(const std::string& path, bool force, const std::string& option);
+/// check_output_path for an optional output (empty: none asked for); call before any work.
+void check_optional_output(const std::string& path, bool force, const std::string& option);
 void write_json(const std::string& path, const nlohmann::json& j, bool overwrite);
 
 void add_fit(CLI::App& app);

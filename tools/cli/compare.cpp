@@ -39,6 +39,12 @@ std::vector<std::string> split_methods(const std::string& text) {
     }
   }
   if (out.empty()) throw InvalidArgument("--methods is empty (e.g. --methods map)");
+  for (size_t i = 0; i < out.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (out[i] == out[j])
+        throw InvalidArgument(fmt::format("--methods lists '{}' twice; list each method once (vary an option, "
+                                          "e.g. ensemble:members=3,ensemble:members=5, to compare settings)",
+                                          out[i]));
   return out;
 }
 
@@ -53,8 +59,13 @@ void add_set_metrics(const Predictive& cal, const torch::Tensor& y_cal, const Pr
                      const torch::Tensor& y_test, double level, Row& row) {
   SetQuality conformal, credible;
   if (test.task == Task::Classification) {
-    conformal = evaluate_sets(conformal_sets(cal, y_cal, test, level, aps()), y_test);
+    conformal = evaluate_sets(conformal_sets(cal, y_cal, test, level, lac()), y_test);
     credible = evaluate_sets(credible_sets(test, level), y_test);
+    for (const auto& [name, score] : {std::pair{"aps", aps()}, std::pair{"raps", raps()}}) {
+      auto q = evaluate_sets(conformal_sets(cal, y_cal, test, level, score), y_test);
+      row[fmt::format("conformal_{}_coverage", name)] = q.coverage;
+      row[fmt::format("conformal_{}_set_size", name)] = q.size;
+    }
   } else {
     conformal = evaluate_intervals(conformal_intervals(cal, y_cal, test, level), y_test);
     credible = evaluate_intervals(credible_intervals(test, level), y_test);
@@ -116,7 +127,10 @@ void evaluate(const Predictions& p, const EvalData& d, double level, Row& row, M
   if (p.ood) {
     for (const auto& [score, suffix] : std::vector<std::pair<std::string, std::string>>{
              {"entropy", ""}, {"max_prob", "_max_prob"}, {"mutual_info", "_mutual_info"}})
-      for (const auto& [k, v] : ood_metrics(p.test, *p.ood, score)) row["ood_" + k + suffix] = v;
+      for (const auto& [k, v] : ood_metrics(p.test, *p.ood, score))
+        // Without per-sample probabilities mutual information is 0 everywhere: no score, so absent.
+        row["ood_" + k + suffix] = score == "mutual_info" && !p.test.sample_probs.defined() ? nlohmann::json()
+                                                                                            : nlohmann::json(v);
     curves.ood_in = to_vector(uncertainty_score(p.test, "entropy"));
     curves.ood_out = to_vector(uncertainty_score(*p.ood, "entropy"));
   }
@@ -188,7 +202,7 @@ void add_compare(CLI::App& app) {
     args->common.apply();
     args->flags.train.quiet = args->common.quiet;
     const bool quiet = args->common.quiet;
-    refuse_existing(args->json, args->force, "--json");
+    check_optional_output(args->json, args->force, "--json");
     const double level = args->conformal_level;
     if (!(level > 0.0 && level < 1.0))
       throw InvalidArgument(fmt::format("--conformal-level must be in (0, 1) (e.g. 0.9), got {}", level));

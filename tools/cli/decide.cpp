@@ -7,6 +7,7 @@
 
 #include "common.h"
 #include "credence/core/error.h"
+#include "credence/core/files.h"
 #include "credence/eval/decision.h"
 
 namespace credence::cli {
@@ -76,10 +77,8 @@ std::string cells(const Outcome& o, const CostSpec& costs, int64_t i) {
   return s + fmt::format(",{:.6g},{:.6g}", d.expected_cost[i].item<double>(), o.realized[i].item<double>());
 }
 
-void write_csv(const std::string& path, const std::vector<Outcome>& outcomes, const CostSpec& costs,
+void write_csv(std::ostream& out, const std::vector<Outcome>& outcomes, const CostSpec& costs,
                const Dataset& data) {
-  std::ofstream out(path);
-  if (!out) throw IoError(fmt::format("cannot write '{}'", path));
   std::vector<std::string> cols = {"truth"};
   for (size_t k = 0; k < outcomes.size(); ++k)
     for (const auto& c : header(costs, k == 0 ? "" : "baseline_")) cols.push_back(c);
@@ -115,8 +114,8 @@ void add_decide(CLI::App& app) {
   args->common.add(*cmd);
   cmd->callback([args] {
     args->common.apply();
-    refuse_existing(args->out, args->force, "--out");
-    refuse_existing(args->json, args->force, "--json");
+    check_optional_output(args->out, args->force, "--out");
+    check_optional_output(args->json, args->force, "--json");
     auto costs = load_cost_spec(args->costs);
     auto device = args->common.torch_device();
     auto fitted = FittedModel::load(args->posterior, device);
@@ -147,7 +146,8 @@ void add_decide(CLI::App& app) {
       double base = outcomes[1].row.at("realized_total").get<double>();
       fmt::print("realized total cost {:.6g} vs {:.6g} for the baseline ({:+.6g})\n", mine, base, mine - base);
     }
-    if (!args->out.empty()) write_csv(args->out, outcomes, costs, data);
+    if (!args->out.empty())
+      write_file_atomically(args->out, args->force, [&](std::ostream& out) { write_csv(out, outcomes, costs, data); });
     if (!args->json.empty()) {
       nlohmann::json j = {{"posterior", args->posterior}, {"data", args->data}, {"costs", args->costs},
                           {"inputs", data.size()}, {"results", nlohmann::json::array()}};

@@ -60,8 +60,24 @@ std::vector<std::string> rank_environment(int rank, int world, int port) {
   return env;
 }
 
+volatile sig_atomic_t g_signal = 0;
+extern "C" void note_signal(int sig) { g_signal = sig; }
+
+// SIGINT/SIGTERM to the launcher are recorded (waitpid then returns EINTR) and passed on to the
+// ranks, so that stopping the launcher stops the run instead of orphaning its ranks.
+void catch_stop_signals() {
+  struct sigaction sa {};
+  sa.sa_handler = note_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: waitpid must return
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
 // Starts every rank, waits for all; the first failure stops the others and gives the exit code.
+// A stop signal is forwarded to every rank; the launcher waits for them and exits 128 + signal.
 int run_ranks(int world, int port, std::vector<std::string> command) {
+  catch_stop_signals();
   if (command[0] == "credence") command[0] = self_executable();
   if (port == 0) port = free_port();
   std::map<pid_t, int> running;
@@ -90,7 +106,13 @@ int run_ranks(int world, int port, std::vector<std::string> command) {
     }
     running[pid] = rank;
   }
+  bool forwarded = false;
   while (!running.empty()) {
+    if (g_signal && !forwarded) {
+      forwarded = true;
+      fmt::print(stderr, "credence launch: {}: stopping the {} rank(s)\n", strsignal(g_signal), running.size());
+      for (auto& [pid, rank] : running) kill(pid, g_signal);
+    }
     int status = 0;
     const pid_t pid = waitpid(-1, &status, 0);
     if (pid < 0 && errno == EINTR) continue;
@@ -106,7 +128,7 @@ int run_ranks(int world, int port, std::vector<std::string> command) {
       stop_others();
     }
   }
-  return code;
+  return g_signal ? 128 + g_signal : code;
 }
 
 }  // namespace

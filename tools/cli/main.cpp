@@ -3,11 +3,47 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <new>
+#include <string>
 
 #include "common.h"
 #include "credence/core/distributed.h"
 #include "credence/core/error.h"
 #include "credence/core/runtime.h"
+
+namespace {
+
+// Library text that reaches the top, put in credence's words: what happened and what to do.
+std::string user_message(const std::string& raw) {
+  if (raw.find("can't allocate") != std::string::npos || raw.find("bad_alloc") != std::string::npos ||
+      raw.find("out of memory") != std::string::npos) {
+    std::string size;
+    if (auto at = raw.find("allocate "); at != std::string::npos) {
+      double bytes = std::strtod(raw.c_str() + at + 9, nullptr);
+      if (bytes > 0) size = fmt::format(" (a request for {:.1f} GB)", bytes / 1e9);
+    }
+    return fmt::format("out of memory{}: use a smaller --batch-size or model, or a structured option "
+                       "(hessian=kron or diag, subset=last_layer, fewer members or draws)",
+                       size);
+  }
+  if (raw.find("Connection reset by peer") != std::string::npos ||
+      raw.find("Connection closed by peer") != std::string::npos || raw.find("Broken pipe") != std::string::npos)
+    return "another process of this data-parallel run stopped (its connection closed); its own error message "
+           "says why. Fix that and start the run again";
+  return "";
+}
+
+int report(const std::string& raw) {
+  if (auto message = user_message(raw); !message.empty()) {
+    fmt::print(stderr, "credence: error: {}\n", message);
+    return 1;
+  }
+  fmt::print(stderr, "credence: internal error: {}\n", raw);
+  return 2;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   credence::use_fast_blas_kernels(argv);
@@ -32,11 +68,11 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "credence: error: {}\n", e.what());
     return 1;
   } catch (const c10::Error& e) {
-    fmt::print(stderr, "credence: internal error: {}\n", e.what_without_backtrace());
-    return 2;
+    return report(e.what_without_backtrace());
+  } catch (const std::bad_alloc&) {
+    return report("bad_alloc");
   } catch (const std::exception& e) {
-    fmt::print(stderr, "credence: internal error: {}\n", e.what());
-    return 2;
+    return report(e.what());
   }
   return 0;
 }

@@ -31,6 +31,16 @@ double cost_seconds(const Row& row) {
 
 std::string format_value(double v) { return fmt::format("{:.4g}", v); }
 
+// Chains whose R-hat exceeds this have not converged: their numbers are not a posterior's.
+constexpr double kRhatConverged = 1.05;
+// No R-hat: not a chain method. An infinite or NaN one (null in JSON) is no convergence at all.
+bool converged(const Row& row) {
+  auto it = row.find("rhat");
+  if (it == row.end()) return true;
+  auto rhat = number(row, "rhat");
+  return rhat && *rhat <= kRhatConverged;
+}
+
 }  // namespace
 
 double Criterion::badness(double value) const {
@@ -93,14 +103,22 @@ std::vector<std::string> ranking_lines(const std::vector<Row>& rows, const Crite
   for (const Row* row : ranked) {
     double cost = cost_seconds(*row);
     std::string rel = map ? relative("cost", cost, cost_seconds(*map)) : "";
-    lines.push_back(fmt::format("  {}. {:<{}}  {} {}  cost {:.2f} s (fit {:.2f} + predict {:.2f}){}",
+    lines.push_back(fmt::format("  {}. {:<{}}  {} {}  cost {:.2f} s (fit {:.2f} + predict {:.2f}){}{}",
                                 row->at("rank").get<int64_t>(), row->at("method").get<std::string>(), width,
                                 c.key, format_value(*number(*row, c.key)), cost,
                                 number(*row, "fit_seconds").value_or(0.0),
-                                number(*row, "predict_seconds").value_or(0.0), rel.empty() ? "" : ", " + rel));
+                                number(*row, "predict_seconds").value_or(0.0), rel.empty() ? "" : ", " + rel,
+                                converged(*row) ? ""
+                                                : fmt::format("  NOT CONVERGED (R-hat {} > {}): not recommended",
+                                                              number(*row, "rhat") ? format_value(*number(*row, "rhat"))
+                                                                                   : std::string("inf"),
+                                                              kRhatConverged)));
   }
-  if (!ranked.empty()) {
-    const Row& best = *ranked.front();
+  auto first_converged = std::find_if(ranked.begin(), ranked.end(), [](const Row* r) { return converged(*r); });
+  if (first_converged == ranked.end() && !ranked.empty()) {
+    lines.push_back(fmt::format("recommended: none (no method's chains converged: R-hat > {})", kRhatConverged));
+  } else if (!ranked.empty()) {
+    const Row& best = **first_converged;
     double fit = number(best, "fit_seconds").value_or(0.0);
     std::string rel = map && map != &best ? relative("fit time", fit, number(*map, "fit_seconds").value_or(0.0)) : "";
     if (rel.empty()) rel = fmt::format("fit {:.2f} s", fit);

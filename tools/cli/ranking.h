@@ -22,7 +22,8 @@ Criterion criterion_for(const std::string& key, double level);
 /// Sets row["rank"] (1 = best) on the rows with a number under c.key; false when no row has one.
 bool rank_rows(std::vector<Row>& rows, const Criterion& c);
 /// One line per ranked method with its cost (fit + predict seconds, relative to MAP's when there
-/// is a MAP row), then "recommended: ...".
+/// is a MAP row), then "recommended: ...": the best row whose chains converged (R-hat <= 1.05 or
+/// no R-hat); a row with R-hat above that is marked NOT CONVERGED and never recommended.
 std::vector<std::string> ranking_lines(const std::vector<Row>& rows, const Criterion& c);
 
 }  // namespace credence::cli

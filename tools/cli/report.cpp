@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "credence/core/error.h"
+#include "credence/core/files.h"
 #include "gnuplot.h"
 #include "ranking.h"
 
@@ -57,6 +58,47 @@ void plot_reliability(const std::string& path, const ReportData& d) {
   gp.line("set xlabel 'confidence (top-label probability)'\nset ylabel 'accuracy'");
   gp.line(plot);
   gp.render();
+}
+
+// Examples per confidence bin of each method: how much each point of the diagram rests on.
+std::string bin_counts_html(const ReportData& d) {
+  if (d.methods.empty() || d.methods[0].reliability.edges.size() < 2) return "";
+  const auto& edges = d.methods[0].reliability.edges;
+  std::string h = "<p class=\"note\">examples per confidence bin</p>\n<div class=\"scroll\"><table>\n<tr><th>method</th>";
+  for (size_t b = 0; b + 1 < edges.size(); ++b) h += fmt::format("<th>{:.2f}&ndash;{:.2f}</th>", edges[b], edges[b + 1]);
+  h += "</tr>\n";
+  for (const auto& m : d.methods) {
+    h += "<tr><td class=\"m\">" + html_escape(m.method) + "</td>";
+    for (int64_t c : m.reliability.count) h += fmt::format("<td>{}</td>", c);
+    h += "</tr>\n";
+  }
+  return h + "</table></div>\n";
+}
+
+// Each method's NLL against what it cost (fit + predict seconds, log scale): which method for a budget.
+bool plot_cost_quality(const std::string& path, const ReportData& d) {
+  std::vector<std::vector<double>> cols(2);
+  std::string labels;
+  for (const auto& row : d.rows) {
+    auto nll = row.find("nll");
+    if (nll == row.end() || !nll->second.is_number()) continue;
+    double seconds = row.count("fit_seconds") ? row.at("fit_seconds").get<double>() : 0.0;
+    if (row.count("predict_seconds")) seconds += row.at("predict_seconds").get<double>();
+    const double x = std::max(seconds, 1e-3), y = nll->second.get<double>();
+    if (!std::isfinite(y)) continue;
+    cols[0].push_back(x);
+    cols[1].push_back(y);
+    labels += fmt::format("set label {} at {},{} offset 0.6,0.4 font ',9'\n", gp_quote(row.at("method").get<std::string>()),
+                          x, y);
+  }
+  if (cols[0].empty()) return false;
+  GnuplotScript gp(path, 600, 420);
+  gp.data("c", cols);
+  gp.line("set logscale x\nset xlabel 'fit + predict seconds (log scale)'\nset ylabel 'test NLL (lower is better)'");
+  gp.line("set offsets graph 0.08, graph 0.25, graph 0.08, graph 0.08\nunset key");
+  gp.line(labels + "plot $c using 1:2 with points pt 7 ps 1.1 lc rgb '#3182bd'");
+  gp.render();
+  return true;
 }
 
 void plot_risk_coverage(const std::string& path, const ReportData& d) {
@@ -118,6 +160,7 @@ void plot_band(const std::string& path, const MethodCurves& m, const ReportData&
 }
 
 std::string cell(const nlohmann::json& v) {
+  if (v.is_null()) return "&ndash;";
   if (v.is_number_float()) return fmt::format("{:.4g}", v.get<double>());
   if (v.is_string()) return html_escape(v.get<std::string>());
   return html_escape(v.dump());
@@ -216,8 +259,10 @@ void write_report(const std::string& dir, const ReportData& d) {
                       html_escape(d.rank_by));
   if (d.task == Task::Classification) {
     plot_reliability(at("reliability.svg"), d);
-    body += "<h2>Reliability diagrams</h2>\n" + img("reliability.svg", "reliability diagram");
+    body += "<h2>Reliability diagrams</h2>\n" + img("reliability.svg", "reliability diagram") + bin_counts_html(d);
   }
+  if (plot_cost_quality(at("cost_quality.svg"), d))
+    body += "<h2>Cost and quality</h2>\n" + img("cost_quality.svg", "NLL against fit + predict seconds");
   plot_risk_coverage(at("risk_coverage.svg"), d);
   body += "<h2>Risk&ndash;coverage curves</h2>\n" + img("risk_coverage.svg", "risk-coverage curves");
   std::string ood, band;
@@ -242,12 +287,11 @@ void write_report(const std::string& dir, const ReportData& d) {
   for (const auto& [k, v] : d.facts) head += "<dt>" + html_escape(k) + "</dt><dd>" + html_escape(v) + "</dd>\n";
   head += "</dl>\n";
   if (!d.recommendation.empty()) head += "<p class=\"rec\">" + html_escape(d.recommendation) + "</p>\n";
-  std::ofstream out(at("index.html"));
-  if (!out) throw IoError(fmt::format("cannot write '{}'", at("index.html")));
-  out << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+  write_file_atomically(at("index.html"), /*overwrite=*/true, [&](std::ostream& out) {
+    out << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
       << "<title>credence compare</title>\n<style>" << kStyle << "</style>\n</head>\n<body>\n"
-      << "<h1>credence compare</h1>\n" << head << body << "</body>\n</html>\n";
-  if (!out) throw IoError(fmt::format("cannot write '{}'", at("index.html")));
+        << "<h1>credence compare</h1>\n" << head << body << "</body>\n</html>\n";
+  });
 }
 
 }  // namespace credence::cli

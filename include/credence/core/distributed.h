@@ -52,6 +52,9 @@ class Communicator {
   int rank_ = 0, world_size_ = 1;
 };
 
+/// How long world_communicator() waits for every rank to join (default 300 s); set it before
+/// the first use (the CLI's --dist-timeout).
+void set_join_timeout(std::chrono::seconds timeout);
 /// The process-wide communicator, built from the environment on first use.
 const Communicator& world_communicator();
 /// False only in a non-zero rank of a distributed run (from RANK; joins no group): such ranks

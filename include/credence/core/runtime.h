@@ -25,5 +25,11 @@ std::string blas_kernels();
 std::string blas_library();
 /// One line: LibTorch version, BLAS, threads.
 std::string runtime_summary();
+/// Memory the system can give this process now (MemAvailable), in bytes; 0 when unknown.
+double available_memory_bytes();
+/// Before dense work that needs about `bytes`: NotSupported (naming `what` and `alternative`)
+/// when that exceeds the available memory, else a note of the estimate on stderr when it is over
+/// 1 GB, so long dense work never starts silently or dies for lack of memory half-way.
+void check_memory(double bytes, const std::string& what, const std::string& alternative);
 
 }  // namespace credence

@@ -10,14 +10,18 @@
 
 namespace credence {
 
-/// Classification score: classes sorted by probability (ties by class index), the score of
-/// class y is the probability mass up to and including y, plus lambda * max(0, rank(y) - k_reg)
-/// (rank from 1). lambda = 0 is APS (Romano et al. 2020); lambda > 0 is RAPS (Angelopoulos et
-/// al. 2021), which penalizes long tails of unlikely classes.
+/// Classification score. Adaptive (APS/RAPS): classes sorted by probability (ties by class
+/// index), the score of class y is the probability mass up to and including y, plus
+/// lambda * max(0, rank(y) - k_reg) (rank from 1). lambda = 0 is APS (Romano et al. 2020);
+/// lambda > 0 is RAPS (Angelopoulos et al. 2021), which penalizes long tails of unlikely classes.
+/// Threshold (LAC, Sadinle et al. 2019): the score of class y is 1 - p(y); its sets are the
+/// smallest on average when the probabilities are calibrated, so it is the default.
 struct SetScore {
   double lambda = 0.0;
   int64_t k_reg = 0;
+  bool threshold = false;
 };
+inline SetScore lac() { return {0.0, 0, true}; }
 inline SetScore aps() { return {}; }
 /// Defaults are the paper's fixed choice for ImageNet.
 inline SetScore raps(double lambda = 0.01, int64_t k_reg = 5) { return {lambda, k_reg}; }
@@ -32,9 +36,9 @@ struct PredictionSets {
   double threshold = 0;  ///< the calibrated score threshold (conformal), or the level (credible)
 };
 /// Set score of every class for every example: float64 [N, C].
-torch::Tensor set_scores(const Predictive& p, const SetScore& score = {});
+torch::Tensor set_scores(const Predictive& p, const SetScore& score = lac());
 PredictionSets conformal_sets(const Predictive& cal, const torch::Tensor& y_cal, const Predictive& test,
-                              double level, const SetScore& score = {});
+                              double level, const SetScore& score = lac());
 /// The smallest set of classes whose predictive mass reaches `level` (most probable first).
 PredictionSets credible_sets(const Predictive& p, double level);
 
