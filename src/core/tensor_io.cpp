@@ -119,6 +119,12 @@ void save_tensor_file(const std::string& path, const nlohmann::json& meta, const
   temp.commit();
 }
 
+bool is_tensor_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string magic(sizeof(kMagic) - 1, '\0');
+  return in.read(magic.data(), magic.size()) && magic == kMagic;
+}
+
 std::pair<nlohmann::json, TensorMap> load_tensor_file(const std::string& path) {
   const bool has_trailer = verify_checksum(path);
   const auto size = std::filesystem::file_size(path);

@@ -56,7 +56,7 @@ std::vector<LayerFactors> layer_factors(const Model& model, const ParamSubset& s
     at::NoGradGuard no_grad;
     const auto& l = subset.layers.front();
     auto parts = theta.split_with_sizes(model.layout().numels());
-    auto a = model.features(x, theta);
+    auto a = model.require<LastLayerAccess>("last-layer curvature").features(x, theta);
     if (outputs) *outputs = at::linear(a, parts[l.weight_block].view({l.out, l.in}), parts[l.bias_block]);
     out.push_back({a, directions.transpose(1, 2)});
     return out;
@@ -148,7 +148,7 @@ std::vector<LayerFactors> curvature_factors(const Model& model, const Likelihood
     if (subset.last_layer) {
       const auto& l = subset.layers.front();
       auto parts = theta.split_with_sizes(model.layout().numels());
-      features = model.features(x, theta);
+      features = model.require<LastLayerAccess>("last-layer curvature").features(x, theta);
       f = at::linear(features, parts[l.weight_block].view({l.out, l.in}), parts[l.bias_block]);
     } else {
       f = model.forward(x, theta);

@@ -9,7 +9,10 @@
 #include "credence/core/distributed.h"
 #include "credence/core/error.h"
 #include "credence/core/progress.h"
+#include "credence/core/files.h"
 #include "credence/core/rng.h"
+#include "credence/core/tensor_io.h"
+#include "credence/model/weights.h"
 #include "credence/eval/metrics.h"
 
 namespace credence {
@@ -100,6 +103,30 @@ void check_not_diverged(const FittedModel& fitted, const Dataset& raw, const Tra
       nll, baseline, d.task == Task::Classification ? "the class frequencies" : "the mean", train.lr));
 }
 
+// theta for `model` from an --init file; see FitRequest::init.
+torch::Tensor initial_theta(const std::string& path, const Model& model) {
+  check_input_file(path, "--init file");
+  if (!is_tensor_file(path)) return weights_to_theta(model, load_state_dict(path), path);
+  auto source = FittedModel::load(path);
+  auto tensors = load_tensor_file(path).second;
+  torch::Tensor point;
+  for (const char* key : {"laplace.theta", "posterior.theta", "posterior.mean"})
+    if (tensors.count(key)) point = tensors.at(key);
+  if (!point.defined() && tensors.count("posterior.particles")) {
+    const auto& particles = tensors.at("posterior.particles");
+    if (particles.size(0) != 1)
+      throw InvalidArgument(fmt::format("--init '{}' holds {} weight vectors ({}); start from a fit with one "
+                                        "(map, laplace, vi, ...)",
+                                        path, particles.size(0), source.method));
+    point = particles[0];
+  }
+  if (!point.defined() || point.dim() != 1 || point.size(0) != source.model->layout().size)
+    throw InvalidArgument(fmt::format("--init '{}': its {} posterior holds no single vector of all {} weights; "
+                                      "start from a map fit",
+                                      path, source.method, source.model->layout().size));
+  return weights_to_theta(model, named_weights(*source.model, point), path);
+}
+
 }  // namespace
 
 FittedModel fit(const FitRequest& request) {
@@ -142,6 +169,8 @@ FittedModel fit(const FitRequest& request) {
   problem.model = map ? map->model
                       : make_model(request.model, raw.input_shape(), result.likelihood.output_dim(raw),
                                    request.dtype, request.device);
+  if (!map && !request.init.empty())
+    problem.model = with_initial_weights(problem.model, initial_theta(request.init, *problem.model));
   problem.prior = request.train.prior == "auto"
                       ? GaussianPrior::isotropic(kDefaultWeightDecay * raw.size(), *problem.model)
                       : GaussianPrior::parse(request.train.prior, *problem.model);
@@ -176,6 +205,7 @@ FittedModel fit(const FitRequest& request) {
                  {"n_fit", raw.size()},
                  {"data", raw.name}};
   if (problem.comm) result.info["processes"] = comm.world_size();
+  if (!request.init.empty()) result.info["init"] = request.init;
   auto report = method->report();
   if (!report.empty()) result.info["report"] = report;
   return result;

@@ -24,10 +24,7 @@ class McDropoutMethod : public PointTrainer {
   void init(const Problem& problem) override {
     check_rate(p_);
     model_ = problem.model;
-    if (model_->dropout_blocks().empty())
-      throw NotSupported(fmt::format("mcdropout needs a model built from credence's own layers (mlp/cnn); "
-                                     "'{}' has no known linear layers to drop inputs of",
-                                     model_->spec()));
+    dropout_ = &model_->require<DropoutForward>("mcdropout");
     seed_ = problem.train_options.seed;
     // Starts where MAP starts, so p=0 trains exactly as map does.
     setup(problem, model_->init_params(seed_), options_.get_string("optimizer"));
@@ -35,7 +32,7 @@ class McDropoutMethod : public PointTrainer {
 
   std::shared_ptr<Posterior> finalize() override {
     std::vector<ParamBlock> blocks;
-    for (const auto& name : model_->dropout_blocks()) blocks.push_back(model_->layout().find(name));
+    for (const auto& name : dropout_->dropout_blocks()) blocks.push_back(model_->layout().find(name));
     return std::make_shared<DropoutPosterior>(state_["theta"].detach().clone(), p_, std::move(blocks));
   }
 
@@ -43,7 +40,7 @@ class McDropoutMethod : public PointTrainer {
   // Fresh masks per example and step, keyed by the step so a rerun draws the same ones; a shard of
   // a data-parallel minibatch takes its rows' masks of the whole minibatch.
   torch::Tensor outputs(const Batch& batch, const torch::Tensor& theta) const override {
-    return model_->forward_dropout(batch.x, theta, p_, rng_key(seed_, Stream::Noise, batch.step), batch.offset,
+    return dropout_->forward_dropout(batch.x, theta, p_, rng_key(seed_, Stream::Noise, batch.step), batch.offset,
                                    batch.global_rows);
   }
 
@@ -51,6 +48,7 @@ class McDropoutMethod : public PointTrainer {
   Options options_;
   double p_;
   std::shared_ptr<Model> model_;
+  const DropoutForward* dropout_ = nullptr;  // part of *model_
   uint64_t seed_ = 0;
 };
 

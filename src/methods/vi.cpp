@@ -99,11 +99,11 @@ class ViMethod : public Method {
     const int64_t K = prior_precision_.size(0);
     check_size(K);
     const std::string estimator = options_.get_string("estimator");
-    const bool per_example = family_.family == Family::Diag && !has_subset_ && model.has_gaussian_forward();
-    if (estimator == "local" && !per_example)
-      throw InvalidArgument(
-          "vi: estimator=local needs family=diag, subset=all and a model of credence's own layers (mlp, cnn); "
-          "use estimator=weight");
+    const bool per_example = family_.family == Family::Diag && !has_subset_ && model.find<GaussianForward>();
+    if (estimator == "local" && !per_example) {
+      if (family_.family == Family::Diag && !has_subset_) model.require<GaussianForward>("vi:estimator=local");
+      throw InvalidArgument("vi: estimator=local needs family=diag and subset=all; use estimator=weight");
+    }
     local_ = estimator == "local" || (estimator == "auto" && per_example);
 
     const int64_t C = family_.family == Family::Mixture ? family_.k : 1;
@@ -139,7 +139,7 @@ class ViMethod : public Method {
     if (local_) {  // each example (and sample) gets its own weights, through the pre-activations
       auto x = samples_ == 1 ? batch.x : at::cat(std::vector<torch::Tensor>(samples_, batch.x));
       // Noise by position in the batch: keyed by the shard's offset too, so ranks draw independently.
-      out = p.model->forward_gaussian(x, state_["mean"][0], at::softplus(state_["rho"][0]),
+      out = p.model->require<GaussianForward>("vi:estimator=local").forward_gaussian(x, state_["mean"][0], at::softplus(state_["rho"][0]),
                                       rng_key(seed_, Stream::Noise, batch.step, batch.offset))
                 .view({samples_, batch.x.size(0), -1});
     } else {

@@ -1,7 +1,9 @@
 #include "credence/model/model.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include <set>
 
 #include "credence/core/error.h"
 #include "credence/core/spec.h"
@@ -21,27 +23,8 @@ const ParamBlock& ParamLayout::find(const std::string& name) const {
   throw InvalidArgument(fmt::format("model has no parameter named '{}'", name));
 }
 
-torch::Tensor Model::forward_dropout(const torch::Tensor&, const torch::Tensor&, double, uint64_t, int64_t,
-                                     int64_t) const {
-  throw NotSupported(fmt::format("model '{}' cannot apply dropout: MC dropout needs a model built from "
-                                 "credence's own layers (mlp/cnn)", spec()));
-}
-
-torch::Tensor Model::forward_gaussian(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
-                                      uint64_t) const {
-  throw NotSupported(fmt::format("model '{}' has no per-example Gaussian forward (local reparameterization "
-                                 "needs credence's own layers, mlp/cnn); use one weight draw per step",
-                                 spec()));
-}
-
-torch::Tensor Model::forward_reusing(const torch::Tensor& x, const torch::Tensor& theta, ForwardTrace& trace) const {
-  trace = ForwardTrace();
-  return forward(x, theta, &trace);
-}
-
-void Model::backward(ForwardTrace&, const torch::Tensor&, torch::Tensor&, torch::Tensor&) const {
-  throw NotSupported(fmt::format("model '{}' has no hand-written backward pass (only fully connected models "
-                                 "built from credence's own layers); use autograd", spec()));
+void Model::throw_missing(const std::string& who, const char* name, const char* hint) const {
+  throw NotSupported(fmt::format("{} needs {}, which model '{}' lacks ({})", who, name, spec(), hint));
 }
 
 std::string Model::fingerprint() const {
@@ -58,7 +41,6 @@ std::string Model::fingerprint() const {
 std::shared_ptr<Model> make_mlp(const std::string& text, const std::vector<int64_t>& input_shape,
                                 int64_t output_dim, torch::Dtype dtype, torch::Device device) {
   Spec spec = Spec::parse(text);
-  spec.check_keys({"act"}, false);
   std::string act = spec.get("act", "relu");
   if (act != "relu" && act != "tanh")
     throw InvalidArgument(fmt::format("model '{}': act must be relu or tanh, got '{}'", text, act));
@@ -82,7 +64,6 @@ std::shared_ptr<Model> make_mlp(const std::string& text, const std::vector<int64
 std::shared_ptr<Model> make_cnn(const std::string& text, const std::vector<int64_t>& input_shape,
                                 int64_t output_dim, torch::Dtype dtype, torch::Device device) {
   Spec spec = Spec::parse(text);
-  spec.check_keys({}, false);
   if (spec.body != "lenet")
     throw InvalidArgument(fmt::format("model '{}': unknown CNN '{}' (known: lenet)", text, spec.body));
   if (input_shape.size() != 3 || input_shape[1] < 12 || input_shape[2] < 12)
@@ -102,15 +83,43 @@ std::shared_ptr<Model> make_cnn(const std::string& text, const std::vector<int64
   return std::make_shared<SequentialModel>(text, input_shape, layers, dtype, device);
 }
 
+const std::vector<ModelFamily>& model_registry() {
+  static const std::vector<ModelFamily> registry = {
+      {"mlp", "mlp:H1,H2,...[?act=relu|tanh]",
+       "fully connected network (mlp: alone is a linear model); every capability", {{"act", "relu or tanh"}},
+       make_mlp},
+      {"cnn", "cnn:lenet", "LeNet-style convolutional network for [C, H, W] images (at least 12x12)", {}, make_cnn},
+      {"torchscript", "torchscript:PATH",
+       "a module saved from PyTorch with torch.jit.save, with its weights; last-layer methods need its "
+       "features(x)",
+       {}, make_torchscript},
+  };
+  return registry;
+}
+
+const ModelFamily& find_model_family(const std::string& name) {
+  for (const auto& f : model_registry())
+    if (f.name == name) return f;
+  std::vector<std::string> known;
+  for (const auto& f : model_registry()) known.push_back(f.usage);
+  throw InvalidArgument(fmt::format("unknown model family '{}' (known: {}; `credence describe --models`)", name,
+                                    fmt::join(known, ", ")));
+}
+
 std::shared_ptr<Model> make_model(const std::string& text, const std::vector<int64_t>& input_shape,
                                   int64_t output_dim, torch::Dtype dtype, torch::Device device) {
   if (output_dim < 1) throw InvalidArgument(fmt::format("model output size must be >= 1, got {}", output_dim));
   Spec spec = Spec::parse(text);
-  if (spec.scheme == "mlp") return make_mlp(text, input_shape, output_dim, dtype, device);
-  if (spec.scheme == "cnn") return make_cnn(text, input_shape, output_dim, dtype, device);
-  if (spec.scheme == "torchscript") return make_torchscript(text, input_shape, output_dim, dtype, device);
-  throw InvalidArgument(fmt::format(
-      "unknown model '{}' (known: mlp:H1,H2,...[?act=relu|tanh], cnn:lenet, torchscript:PATH)", text));
+  const ModelFamily* family = nullptr;
+  try {
+    family = &find_model_family(spec.scheme);
+  } catch (const InvalidArgument& e) {
+    throw InvalidArgument(fmt::format("model '{}': {}", text, e.what()));
+  }
+  std::set<std::string> keys;
+  for (const auto& [key, help] : family->options) keys.insert(key);
+  spec.check_keys(keys, false);
+  return family->make(text, input_shape, output_dim, dtype, device);
 }
 
 }  // namespace credence

@@ -162,7 +162,15 @@ torch::Tensor SequentialModel::forward(const torch::Tensor& x, const torch::Tens
   return run(x, theta, layers_.size(), theta.dim() == 1 ? trace : nullptr);
 }
 
-bool SequentialModel::has_backward() const {
+const Capability* SequentialModel::find_capability(const std::type_info& type) const {
+  if (type == typeid(LastLayerAccess)) return static_cast<const LastLayerAccess*>(this);
+  if (type == typeid(DropoutForward)) return static_cast<const DropoutForward*>(this);
+  if (type == typeid(GaussianForward)) return static_cast<const GaussianForward*>(this);
+  if (type == typeid(HandBackward)) return fully_connected() ? static_cast<const HandBackward*>(this) : nullptr;
+  return nullptr;
+}
+
+bool SequentialModel::fully_connected() const {
   for (const auto& l : layers_)
     if (l.kind == LayerDef::Conv || l.kind == LayerDef::MaxPool || (l.kind == LayerDef::Linear && l.bias_block < 0))
       return false;
@@ -182,7 +190,10 @@ torch::Tensor& reuse(std::vector<torch::Tensor>& buffers, size_t i, const torch:
 
 torch::Tensor SequentialModel::forward_reusing(const torch::Tensor& x, const torch::Tensor& theta,
                                                ForwardTrace& trace) const {
-  if (!has_backward() || theta.dim() != 1) return Model::forward_reusing(x, theta, trace);
+  if (!fully_connected() || theta.dim() != 1) {
+    trace = ForwardTrace();
+    return forward(x, theta, &trace);
+  }
   if (theta.size(0) != layout_.size)
     throw InvalidArgument(fmt::format("model '{}' has {} parameters, got a vector of {}", spec_, layout_.size,
                                       theta.size(0)));
@@ -223,7 +234,8 @@ torch::Tensor SequentialModel::forward_reusing(const torch::Tensor& x, const tor
 
 void SequentialModel::backward(ForwardTrace& trace, const torch::Tensor& theta, torch::Tensor& grad_out,
                                torch::Tensor& grad) const {
-  if (!has_backward()) return Model::backward(trace, theta, grad_out, grad);
+  if (!fully_connected())
+    throw NotSupported(fmt::format("model '{}' has no hand-written backward pass (convolutions); use autograd", spec_));
   const auto linear_layers = static_cast<size_t>(layout_.num_layers);
   if (theta.dim() != 1 || trace.inputs.size() != linear_layers || trace.outputs.size() != linear_layers)
     throw InvalidArgument("backward needs the trace of a forward pass with one parameter vector");

@@ -10,7 +10,11 @@ struct LayerDef {
   int weight_block = -1, bias_block = -1;
 };
 
-class SequentialModel : public Model {
+class SequentialModel : public Model,
+                        public LastLayerAccess,
+                        public DropoutForward,
+                        public GaussianForward,
+                        public HandBackward {
  public:
   SequentialModel(std::string spec, std::vector<int64_t> input_shape, std::vector<LayerDef> layers,
                   torch::Dtype dtype, torch::Device device);
@@ -26,19 +30,19 @@ class SequentialModel : public Model {
   std::vector<std::string> dropout_blocks() const override;
   torch::Tensor forward_gaussian(const torch::Tensor& x, const torch::Tensor& mean, const torch::Tensor& sd,
                                  uint64_t key) const override;
-  bool has_gaussian_forward() const override { return true; }
-  bool has_backward() const override;
   torch::Tensor forward_reusing(const torch::Tensor& x, const torch::Tensor& theta,
                                 ForwardTrace& trace) const override;
   void backward(ForwardTrace& trace, const torch::Tensor& theta, torch::Tensor& grad_out,
                 torch::Tensor& grad) const override;
-  bool has_features() const override { return true; }
   torch::Tensor features(const torch::Tensor& x, const torch::Tensor& theta) const override;
   LastLayer last_layer() const override;
   torch::Dtype dtype() const override { return dtype_; }
   torch::Device device() const override { return device_; }
 
+ const Capability* find_capability(const std::type_info& type) const override;
+
  private:
+  bool fully_connected() const;  ///< the hand-written backward covers linear layers and activations
   struct Dropout;  // masks for forward_dropout; null on every other path
   torch::Tensor run(const torch::Tensor& x, const torch::Tensor& theta, size_t num_layers,
                     ForwardTrace* trace, Dropout* dropout = nullptr) const;

@@ -33,8 +33,7 @@ ParamSubset ParamSubset::parse(const std::string& spec, const Model& model) {
   s.spec = spec;
   const auto& blocks = model.layout().blocks;
   if (spec == "last_layer") {
-    if (!model.has_features()) model.features(torch::Tensor(), torch::Tensor());  // throws NotSupported
-    auto ll = model.last_layer();
+    auto ll = model.require<LastLayerAccess>("subset=last_layer").last_layer();
     s.last_layer = true;
     s.layers.push_back(layer_from(model, ll.weight_block, ll.bias_block));
   } else if (spec == "all" || spec.rfind("names:", 0) == 0) {

@@ -10,7 +10,7 @@
 namespace credence {
 namespace {
 
-class TorchScriptModel : public Model {
+class TorchScriptModel : public Model, public LastLayerAccess {
  public:
   TorchScriptModel(std::string spec, const std::string& path, std::vector<int64_t> input_shape,
                    int64_t output_dim, torch::Dtype dtype, torch::Device device)
@@ -71,17 +71,15 @@ class TorchScriptModel : public Model {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& theta, ForwardTrace*) const override {
     return stacked_call("forward", x, theta);
   }
-  bool has_features() const override { return last_.weight_block >= 0; }
   torch::Tensor features(const torch::Tensor& x, const torch::Tensor& theta) const override {
-    if (!has_features())
-      throw NotSupported(fmt::format(
-          "TorchScript model '{}' lacks what this needs: a `features(x)` method (mark it "
-          "@torch.jit.export) whose output feeds a final nn.Linear registered last", spec_));
     return stacked_call("features", x, theta);
   }
-  LastLayer last_layer() const override {
-    if (!has_features()) features(torch::Tensor(), torch::Tensor());
-    return last_;
+  LastLayer last_layer() const override { return last_; }
+
+  // Last-layer access only for a module with `features(x)` feeding a final linear layer.
+  const Capability* find_capability(const std::type_info& type) const override {
+    if (type == typeid(LastLayerAccess) && last_.weight_block >= 0) return static_cast<const LastLayerAccess*>(this);
+    return nullptr;
   }
 
  private:
@@ -143,7 +141,6 @@ class TorchScriptModel : public Model {
 std::shared_ptr<Model> make_torchscript(const std::string& text, const std::vector<int64_t>& input_shape,
                                         int64_t output_dim, torch::Dtype dtype, torch::Device device) {
   Spec spec = Spec::parse(text);
-  spec.check_keys({}, false);
   if (spec.body.empty())
     throw InvalidArgument(fmt::format("model '{}': give the file, e.g. torchscript:net.pt", text));
   return std::make_shared<TorchScriptModel>(text, spec.body, input_shape, output_dim, dtype, device);

@@ -48,6 +48,10 @@ TEST_F(Cli, DescribeListsMethodsAndOptions) {
   EXPECT_NE(m.output.find("optimizer"), std::string::npos) << m.output;
   EXPECT_NE(m.output.find("adam"), std::string::npos) << m.output;
   expect_error("describe nosuch", "nosuch");
+  auto models = run("describe --models");
+  EXPECT_EQ(models.code, 0) << models.output;
+  for (const char* family : {"mlp:H1,H2,...", "cnn:lenet", "torchscript:PATH", "?act=..."})
+    EXPECT_NE(models.output.find(family), std::string::npos) << family << "\n" << models.output;
 }
 
 TEST_F(Cli, FitWritesAFileAndRefusesToOverwrite) {

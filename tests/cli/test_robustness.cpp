@@ -217,4 +217,31 @@ TEST_F(Robustness, UnconvergedChainsAreMarkedAndNeverRecommended) {
   EXPECT_NE(r.output.find("recommended: map"), std::string::npos) << r.output;
 }
 
+TEST_F(Robustness, InitStartsFromPretrainedWeightsOrSaysWhyNot) {
+  const std::string fixtures = CREDENCE_TEST_DATA_DIR;
+  // From a credence file: with a vanishing learning rate the fit stays at the weights it started from.
+  auto first = fit_moons("first.crd");
+  auto again = path("again.crd");
+  auto r = run("fit -q --data 'synthetic:moons?n=200' --model mlp:8 --epochs 1 --lr 1e-12 --init '" + first +
+               "' --out '" + again + "'");
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto p1 = run("predict -q --posterior '" + first + "' --data 'synthetic:moons?part=test&n=20'");
+  auto p2 = run("predict -q --posterior '" + again + "' --data 'synthetic:moons?part=test&n=20'");
+  EXPECT_EQ(p1.output, p2.output);
+  // From a torch.save state dict whose shapes do not fit this model: every mismatch is named.
+  expect_failure("fit -q --data 'synthetic:moons?n=200' --model mlp:8 --epochs 1 --init '" + fixtures +
+                     "/tiny_named_state_dict.pt' --out '" + path("x.crd") + "'",
+                 "wrong shape: layer0.weight is [5, 3] in the file, [8, 2] in the model");
+  auto ensemble = path("ens.crd");
+  ASSERT_EQ(run("fit -q --data 'synthetic:moons?n=200' --model mlp:8 --epochs 1 --method ensemble:members=2 --out '" +
+                ensemble + "'").code, 0);
+  expect_failure("fit -q --data 'synthetic:moons?n=200' --model mlp:8 --epochs 1 --init '" + ensemble + "' --out '" +
+                     path("x.crd") + "'",
+                 "holds 2 weight vectors");
+  expect_failure("fit -q --data 'synthetic:moons?n=200' --model mlp:8 --epochs 1 --init '" + path("none.pt") +
+                     "' --out '" + path("x.crd") + "'",
+                 "does not exist");
+  EXPECT_FALSE(fs::exists(path("x.crd")));
+}
+
 }  // namespace

@@ -17,7 +17,7 @@ const auto kF64 = at::TensorOptions().dtype(at::kDouble);
 
 std::vector<ParamBlock> dropout_sites(const Model& m) {
   std::vector<ParamBlock> blocks;
-  for (const auto& name : m.dropout_blocks()) blocks.push_back(m.layout().find(name));
+  for (const auto& name : m.require<DropoutForward>("test").dropout_blocks()) blocks.push_back(m.layout().find(name));
   return blocks;
 }
 
@@ -124,7 +124,7 @@ TEST(McDropout, MoonsPredictiveIsMcDropoutsAndRoundTrips) {
   {
     at::NoGradGuard no_grad;
     auto gap = [](const torch::Tensor& out) { return (out.select(-1, 1) - out.select(-1, 0)).to(at::kDouble); };
-    auto mc = gap(f.model->forward_dropout(x, theta.expand({S, theta.size(0)}), 0.2, 99));  // [S, 8]
+    auto mc = gap(f.model->require<DropoutForward>("test").forward_dropout(x, theta.expand({S, theta.size(0)}), 0.2, 99));  // [S, 8]
     auto masked = gap(stacked_outputs(*f.model, x, post.sample(S, 5), 1000));
     auto se_mean = ((mc.var(0) + masked.var(0)) / S).sqrt();
     EXPECT_TRUE(((mc.mean(0) - masked.mean(0)).abs() < 5 * se_mean).all().item<bool>())

@@ -215,7 +215,7 @@ TEST(Vi, SubsetKeepsTheOtherParametersAsPoints) {
   // At the joint optimum, q is the conjugate posterior of the last layer given the features the
   // fixed point parameters compute.
   auto data = f.standardizer.apply(req.data.fit);
-  auto X1 = at::cat({f.model->features(data.x, q.mean()), at::ones({data.size(), 1}, at::kDouble)}, 1);
+  auto X1 = at::cat({f.model->require<LastLayerAccess>("test").features(data.x, q.mean()), at::ones({data.size(), 1}, at::kDouble)}, 1);
   auto cov = at::inverse(X1.t().mm(X1) / (kSigma * kSigma) + kDelta * at::eye(4, at::kDouble));
   auto mean = cov.mv(X1.t().mv(data.y)) / (kSigma * kSigma);
   EXPECT_LT(mean_error(q.mean().narrow(0, 12, 4), mean, cov), 0.4);

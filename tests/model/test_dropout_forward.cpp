@@ -23,7 +23,7 @@ torch::Tensor block(const Model& m, const torch::Tensor& theta, const std::strin
 // Parameters with identity weights and zero biases, so outputs show the product of the masks.
 torch::Tensor identity_params(const Model& m, int64_t width) {
   auto theta = at::zeros({m.layout().size}, kF64);
-  for (const auto& name : m.dropout_blocks()) block(m, theta, name).copy_(at::eye(width, kF64));
+  for (const auto& name : m.require<DropoutForward>("test").dropout_blocks()) block(m, theta, name).copy_(at::eye(width, kF64));
   return theta;
 }
 
@@ -31,12 +31,12 @@ TEST(DropoutForward, ZeroRateEqualsForward) {
   auto mlp = make_model("mlp:8,4?act=tanh", {3}, 2, torch::kFloat64);
   auto x = at::randn({7, 3}, kF64);
   auto theta = mlp->init_params(1), thetas = at::stack({theta, mlp->init_params(2)});
-  EXPECT_TRUE(at::allclose(mlp->forward_dropout(x, theta, 0.0, 5), mlp->forward(x, theta), 0, 1e-14));
-  EXPECT_TRUE(at::allclose(mlp->forward_dropout(x, thetas, 0.0, 5), mlp->forward(x, thetas), 0, 1e-14));
+  EXPECT_TRUE(at::allclose(mlp->require<DropoutForward>("test").forward_dropout(x, theta, 0.0, 5), mlp->forward(x, theta), 0, 1e-14));
+  EXPECT_TRUE(at::allclose(mlp->require<DropoutForward>("test").forward_dropout(x, thetas, 0.0, 5), mlp->forward(x, thetas), 0, 1e-14));
   auto cnn = make_model("cnn:lenet", {1, 28, 28}, 10, torch::kFloat64);
   auto img = at::rand({2, 1, 28, 28}, kF64);
   auto cthetas = at::stack({cnn->init_params(1), cnn->init_params(2)});
-  EXPECT_TRUE(at::allclose(cnn->forward_dropout(img, cthetas, 0.0, 5), cnn->forward(img, cthetas), 0, 1e-12));
+  EXPECT_TRUE(at::allclose(cnn->require<DropoutForward>("test").forward_dropout(img, cthetas, 0.0, 5), cnn->forward(img, cthetas), 0, 1e-12));
 }
 
 TEST(DropoutForward, LinearModelEqualsHandDrawnMasks) {
@@ -49,13 +49,13 @@ TEST(DropoutForward, LinearModelEqualsHandDrawnMasks) {
   auto gen = cpu_generator(key);
   auto keep = at::empty({7, 5}, kF64).bernoulli_(1 - p, gen);
   auto expected = at::matmul(x * keep / (1 - p), block(*m, theta, "layer0.weight").t()) + block(*m, theta, "layer0.bias");
-  EXPECT_TRUE(at::allclose(m->forward_dropout(x, theta, p, key), expected, 1e-12, 1e-12));
+  EXPECT_TRUE(at::allclose(m->require<DropoutForward>("test").forward_dropout(x, theta, p, key), expected, 1e-12, 1e-12));
   EXPECT_GT(keep.eq(0).sum().item<int64_t>(), 0);  // some inputs were dropped
 
   auto thetas = at::stack({theta, m->init_params(4)});
   auto sgen = cpu_generator(key);
   auto skeep = at::empty({2, 7, 5}, kF64).bernoulli_(1 - p, sgen);
-  auto out = m->forward_dropout(x, thetas, p, key);
+  auto out = m->require<DropoutForward>("test").forward_dropout(x, thetas, p, key);
   ASSERT_EQ(out.sizes(), (std::vector<int64_t>{2, 7, 3}));
   for (int64_t s = 0; s < 2; ++s) {
     auto W = block(*m, thetas[s], "layer0.weight"), b = block(*m, thetas[s], "layer0.bias");
@@ -71,11 +71,11 @@ TEST(DropoutForward, ShardTakesItsRowsOfTheWholeBatchMasks) {
   auto thetas = at::stack({theta, m->init_params(3)});
   const uint64_t key = rng_key(1, Stream::Noise, 2);
   for (const auto& t : {theta, thetas}) {
-    auto whole = m->forward_dropout(x, t, 0.4, key);
-    auto shard = m->forward_dropout(x.narrow(0, 4, 3), t, 0.4, key, 4, 9);
+    auto whole = m->require<DropoutForward>("test").forward_dropout(x, t, 0.4, key);
+    auto shard = m->require<DropoutForward>("test").forward_dropout(x.narrow(0, 4, 3), t, 0.4, key, 4, 9);
     EXPECT_TRUE(at::allclose(shard, whole.narrow(-2, 4, 3), 1e-12, 1e-12)) << t.dim();
   }
-  EXPECT_THROW(m->forward_dropout(x.narrow(0, 4, 3), theta, 0.4, key, 7, 9), InvalidArgument);
+  EXPECT_THROW(m->require<DropoutForward>("test").forward_dropout(x.narrow(0, 4, 3), theta, 0.4, key, 7, 9), InvalidArgument);
 }
 
 TEST(DropoutForward, MasksPerExampleBeforeEveryLinearLayer) {
@@ -84,19 +84,19 @@ TEST(DropoutForward, MasksPerExampleBeforeEveryLinearLayer) {
   auto x = at::ones({N, D}, kF64);
   // Linear, identity weights: each output is one input's keep-mask, 0 or 1/(1-p).
   auto lin = make_model("mlp:", {D}, D, torch::kFloat64);
-  auto out = lin->forward_dropout(x, identity_params(*lin, D), p, 11);
+  auto out = lin->require<DropoutForward>("test").forward_dropout(x, identity_params(*lin, D), p, 11);
   auto zero = out.eq(0);
   EXPECT_TRUE((zero | (out - 1 / (1 - p)).abs().lt(1e-12)).all().item<bool>());
   const double sd = std::sqrt(p * (1 - p) / (N * D));
   EXPECT_NEAR(zero.to(at::kDouble).mean().item<double>(), p, 4 * sd);
   EXPECT_FALSE(at::equal(out[0], out[1]));  // fresh masks per example
-  EXPECT_TRUE(at::equal(out, lin->forward_dropout(x, identity_params(*lin, D), p, 11)));
-  EXPECT_FALSE(at::equal(out, lin->forward_dropout(x, identity_params(*lin, D), p, 12)));
+  EXPECT_TRUE(at::equal(out, lin->require<DropoutForward>("test").forward_dropout(x, identity_params(*lin, D), p, 11)));
+  EXPECT_FALSE(at::equal(out, lin->require<DropoutForward>("test").forward_dropout(x, identity_params(*lin, D), p, 12)));
 
   // Two linear layers (relu passes the positive values): an output survives both masks.
   auto mlp = make_model("mlp:50", {D}, D, torch::kFloat64);
-  EXPECT_EQ(mlp->dropout_blocks(), (std::vector<std::string>{"layer0.weight", "layer1.weight"}));
-  auto out2 = mlp->forward_dropout(x, identity_params(*mlp, D), p, 11);
+  EXPECT_EQ(mlp->require<DropoutForward>("test").dropout_blocks(), (std::vector<std::string>{"layer0.weight", "layer1.weight"}));
+  auto out2 = mlp->require<DropoutForward>("test").forward_dropout(x, identity_params(*mlp, D), p, 11);
   auto zero2 = out2.eq(0);
   EXPECT_TRUE((zero2 | (out2 - 1 / ((1 - p) * (1 - p))).abs().lt(1e-12)).all().item<bool>());
   const double q = 1 - (1 - p) * (1 - p);
@@ -111,7 +111,7 @@ TEST(DropoutForward, LinearMomentsMatchClosedForm) {
   auto x = at::randn({4, 5}, kF64);
   const double p = 0.2;
   const int64_t S = 4000;
-  auto out = m->forward_dropout(x, theta.expand({S, theta.size(0)}), p, 3).squeeze(-1);  // [S, N]
+  auto out = m->require<DropoutForward>("test").forward_dropout(x, theta.expand({S, theta.size(0)}), p, 3).squeeze(-1);  // [S, N]
   auto W = block(*m, theta, "layer0.weight")[0];
   auto var = (x.pow(2) * W.pow(2)).sum(1) * (p / (1 - p));
   auto err = (out.mean(0) - m->forward(x, theta).squeeze(-1)).abs();
@@ -121,14 +121,14 @@ TEST(DropoutForward, LinearMomentsMatchClosedForm) {
 
 TEST(DropoutForward, SitesAndErrors) {
   auto cnn = make_model("cnn:lenet", {1, 28, 28}, 10);
-  EXPECT_EQ(cnn->dropout_blocks(), (std::vector<std::string>{"layer2.weight", "layer3.weight", "layer4.weight"}));
+  EXPECT_EQ(cnn->require<DropoutForward>("test").dropout_blocks(), (std::vector<std::string>{"layer2.weight", "layer3.weight", "layer4.weight"}));
   auto m = make_model("mlp:4", {3}, 2);
   auto x = at::randn({2, 3});
-  EXPECT_THROW(m->forward_dropout(x, m->init_params(0), 1.0, 0), InvalidArgument);
-  EXPECT_THROW(m->forward_dropout(x, m->init_params(0), -0.1, 0), InvalidArgument);
+  EXPECT_THROW(m->require<DropoutForward>("test").forward_dropout(x, m->init_params(0), 1.0, 0), InvalidArgument);
+  EXPECT_THROW(m->require<DropoutForward>("test").forward_dropout(x, m->init_params(0), -0.1, 0), InvalidArgument);
   auto ts = make_model("torchscript:" + std::string(CREDENCE_TEST_DATA_DIR) + "/tiny_plain.pt", {3}, 2);
-  EXPECT_TRUE(ts->dropout_blocks().empty());
-  EXPECT_THROW(ts->forward_dropout(x, ts->init_params(0), 0.1, 0), NotSupported);
+  EXPECT_EQ(ts->find<DropoutForward>(), nullptr);
+  EXPECT_THROW(ts->require<DropoutForward>("test").forward_dropout(x, ts->init_params(0), 0.1, 0), NotSupported);
 }
 
 }  // namespace

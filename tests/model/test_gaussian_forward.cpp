@@ -20,11 +20,11 @@ TEST(GaussianForward, ZeroSpreadEqualsForward) {
   auto mlp = make_model("mlp:8,4", {3}, 2, torch::kFloat64);
   auto x = at::randn({5, 3}, kF64);
   auto theta = mlp->init_params(1);
-  EXPECT_TRUE(at::allclose(mlp->forward_gaussian(x, theta, at::zeros_like(theta), 3), mlp->forward(x, theta), 0, 1e-12));
+  EXPECT_TRUE(at::allclose(mlp->require<GaussianForward>("test").forward_gaussian(x, theta, at::zeros_like(theta), 3), mlp->forward(x, theta), 0, 1e-12));
   auto cnn = make_model("cnn:lenet", {1, 28, 28}, 10, torch::kFloat64);
   auto img = at::rand({2, 1, 28, 28}, kF64);
   auto ct = cnn->init_params(1);
-  EXPECT_TRUE(at::allclose(cnn->forward_gaussian(img, ct, at::zeros_like(ct), 3), cnn->forward(img, ct), 0, 1e-12));
+  EXPECT_TRUE(at::allclose(cnn->require<GaussianForward>("test").forward_gaussian(img, ct, at::zeros_like(ct), 3), cnn->forward(img, ct), 0, 1e-12));
 }
 
 TEST(GaussianForward, LinearLayerMomentsByHand) {
@@ -34,7 +34,7 @@ TEST(GaussianForward, LinearLayerMomentsByHand) {
   auto lin = make_model("mlp:", {2}, 1, torch::kFloat64);
   const int64_t n = 200000;
   auto x = at::tensor({1.0, -2.0}, kF64).expand({n, 2}).contiguous();
-  auto y = lin->forward_gaussian(x, at::tensor({0.5, 0.25, 0.1}, kF64), at::tensor({0.3, 0.2, 0.4}, kF64), 9);
+  auto y = lin->require<GaussianForward>("test").forward_gaussian(x, at::tensor({0.5, 0.25, 0.1}, kF64), at::tensor({0.3, 0.2, 0.4}, kF64), 9);
   const double mean = y.mean().item<double>(), var = y.var().item<double>();
   EXPECT_NEAR(mean, 0.1, 4 * std::sqrt(0.41 / n));
   EXPECT_NEAR(var, 0.41, 4 * 0.41 * std::sqrt(2.0 / n));
@@ -51,7 +51,7 @@ void expect_same_marginals(const Model& model, const torch::Tensor& one_input, d
   std::vector<int64_t> shape = one_input.sizes().vec();
   shape.insert(shape.begin(), n);
   auto x = one_input.unsqueeze(0).expand(shape).contiguous();
-  auto local = model.forward_gaussian(x, mean, sd, 21);  // [n, O]
+  auto local = model.require<GaussianForward>("test").forward_gaussian(x, mean, sd, 21);  // [n, O]
   auto thetas = mean + sd * keyed_randn({n, mean.size(0)}, 22, kF64);
   auto whole = model.forward(one_input.unsqueeze(0), thetas).squeeze(1);  // [n, O]
   auto m1 = local.mean(0), m2 = whole.mean(0), v1 = local.var(0), v2 = whole.var(0);
@@ -77,7 +77,7 @@ TEST(GaussianForward, ConvFlipoutMatchesWholeNetworkDraws) {
 TEST(GaussianForward, RefusesBadShapes) {
   auto mlp = make_model("mlp:4", {3}, 2, torch::kFloat64);
   auto theta = mlp->init_params(1);
-  EXPECT_THROW(mlp->forward_gaussian(at::randn({2, 3}, kF64), theta, at::zeros({3}, kF64), 1), InvalidArgument);
+  EXPECT_THROW(mlp->require<GaussianForward>("test").forward_gaussian(at::randn({2, 3}, kF64), theta, at::zeros({3}, kF64), 1), InvalidArgument);
 }
 
 }  // namespace
@@ -97,7 +97,7 @@ TEST(GaussianForward, PerExampleWeightsLowerGradientVariance) {
   auto m0 = mlp->init_params(1), sd = at::full_like(m0, 0.3);
   auto grad_of = [&](bool local, uint64_t key) {
     auto m = m0.clone().requires_grad_(true);
-    auto out = local ? mlp->forward_gaussian(x, m, sd, key)
+    auto out = local ? mlp->require<GaussianForward>("test").forward_gaussian(x, m, sd, key)
                      : mlp->forward(x, m + sd * keyed_randn({m0.size(0)}, key, kF64));
     at::cross_entropy_loss(out, y).backward();
     return m.grad().clone();

@@ -43,7 +43,7 @@ TEST(Mlp, LayoutSizesAndNames) {
   EXPECT_EQ(L.numels(), (std::vector<int64_t>{15, 5, 10, 2}));
   EXPECT_EQ(L.find("layer1.weight").offset, 20);
   EXPECT_THROW(L.find("layer9.weight"), InvalidArgument);
-  auto last = m->last_layer();
+  auto last = m->require<LastLayerAccess>("test").last_layer();
   EXPECT_EQ(last.weight_block, 2);
   EXPECT_EQ(last.bias_block, 3);
   EXPECT_EQ(last.in_features, 5);
@@ -67,7 +67,7 @@ TEST(Cnn, LenetLayoutMatchesClassicCount) {
   EXPECT_EQ(L.size, 61706);
   EXPECT_EQ(L.find("layer1.weight").shape, (std::vector<int64_t>{16, 6, 5, 5}));
   EXPECT_EQ(L.find("layer2.weight").shape, (std::vector<int64_t>{120, 400}));
-  EXPECT_EQ(m->last_layer().in_features, 84);
+  EXPECT_EQ(m->require<LastLayerAccess>("test").last_layer().in_features, 84);
 }
 
 TEST(Mlp, ForwardEqualsHandWrittenLayers) {
@@ -99,7 +99,7 @@ TEST(Mlp, HandWrittenBackwardEqualsAutograd) {
   // sum(out * g) with respect to theta, twice through the same buffers at different theta.
   for (const std::string act : {"relu", "tanh"}) {
     auto m = make_model("mlp:7,4?act=" + act, {2, 3}, 3, torch::kFloat64);
-    ASSERT_TRUE(m->has_backward());
+    ASSERT_NE(m->find<HandBackward>(), nullptr);
     auto x = at::randn({9, 2, 3}, kF64);
     ForwardTrace trace;
     for (uint64_t seed : {5, 6}) {
@@ -107,19 +107,19 @@ TEST(Mlp, HandWrittenBackwardEqualsAutograd) {
       auto g = at::randn({9, 3}, kF64);
       auto expected_out = m->forward(x, theta);
       (expected_out * g).sum().backward();
-      auto out = m->forward_reusing(x, theta.detach(), trace);
+      auto out = m->require<HandBackward>("test").forward_reusing(x, theta.detach(), trace);
       EXPECT_LT(max_abs_diff(out, expected_out.detach()), 1e-12) << act;
       auto grad = at::empty({m->layout().size}, kF64);
-      m->backward(trace, theta.detach(), g, grad);
+      m->require<HandBackward>("test").backward(trace, theta.detach(), g, grad);
       EXPECT_LT(max_abs_diff(grad, theta.grad()), 1e-12) << act << " " << seed;
     }
   }
   auto cnn = make_model("cnn:lenet", {1, 28, 28}, 10);
-  EXPECT_FALSE(cnn->has_backward());
+  EXPECT_EQ(cnn->find<HandBackward>(), nullptr);
   ForwardTrace trace;
   auto g = at::zeros({1, 10});
   auto grad = at::zeros({cnn->layout().size});
-  EXPECT_THROW(cnn->backward(trace, cnn->init_params(0), g, grad), NotSupported);
+  EXPECT_THROW(cnn->require<HandBackward>("test").backward(trace, cnn->init_params(0), g, grad), NotSupported);
 }
 
 TEST(Mlp, FlattensImageInputs) {
@@ -136,10 +136,10 @@ void expect_stacked_matches_singles(const Model& m, const torch::Tensor& x) {
   ASSERT_EQ(out.dim(), 3);
   ASSERT_EQ(out.size(0), S);
   ASSERT_EQ(out.size(1), x.size(0));
-  auto feats = m.features(x, thetas);
+  auto feats = m.require<LastLayerAccess>("test").features(x, thetas);
   for (int64_t s = 0; s < S; ++s) {
     EXPECT_LT(max_abs_diff(out[s], m.forward(x, thetas[s])), 1e-10) << m.spec() << " s=" << s;
-    EXPECT_LT(max_abs_diff(feats[s], m.features(x, thetas[s])), 1e-10) << m.spec() << " s=" << s;
+    EXPECT_LT(max_abs_diff(feats[s], m.require<LastLayerAccess>("test").features(x, thetas[s])), 1e-10) << m.spec() << " s=" << s;
   }
 }
 
@@ -175,14 +175,14 @@ TEST(Model, PerSetInputsEqualSingleForwards) {
 }
 
 void expect_features_then_last_layer_is_forward(const Model& m, const torch::Tensor& x) {
-  ASSERT_TRUE(m.has_features());
+  ASSERT_NE(m.find<LastLayerAccess>(), nullptr);
   auto theta = m.init_params(5);
-  auto last = m.last_layer();
+  auto last = m.require<LastLayerAccess>("test").last_layer();
   const auto& wb = m.layout().blocks[last.weight_block];
   const auto& bb = m.layout().blocks[last.bias_block];
   auto W = theta.narrow(0, wb.offset, wb.numel).view({last.out_features, last.in_features});
   auto b = theta.narrow(0, bb.offset, bb.numel);
-  auto f = m.features(x, theta);
+  auto f = m.require<LastLayerAccess>("test").features(x, theta);
   ASSERT_EQ(f.sizes(), (std::vector<int64_t>{x.size(0), last.in_features}));
   EXPECT_LT(max_abs_diff(at::matmul(f, W.t()) + b, m.forward(x, theta)), 1e-10) << m.spec();
 }
@@ -195,7 +195,7 @@ TEST(Model, FeaturesThenLastLayerEqualsForward) {
   // A linear model's features are its (flattened) inputs.
   auto lin = make_model("mlp:", {3}, 1, torch::kFloat64);
   auto x = at::randn({4, 3}, kF64);
-  EXPECT_LT(max_abs_diff(lin->features(x, lin->init_params(0)), x), 1e-15);
+  EXPECT_LT(max_abs_diff(lin->require<LastLayerAccess>("test").features(x, lin->init_params(0)), x), 1e-15);
 }
 
 TEST(Model, TraceRecordsLayerInputsAndPreActivations) {

@@ -122,8 +122,8 @@ TEST(TorchScript, StackedForwardEqualsSingles) {
 
 TEST(TorchScript, FeaturesPlusLastLayerEqualsForward) {
   auto m = load("tiny_features");
-  ASSERT_TRUE(m->has_features());
-  auto last = m->last_layer();
+  ASSERT_NE(m->find<LastLayerAccess>(), nullptr);
+  auto last = m->require<LastLayerAccess>("test").last_layer();
   EXPECT_EQ(last.weight_block, 2);
   EXPECT_EQ(last.bias_block, 3);
   EXPECT_EQ(last.in_features, 8);
@@ -133,7 +133,7 @@ TEST(TorchScript, FeaturesPlusLastLayerEqualsForward) {
   const auto& L = m->layout();
   auto W = theta.narrow(0, L.blocks[2].offset, 16).view({2, 8});
   auto b = theta.narrow(0, L.blocks[3].offset, 2);
-  auto f = m->features(x, theta);
+  auto f = m->require<LastLayerAccess>("test").features(x, theta);
   ASSERT_EQ(f.sizes(), (std::vector<int64_t>{4, 8}));
   EXPECT_LE(f.abs().max().item<double>(), 1.0);  // tanh features
   EXPECT_LT(max_abs_diff(at::matmul(f, W.t()) + b, m->forward(x, theta)), 1e-5);
@@ -141,10 +141,10 @@ TEST(TorchScript, FeaturesPlusLastLayerEqualsForward) {
 
 TEST(TorchScript, PlainModuleHasNoFeatures) {
   auto m = load("tiny_plain");
-  EXPECT_FALSE(m->has_features());
+  EXPECT_EQ(m->find<LastLayerAccess>(), nullptr);
   auto x = to_tensor(reference()["x"]);
-  EXPECT_THROW(m->features(x, m->init_params(0)), NotSupported);
-  EXPECT_THROW(m->last_layer(), NotSupported);
+  EXPECT_THROW(m->require<LastLayerAccess>("test").features(x, m->init_params(0)), NotSupported);
+  EXPECT_THROW(m->require<LastLayerAccess>("test").last_layer(), NotSupported);
 }
 
 TEST(TorchScript, Errors) {

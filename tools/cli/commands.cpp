@@ -38,6 +38,7 @@ void add_fit(CLI::App& app) {
     req.model = args->flags.model;
     req.method = args->method;
     req.likelihood = args->flags.likelihood;
+    req.init = args->flags.init;
     req.train = args->flags.train;
     req.device = args->common.torch_device();
     req.dtype = args->common.torch_dtype();
@@ -142,10 +143,20 @@ void add_evaluate(CLI::App& app) {
 }
 
 void add_describe(CLI::App& app) {
-  auto* cmd = app.add_subcommand("describe", "list methods, or the options of one method");
+  auto* cmd = app.add_subcommand("describe", "list methods, or the options of one method; --models: model families");
   auto name = std::make_shared<std::string>();
+  auto models = std::make_shared<bool>(false);
   cmd->add_option("method", *name, "method name");
-  cmd->callback([name] {
+  cmd->add_flag("--models", *models, "list the model families (--model SPEC) with their options");
+  cmd->callback([name, models] {
+    if (*models) {
+      fmt::print("model families (--model SPEC):\n");
+      for (const auto& f : model_registry()) {
+        fmt::print("  {}\n      {}\n", f.usage, f.summary);
+        for (const auto& [key, help] : f.options) fmt::print("      ?{}=...  {}\n", key, help);
+      }
+      return;
+    }
     if (name->empty()) {
       fmt::print("methods (use `credence describe NAME` for options):\n");
       for (const auto& m : method_registry()) fmt::print("  {:<12} {}\n", m.name, m.summary);

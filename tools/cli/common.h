@@ -28,7 +28,7 @@ struct CommonOptions {
 
 struct TrainFlags {
   std::string model = "mlp:50";
-  std::string likelihood;
+  std::string likelihood, init;
   TrainOptions train;
   void add(CLI::App& app);
 };

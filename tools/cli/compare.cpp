@@ -218,6 +218,7 @@ void add_compare(CLI::App& app) {
     req.data = load_data(args->data, {dtype});
     req.model = args->flags.model;
     req.likelihood = args->flags.likelihood;
+    req.init = args->flags.init;
     req.train = args->flags.train;
     req.device = args->common.torch_device();
     req.dtype = dtype;

@@ -14,6 +14,8 @@ using TensorMap = std::map<std::string, torch::Tensor>;
 /// Refuses to replace an existing file unless `overwrite` is set.
 void save_tensor_file(const std::string& path, const nlohmann::json& meta, const TensorMap& tensors,
                       bool overwrite);
+/// Whether `path` starts as a file written by save_tensor_file does (false if unreadable).
+bool is_tensor_file(const std::string& path);
 /// Reads a file written by save_tensor_file; IoError if missing, truncated or not such a file.
 std::pair<nlohmann::json, TensorMap> load_tensor_file(const std::string& path);
 

@@ -12,6 +12,9 @@ struct FitRequest {
   std::string model = "mlp:50";   ///< --model spec
   std::string method = "map";     ///< METHOD spec
   std::string likelihood;         ///< "" = the task's default
+  /// Pretrained weights to start from (--init): a credence posterior file (its single weight
+  /// vector: MAP, Laplace's mode, a Gaussian's mean) or a torch.save state_dict; "" for none.
+  std::string init;
   TrainOptions train;
   torch::Device device = torch::kCPU;
   torch::Dtype dtype = torch::kFloat32;

@@ -4,8 +4,11 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <typeinfo>
 #include <vector>
 
 namespace credence {
@@ -41,6 +44,72 @@ struct LastLayer {
   int64_t in_features = 0, out_features = 0;
 };
 
+/// Optional abilities a method may ask a model for (see Model::find / Model::require). A model
+/// implements only what it can; a method that needs one says which the model lacks.
+class Capability {
+ public:
+  virtual ~Capability() = default;
+};
+
+/// Penultimate features and the final linear layer (last-layer methods).
+class LastLayerAccess : public Capability {
+ public:
+  static constexpr const char* kName = "penultimate features and a final linear layer";
+  static constexpr const char* kHint =
+      "credence's own models have them; a TorchScript module needs a `features(x)` method (marked "
+      "@torch.jit.export) whose output feeds a final nn.Linear registered last";
+  /// theta [P] -> [N, F]; theta [S, P] -> [S, N, F].
+  virtual torch::Tensor features(const torch::Tensor& x, const torch::Tensor& theta) const = 0;
+  virtual LastLayer last_layer() const = 0;
+};
+
+/// MC dropout's training and predictive forward.
+class DropoutForward : public Capability {
+ public:
+  static constexpr const char* kName = "a dropout forward";
+  static constexpr const char* kHint = "models built from credence's own layers (mlp, cnn) have it";
+  /// forward() with inverted dropout at rate `p` on the input of every fully connected layer:
+  /// masks per example (and per stacked set) drawn from cpu_generator(key), kept inputs scaled
+  /// by 1/(1-p). With `total_rows` > 0, `x` is rows [row_offset, row_offset + N) of a batch of
+  /// `total_rows` and gets those rows' masks of that batch (a shard of a data-parallel minibatch).
+  virtual torch::Tensor forward_dropout(const torch::Tensor& x, const torch::Tensor& theta, double p, uint64_t key,
+                                        int64_t row_offset = 0, int64_t total_rows = 0) const = 0;
+  /// Names of the weight blocks [out, in] whose input columns forward_dropout drops.
+  virtual std::vector<std::string> dropout_blocks() const = 0;
+};
+
+/// A per-example Gaussian weight forward (VI's local reparameterization).
+class GaussianForward : public Capability {
+ public:
+  static constexpr const char* kName = "a per-example Gaussian forward";
+  static constexpr const char* kHint = "models built from credence's own layers (mlp, cnn) have it";
+  /// Outputs [N, O] for independent Gaussian parameters N(mean, sd^2) drawn per example, with
+  /// noise from cpu_generator(key): linear layers sample their pre-activations from the exact
+  /// Gaussian (local reparameterization), convolutions use Flipout's sign flips of one shared
+  /// perturbation. Both give each example the marginal of its own weight draw, with lower
+  /// gradient variance than one draw shared by the batch.
+  virtual torch::Tensor forward_gaussian(const torch::Tensor& x, const torch::Tensor& mean, const torch::Tensor& sd,
+                                         uint64_t key) const = 0;
+};
+
+/// A hand-written backward pass over reused buffers (full-batch samplers' inner loop).
+class HandBackward : public Capability {
+ public:
+  static constexpr const char* kName = "a hand-written backward pass";
+  static constexpr const char* kHint = "fully connected models built from credence's own layers (mlp) have it";
+  /// forward(x, theta [P], &trace) that writes into the buffers `trace` holds from an earlier
+  /// call with inputs of the same shape: repeated full-batch passes allocate nothing, which is
+  /// most of their cost on small networks. Outputs alias the trace.
+  virtual torch::Tensor forward_reusing(const torch::Tensor& x, const torch::Tensor& theta,
+                                        ForwardTrace& trace) const = 0;
+  /// Writes the gradient of sum(out * grad_out) with respect to theta into `grad` [P], by hand
+  /// from the trace of forward_reusing() at the same theta (overwriting grad_out).
+  virtual void backward(ForwardTrace& trace, const torch::Tensor& theta, torch::Tensor& grad_out,
+                        torch::Tensor& grad) const = 0;
+};
+
+/// The core every model implements: a parameter layout and a functional forward. Everything else
+/// is a Capability that a method asks for.
 class Model {
  public:
   virtual ~Model() = default;
@@ -56,52 +125,51 @@ class Model {
   /// given (single theta only).
   virtual torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& theta,
                                 ForwardTrace* trace = nullptr) const = 0;
-  /// forward() with inverted dropout at rate `p` on the input of every fully connected layer:
-  /// masks per example (and per stacked set) drawn from cpu_generator(key), kept inputs scaled
-  /// by 1/(1-p). Only credence's own layers know where their linear layers are. With
-  /// `total_rows` > 0, `x` is rows [row_offset, row_offset + N) of a batch of `total_rows` and gets
-  /// those rows' masks of that batch (a shard of a data-parallel minibatch).
-  virtual torch::Tensor forward_dropout(const torch::Tensor& x, const torch::Tensor& theta, double p, uint64_t key,
-                                        int64_t row_offset = 0, int64_t total_rows = 0) const;
-  /// Outputs [N, O] for independent Gaussian parameters N(mean, sd^2) drawn per example, with
-  /// noise from cpu_generator(key): linear layers sample their pre-activations from the exact
-  /// Gaussian (local reparameterization), convolutions use Flipout's sign flips of one shared
-  /// perturbation. Both give each example the marginal of its own weight draw, with lower
-  /// gradient variance than one draw shared by the batch. Only credence's own layers support it.
-  virtual torch::Tensor forward_gaussian(const torch::Tensor& x, const torch::Tensor& mean, const torch::Tensor& sd,
-                                         uint64_t key) const;
-  virtual bool has_gaussian_forward() const { return false; }
-  /// Whether forward_reusing() and backward() work: credence's fully connected layers.
-  virtual bool has_backward() const { return false; }
-  /// forward(x, theta [P], &trace) that writes into the buffers `trace` holds from an earlier
-  /// call with inputs of the same shape: repeated full-batch passes allocate nothing, which is
-  /// most of their cost on small networks. Outputs alias the trace.
-  virtual torch::Tensor forward_reusing(const torch::Tensor& x, const torch::Tensor& theta,
-                                        ForwardTrace& trace) const;
-  /// Writes the gradient of sum(out * grad_out) with respect to theta into `grad` [P], by hand
-  /// from the trace of forward_reusing() at the same theta (overwriting grad_out).
-  virtual void backward(ForwardTrace& trace, const torch::Tensor& theta, torch::Tensor& grad_out,
-                        torch::Tensor& grad) const;
-  /// Names of the weight blocks [out, in] whose input columns forward_dropout drops; empty when
-  /// the model does not support dropout.
-  virtual std::vector<std::string> dropout_blocks() const { return {}; }
-  /// Whether features() and last_layer() are available.
-  virtual bool has_features() const = 0;
-  /// Penultimate features: theta [P] -> [N, F]; theta [S, P] -> [S, N, F].
-  virtual torch::Tensor features(const torch::Tensor& x, const torch::Tensor& theta) const = 0;
-  virtual LastLayer last_layer() const = 0;
   virtual torch::Dtype dtype() const = 0;
   virtual torch::Device device() const = 0;
+
+  /// The model's capability C, or nullptr when it lacks it.
+  template <class C>
+  const C* find() const {
+    return dynamic_cast<const C*>(find_capability(typeid(C)));
+  }
+  /// The model's capability C, or NotSupported saying that `who` (e.g. "mcdropout") needs it,
+  /// that this model lacks it, and which models have it.
+  template <class C>
+  const C& require(const std::string& who) const {
+    if (const C* c = find<C>()) return *c;
+    throw_missing(who, C::kName, C::kHint);
+  }
 
   /// Identifies the architecture (spec, input shape, output size, parameter names and shapes);
   /// a posterior saved for one model is refused by another.
   std::string fingerprint() const;
+
+  /// The object implementing capability `type` (usually this model), or nullptr (the default).
+  /// Use find<C>() or require<C>(); a model that wraps another passes this through.
+  virtual const Capability* find_capability(const std::type_info& type) const { return nullptr; }
+
+ private:
+  [[noreturn]] void throw_missing(const std::string& who, const char* name, const char* hint) const;
 };
 
-/// Builds a model from a --model spec:
-///   mlp:H1,H2,...[?act=relu|tanh]      fully connected (mlp: with no sizes is linear regression)
-///   cnn:lenet                          a LeNet-style CNN for [C, H, W] images
-///   torchscript:PATH                   a TorchScript module saved from Python
+/// A family of models, `NAME:BODY[?key=value&...]` on the command line. Families register in
+/// model_registry() with one line each, as methods do; `credence describe --models` lists them.
+struct ModelFamily {
+  std::string name;     ///< the spec's scheme, e.g. "mlp"
+  std::string usage;    ///< e.g. "mlp:H1,H2,...[?act=relu|tanh]"
+  std::string summary;  ///< one line: what it is and which capabilities it has
+  std::vector<std::pair<std::string, std::string>> options;  ///< ?key=value options and their meaning
+  std::function<std::shared_ptr<Model>(const std::string& spec, const std::vector<int64_t>& input_shape,
+                                       int64_t output_dim, torch::Dtype dtype, torch::Device device)>
+      make;
+};
+const std::vector<ModelFamily>& model_registry();
+/// The family named `name`; InvalidArgument listing the known ones otherwise.
+const ModelFamily& find_model_family(const std::string& name);
+
+/// Builds a model from a --model spec through its family (see model_registry()): mlp, cnn,
+/// torchscript. Unknown options are refused with the family's known ones.
 std::shared_ptr<Model> make_model(const std::string& spec, const std::vector<int64_t>& input_shape,
                                   int64_t output_dim, torch::Dtype dtype = torch::kFloat32,
                                   torch::Device device = torch::kCPU);
