@@ -12,6 +12,7 @@
 #include "credence/core/files.h"
 #include "credence/core/rng.h"
 #include "credence/core/tensor_io.h"
+#include "credence/model/frozen.h"
 #include "credence/model/weights.h"
 #include "credence/eval/metrics.h"
 
@@ -171,6 +172,8 @@ FittedModel fit(const FitRequest& request) {
                                    request.dtype, request.device);
   if (!map && !request.init.empty())
     problem.model = with_initial_weights(problem.model, initial_theta(request.init, *problem.model));
+  if (!map && !request.freeze.empty())
+    problem.model = freeze_parameters(problem.model, request.freeze, problem.model->init_params(request.train.seed));
   problem.prior = request.train.prior == "auto"
                       ? GaussianPrior::isotropic(kDefaultWeightDecay * raw.size(), *problem.model)
                       : GaussianPrior::parse(request.train.prior, *problem.model);
@@ -206,6 +209,7 @@ FittedModel fit(const FitRequest& request) {
                  {"data", raw.name}};
   if (problem.comm) result.info["processes"] = comm.world_size();
   if (!request.init.empty()) result.info["init"] = request.init;
+  if (!request.freeze.empty()) result.info["freeze"] = request.freeze;
   auto report = method->report();
   if (!report.empty()) result.info["report"] = report;
   return result;

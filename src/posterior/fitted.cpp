@@ -4,6 +4,7 @@
 
 #include "credence/core/error.h"
 #include "credence/eval/diagnostics.h"
+#include "credence/model/frozen.h"
 
 namespace credence {
 
@@ -43,6 +44,10 @@ void FittedModel::save(const std::string& path, bool overwrite) const {
       {"method", method},
       {"posterior_kind", posterior->kind()},
       {"info", info}};
+  if (const auto* frozen = model->find<FrozenParameters>()) {  // the fixed weights travel with the file
+    meta["freeze"] = frozen->freeze_pattern();
+    tensors["model.frozen_values"] = frozen->frozen_values();
+  }
   standardizer.save(tensors, meta);
   posterior->save(tensors, meta);
   save_tensor_file(path, meta, tensors, overwrite);
@@ -65,6 +70,11 @@ FittedModel FittedModel::load(const std::string& path, torch::Device device, con
     auto dtype = meta.at("dtype") == "float64" ? torch::kFloat64 : torch::kFloat32;
     f.model = make_model(meta.at("model"), meta.at("input_shape").get<std::vector<int64_t>>(),
                          meta.at("output_dim").get<int64_t>(), dtype, device);
+    if (meta.contains("freeze")) {
+      if (!tensors.count("model.frozen_values"))
+        throw IoError(fmt::format("'{}' names frozen parameters but lacks their values", path));
+      f.model = freeze_parameters(f.model, meta.at("freeze").get<std::string>(), tensors.at("model.frozen_values"));
+    }
     f.num_classes = meta.at("num_classes").get<int64_t>();
     Dataset shape_only;
     shape_only.task = meta.at("likelihood") == "categorical" || meta.at("likelihood") == "bernoulli"

@@ -244,4 +244,19 @@ TEST_F(Robustness, InitStartsFromPretrainedWeightsOrSaysWhyNot) {
   EXPECT_FALSE(fs::exists(path("x.crd")));
 }
 
+TEST_F(Robustness, FreezeHoldsLayersFixedAndTheFileKeepsThem) {
+  auto post = path("frozen.crd");
+  auto r = run("fit -q --data 'synthetic:moons?n=200' --model mlp:8,8 --epochs 2 --freeze layer0 --method "
+               "'laplace:subset=all,hessian=kron' --out '" + post + "'");
+  ASSERT_EQ(r.code, 0) << r.output;
+  r = run("evaluate -q --posterior '" + post + "' --data 'synthetic:moons?part=test&n=100'");
+  EXPECT_EQ(r.code, 0) << r.output;
+  expect_failure("fit -q --data 'synthetic:moons?n=200' --model mlp:8 --epochs 1 --freeze layer7 --out '" +
+                     path("x.crd") + "'",
+                 "matches no parameter");
+  expect_failure("fit -q --data 'synthetic:moons?n=200' --model mlp:8 --epochs 1 --freeze layer0 --method mcdropout "
+                 "--out '" + path("x.crd") + "'",
+                 "mcdropout needs a dropout forward");
+}
+
 }  // namespace

@@ -39,6 +39,7 @@ void add_fit(CLI::App& app) {
     req.method = args->method;
     req.likelihood = args->flags.likelihood;
     req.init = args->flags.init;
+    req.freeze = args->flags.freeze;
     req.train = args->flags.train;
     req.device = args->common.torch_device();
     req.dtype = args->common.torch_dtype();

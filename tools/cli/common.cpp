@@ -61,6 +61,8 @@ void TrainFlags::add(CLI::App& app) {
                  "gaussian (learned noise), gaussian?sigma=S, heteroscedastic, categorical, bernoulli");
   app.add_option("--init", init,
                  "start from these weights: a credence posterior file or a torch.save(module.state_dict()) file");
+  app.add_option("--freeze", freeze,
+                 "hold these parameters fixed: names or dotted prefixes, comma-separated (e.g. layer0)");
   app.add_option("--epochs", train.epochs, "training epochs")
       ->capture_default_str()
       ->check(whole_number_at_least(1, "--epochs 20"));

@@ -219,6 +219,7 @@ void add_compare(CLI::App& app) {
     req.model = args->flags.model;
     req.likelihood = args->flags.likelihood;
     req.init = args->flags.init;
+    req.freeze = args->flags.freeze;
     req.train = args->flags.train;
     req.device = args->common.torch_device();
     req.dtype = dtype;

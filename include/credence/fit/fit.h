@@ -15,6 +15,8 @@ struct FitRequest {
   /// Pretrained weights to start from (--init): a credence posterior file (its single weight
   /// vector: MAP, Laplace's mode, a Gaussian's mean) or a torch.save state_dict; "" for none.
   std::string init;
+  /// Parameters held fixed (--freeze): comma-separated names or dotted prefixes, e.g. "layer0".
+  std::string freeze;
   TrainOptions train;
   torch::Device device = torch::kCPU;
   torch::Dtype dtype = torch::kFloat32;
