@@ -67,6 +67,7 @@ torch::Tensor LaplacePosterior::block_prior(const torch::Tensor& prior, int64_t 
 }
 
 void LaplacePosterior::set_hyper(const torch::Tensor& prior_precision, double sigma) {
+  forget_draws();
   auto p = prior_precision.to(theta_.options());
   prior_ = p.numel() == 1 ? p.reshape({1}).expand({subset_.size}).clone() : p.clone();
   if (prior_.numel() != subset_.size)

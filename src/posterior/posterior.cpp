@@ -33,10 +33,29 @@ torch::Tensor stacked_outputs(const Model& model, const torch::Tensor& x, const 
 
 Predictive Posterior::predict(const Model& model, const Likelihood& likelihood, const torch::Tensor& x,
                               double y_mean, double y_std, const PredictOptions& options) const {
-  auto thetas = sample(options.samples, options.seed).to(model.device(), model.dtype());
+  auto thetas = cached_draws(options.samples, options.seed, model.device(), model.dtype());
   auto out = stacked_outputs(model, x, thetas, options.batch_size);
   auto w = weights();
   return likelihood.predictive(out, y_mean, y_std, w.defined() ? w.to(out.device()) : w);
+}
+
+void Posterior::forget_draws() const {
+  std::lock_guard<std::mutex> lock(draws_.mutex);
+  draws_.n = -1;
+  draws_.thetas = torch::Tensor();
+}
+
+torch::Tensor Posterior::cached_draws(int64_t n, uint64_t seed, torch::Device device, torch::Dtype dtype) const {
+  std::lock_guard<std::mutex> lock(draws_.mutex);
+  if (draws_.thetas.defined() && draws_.n == n && draws_.seed == seed && draws_.device == device &&
+      draws_.dtype == dtype)
+    return draws_.thetas;
+  draws_.thetas = sample(n, seed).to(device, dtype);
+  draws_.n = n;
+  draws_.seed = seed;
+  draws_.device = device;
+  draws_.dtype = dtype;
+  return draws_.thetas;
 }
 
 ParticlePosterior::ParticlePosterior(torch::Tensor particles, torch::Tensor weights)

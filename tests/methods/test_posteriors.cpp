@@ -4,7 +4,10 @@
 #include <ATen/ATen.h>
 #include <unistd.h>
 
+#include <filesystem>
+
 #include "credence/credence.h"
+#include "credence/posterior/laplace.h"
 
 namespace credence {
 
@@ -66,4 +69,44 @@ TEST(MixturePosterior, PredictiveIsTheWeightedMixtureAndSurvivesSaveLoad) {
   rmdir(dir);
 }
 
+}  // namespace credence
+
+namespace credence {
+namespace {
+
+// A sampled posterior draws its weights once per (samples, seed): repeated predictions reuse them
+// and equal a fresh posterior's; another seed, or a changed Laplace prior, draws anew.
+TEST(PosteriorDraws, RepeatedPredictionsReuseTheDrawsAndMatchFreshOnes) {
+  FitRequest req;
+  req.data = load_data("synthetic:moons?n=200", {torch::kFloat64});
+  req.model = "mlp:8";
+  req.dtype = torch::kFloat64;
+  req.train.epochs = 3;
+  req.train.quiet = true;
+  auto test = load_data("synthetic:moons?n=40&part=test", {torch::kFloat64}).fit;
+  for (const std::string method : {"vi", "swag:collect=2,rank=0", "mcdropout", "laplace:predictive=nn"}) {
+    SCOPED_TRACE(method);
+    req.method = method;
+    auto f = fit(req);
+    auto first = f.predict(test, {16, 5});
+    auto again = f.predict(test, {16, 5});
+    EXPECT_TRUE(at::equal(first.probs, again.probs));
+    auto file = (std::filesystem::temp_directory_path() / ("draws_" + std::to_string(getpid()) + ".crd")).string();
+    f.save(file, true);
+    auto loaded = FittedModel::load(file);
+    std::filesystem::remove(file);
+    EXPECT_TRUE(at::equal(loaded.predict(test, {16, 5}).probs, first.probs));
+    EXPECT_FALSE(at::equal(f.predict(test, {16, 6}).probs, first.probs));
+    EXPECT_TRUE(at::equal(f.predict(test, {16, 5}).probs, first.probs));
+  }
+  req.method = "laplace:predictive=nn";
+  auto f = fit(req);
+  auto* laplace = dynamic_cast<LaplacePosterior*>(f.posterior.get());
+  ASSERT_NE(laplace, nullptr);
+  auto before = f.predict(test, {16, 5});
+  laplace->set_hyper(at::full({1}, 1e-3, at::kDouble), laplace->sigma());
+  EXPECT_FALSE(at::equal(f.predict(test, {16, 5}).probs, before.probs));
+}
+
+}  // namespace
 }  // namespace credence

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "credence/core/tensor_io.h"
@@ -32,6 +33,28 @@ class Posterior {
   virtual Predictive predict(const Model& model, const Likelihood& likelihood, const torch::Tensor& x,
                              double y_mean, double y_std, const PredictOptions& options) const;
   virtual void save(TensorMap& tensors, nlohmann::json& meta) const = 0;
+
+ protected:
+  /// predict() keeps its last draws (samples, seed, device, dtype) and reuses them, so a repeated
+  /// prediction costs S forward passes and no sampling. Anything that changes the distribution
+  /// after a prediction calls this.
+  void forget_draws() const;
+  /// sample(n, seed) on `device` in `dtype`, from the cache when the key matches.
+  torch::Tensor cached_draws(int64_t n, uint64_t seed, torch::Device device, torch::Dtype dtype) const;
+
+ private:
+  struct DrawCache {
+    DrawCache() = default;
+    DrawCache(const DrawCache&) {}  // a copied posterior draws afresh
+    DrawCache& operator=(const DrawCache&) { return *this; }
+    std::mutex mutex;
+    int64_t n = -1;
+    uint64_t seed = 0;
+    torch::Device device = torch::kCPU;
+    torch::Dtype dtype = torch::kFloat32;
+    torch::Tensor thetas;
+  };
+  mutable DrawCache draws_;
 };
 
 /// S weighted parameter vectors. MAP is one particle.

@@ -1,0 +1,81 @@
+// One-example (and small-batch) latency of every method's predictive next to MAP's: the cost of
+// embedding a posterior in a program that acts on each input as it comes.
+//   predict_latency [--n 2000] [--epochs 2] [--reps 200] [--methods map,laplace,...] [--threads 1]
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "bench_common.h"
+#include "credence/core/spec.h"
+#include "credence/credence.h"
+
+using namespace credence;
+
+namespace {
+
+// Median microseconds of `reps` predictions of the first `batch` test rows, after a warm-up call
+// (which draws a sampled posterior's weights once); and the first call's own time.
+std::pair<double, double> latency(const FittedModel& f, const Dataset& test, int64_t batch, int reps) {
+  auto rows = test.subset(at::arange(batch, at::kLong));
+  PredictOptions options;
+  auto start = std::chrono::steady_clock::now();
+  f.predict(rows, options);
+  const double first = bench::seconds_since(start) * 1e6;
+  std::vector<double> times;
+  for (int r = 0; r < reps; ++r) {
+    start = std::chrono::steady_clock::now();
+    f.predict(rows, options);
+    times.push_back(bench::seconds_since(start) * 1e6);
+  }
+  return {bench::median(times), first};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  credence::use_fast_blas_kernels(argv);
+  CLI::App app{"predictive latency per method at batch sizes 1, 8 and 64"};
+  int64_t n = 2000;
+  int epochs = 2, reps = 200, threads = 1;
+  std::string methods =
+      "map;laplace;laplace:subset=all,hessian=kron;ensemble:members=5;swag;vi;ivon;mcdropout;sgld:samples=10;pacbayes";
+  std::string model = "mlp:256,256";
+  app.add_option("--n", n, "Fashion-MNIST training images (latency does not depend on fit quality)");
+  app.add_option("--epochs", epochs, "training epochs");
+  app.add_option("--reps", reps, "timed predictions per method and batch size");
+  app.add_option("--methods", methods, "methods, separated by ';'");
+  app.add_option("--model", model, "model spec");
+  app.add_option("--threads", threads, "threads");
+  CLI11_PARSE(app, argc, argv);
+  bench::start(threads);
+
+  FitRequest req;
+  req.data = load_data(fmt::format("fmnist:train?n={}", n));
+  req.model = model;
+  req.train.epochs = epochs;
+  req.train.quiet = true;
+  auto test = load_data("fmnist:test?n=64").fit;
+  const std::vector<int64_t> batches = {1, 8, 64};
+  fmt::print("model {}, fitted on {} images ({} epochs); median of {} predictions after one warm-up call\n\n", model,
+             n, epochs, reps);
+  fmt::print("| method | batch 1 (us) | vs MAP | batch 8 (us) | vs MAP | batch 64 (us) | vs MAP | first call, batch 1 (us) |\n");
+  fmt::print("|---|---|---|---|---|---|---|---|\n");
+  std::vector<double> map_times;
+  FittedModel map_fit;
+  for (const auto& method : split(methods, ';')) {
+    req.method = method;
+    auto f = fit(req);
+    if (method == "map") map_fit = f;
+    std::vector<std::string> cells;
+    double first = 0;
+    for (size_t b = 0; b < batches.size(); ++b) {
+      auto [median, first_call] = latency(f, test, batches[b], reps);
+      if (b == 0) first = first_call;
+      if (method == "map") map_times.push_back(median);
+      cells.push_back(fmt::format("{:.0f}", median));
+      cells.push_back(map_times.size() > b ? fmt::format("{:.1f}", median / map_times[b]) : "-");
+    }
+    fmt::print("| {} | {} | {:.0f} |\n", method, fmt::join(cells, " | "), first);
+  }
+  return 0;
+}
