@@ -3,7 +3,10 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
+#include <ATen/core/grad_mode.h>
+
 #include <cmath>
+#include <mutex>
 
 #include "credence/core/error.h"
 #include "credence/core/rng.h"
@@ -13,7 +16,7 @@ namespace credence {
 SequentialModel::SequentialModel(std::string spec, std::vector<int64_t> input_shape,
                                  std::vector<LayerDef> layers, torch::Dtype dtype, torch::Device device)
     : spec_(std::move(spec)), input_shape_(std::move(input_shape)), layers_(std::move(layers)),
-      dtype_(dtype), device_(device) {
+      dtype_(dtype), device_(device), stacked_cache_(std::make_shared<StackedCache>()) {
   int layer = 0;
   for (auto& l : layers_) {
     if (l.kind != LayerDef::Linear && l.kind != LayerDef::Conv) continue;
@@ -58,6 +61,41 @@ torch::Tensor SequentialModel::init_params(uint64_t seed) const {
   return theta.to(device_);
 }
 
+struct SequentialModel::StackedCache {
+  std::mutex mutex;
+  torch::Tensor seen;  // the last stacked parameters, held so their address is not reused
+  int64_t version = -1;
+  std::vector<torch::Tensor> weights;  // laid out for `seen`, once it came twice
+};
+
+std::vector<torch::Tensor> SequentialModel::stacked_weights(const torch::Tensor& theta,
+                                                            const std::vector<torch::Tensor>& parts) const {
+  const int64_t S = theta.size(0);
+  // [S, in, out] views of [S, out, in] blocks: the products run as BLAS's transposed case,
+  // which at batch size one is far faster than with the block copied as [S, in, out].
+  auto laid_out = [&](bool contiguous) {
+    std::vector<torch::Tensor> w(layers_.size());
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      if (layers_[i].kind != LayerDef::Linear) continue;
+      auto block = parts[layers_[i].weight_block].view({S, layers_[i].out, layers_[i].in});
+      w[i] = (contiguous ? block.contiguous() : block).transpose(1, 2);
+    }
+    return w;
+  };
+  if (theta.requires_grad() || at::GradMode::is_enabled()) return laid_out(false);
+  std::lock_guard<std::mutex> lock(stacked_cache_->mutex);
+  auto& c = *stacked_cache_;
+  const bool same = c.seen.defined() && c.seen.is_same(theta) && c.version == static_cast<int64_t>(theta._version());
+  if (!same) {
+    c.seen = theta;
+    c.version = static_cast<int64_t>(theta._version());
+    c.weights.clear();
+    return laid_out(false);
+  }
+  if (c.weights.empty()) c.weights = laid_out(true);
+  return c.weights;
+}
+
 namespace {
 // Stacked activations of S parameter sets are kept in one of three layouts so that linear layers
 // use batched matmuls and conv layers use one grouped convolution.
@@ -95,6 +133,7 @@ torch::Tensor SequentialModel::run(const torch::Tensor& x, const torch::Tensor& 
     throw InvalidArgument(fmt::format("{} input sets for {} parameter vectors", x.size(0), S));
   const int64_t N = per_set ? x.size(1) : x.size(0);
   auto parts = theta.split_with_sizes(layout_.numels(), stacked ? 1 : 0);
+  const auto weights = stacked ? stacked_weights(theta, parts) : std::vector<torch::Tensor>();
   torch::Tensor h = x;
   Layout mode = Layout::Plain;
   if (per_set && layers_.front().kind == LayerDef::Linear) {
@@ -119,7 +158,7 @@ torch::Tensor SequentialModel::run(const torch::Tensor& x, const torch::Tensor& 
           h = at::linear(h, parts[l.weight_block].view({l.out, l.in}), parts[l.bias_block]);
           if (trace) trace->outputs.push_back(h);
         } else {
-          auto W = parts[l.weight_block].view({S, l.out, l.in}).transpose(1, 2);
+          const auto& W = weights[i];
           auto b = parts[l.bias_block].view({S, 1, l.out});
           h = mode == Layout::Plain ? at::matmul(h, W).add_(b) : at::baddbmm(b, h, W);
           mode = Layout::Stacked;

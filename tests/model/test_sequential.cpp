@@ -315,3 +315,26 @@ TEST(Model, FingerprintIdentifiesArchitecture) {
 
 }  // namespace
 }  // namespace credence
+
+namespace credence {
+namespace {
+
+// Stacked parameters seen twice are laid out once and reused; the result is the same, and a
+// change to the parameters in place is seen.
+TEST(Mlp, RepeatedStackedParametersGiveTheSameOutputsAndSeeInPlaceChanges) {
+  auto m = make_model("mlp:7,5", {4}, 3, torch::kFloat64);
+  auto thetas = at::stack({m->init_params(1), m->init_params(2), m->init_params(3)});
+  auto x = at::randn({6, 4}, at::kDouble);
+  at::NoGradGuard no_grad;
+  for (int call = 0; call < 3; ++call) {
+    auto out = m->forward(x, thetas);
+    for (int s = 0; s < 3; ++s)
+      EXPECT_LT((out[s] - m->forward(x, thetas[s])).abs().max().item<double>(), 1e-12) << "call " << call;
+  }
+  thetas.mul_(0.5);
+  auto out = m->forward(x, thetas);
+  for (int s = 0; s < 3; ++s) EXPECT_LT((out[s] - m->forward(x, thetas[s])).abs().max().item<double>(), 1e-12);
+}
+
+}  // namespace
+}  // namespace credence
