@@ -115,4 +115,17 @@ TEST_F(DataParallel, StoppingTheLauncherStopsItsRanksAndWritesNothing) {
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(root_), {}), 0);  // no temporaries either
 }
 
+TEST_F(DataParallel, APeerThatDiesIsReportedNotASilentCrash) {
+  // Rank 1 is killed mid-run; rank 0's next exchange finds the connection closed and says so
+  // (before, the write raised SIGPIPE and rank 0 vanished without a word).
+  const std::string fit = "' fit -q --data 'synthetic:moons?n=2000' --model mlp:64,64 --epochs 100000 --batch-size 10 ";
+  const std::string env = "WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29563 ";
+  auto r = shell("(RANK=1 " + env + "timeout -s KILL 3 '" + std::string(CREDENCE_CLI) + fit + "--out '" +
+                 path("r1.crd") + "' >/dev/null 2>&1 &) ; RANK=0 " + env + "timeout 120 '" + std::string(CREDENCE_CLI) +
+                 fit + "--out '" + path("r0.crd") + "'");
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("another process of this data-parallel run stopped"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(path("r0.crd")));
+}
+
 }  // namespace

@@ -259,4 +259,17 @@ TEST_F(Robustness, FreezeHoldsLayersFixedAndTheFileKeepsThem) {
                  "mcdropout needs a dropout forward");
 }
 
+TEST_F(Robustness, AnUnreadableFileIsNamedAsSuchNotAsMissing) {
+  auto post = fit_moons("m.crd");
+  fs::permissions(post, fs::perms::none);
+  fs::permissions(root_, fs::perms::all);  // the directory stays searchable for another user
+  // Root reads anything: run as nobody then (setpriv, from util-linux).
+  std::string as_user = geteuid() == 0 ? "setpriv --reuid=65534 --regid=65534 --clear-groups " : "";
+  if (!as_user.empty() && shell("command -v setpriv").code != 0) GTEST_SKIP() << "running as root without setpriv";
+  auto r = shell(as_user + "'" + std::string(CREDENCE_CLI) + "' evaluate -q --posterior '" + post +
+                 "' --data 'synthetic:moons?part=test'");
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("exists but cannot be read: permission denied"), std::string::npos) << r.output;
+}
+
 }  // namespace

@@ -2,6 +2,7 @@
 #include <c10/util/Exception.h>
 #include <fmt/format.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <new>
@@ -48,6 +49,9 @@ int report(const std::string& raw) {
 int main(int argc, char** argv) {
   credence::use_fast_blas_kernels(argv);
   credence::tune_allocator();
+  // A peer of a data-parallel run that dies closes its sockets; writing to one must be an error
+  // we can report, not a SIGPIPE that ends this process without a word.
+  std::signal(SIGPIPE, SIG_IGN);
   // In a distributed run rank 0 reports; the other ranks keep only their errors (stderr).
   if (!credence::is_root_process()) std::freopen("/dev/null", "w", stdout);
   CLI::App app{"credence: Bayesian deep learning with calibrated uncertainty"};
