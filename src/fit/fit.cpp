@@ -130,9 +130,11 @@ torch::Tensor initial_theta(const std::string& path, const Model& model) {
 
 }  // namespace
 
-FittedModel fit(const FitRequest& request) {
-  request.train.validate();
-  auto [info, options] = resolve_method(request.method);
+FittedModel fit(const FitRequest& given) {
+  given.train.validate();
+  auto [info, options] = resolve_method(given.method);
+  FitRequest request = given;  // with the method's own step size where none was given
+  if (request.train.lr == 0) request.train.lr = info->default_lr;
   const Dataset& raw = request.data.fit;
   const Communicator& comm = request.comm ? *request.comm : world_communicator();
   if (raw.size() == 0) throw DataError(fmt::format("data '{}' is empty: nothing to fit", raw.name));
@@ -151,7 +153,7 @@ FittedModel fit(const FitRequest& request) {
   FittedModel map_fit;
   const FittedModel* map = request.map;
   if (info->starts_from_map(options) && !map) {
-    FitRequest map_request = request;
+    FitRequest map_request = given;
     map_request.method = "map";
     map_fit = fit(map_request);
     map = &map_fit;

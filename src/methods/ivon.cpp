@@ -152,7 +152,9 @@ MethodInfo ivon_method_info() {
   MethodInfo info;
   info.name = "ivon";
   info.summary =
-      "IVON variational online Newton: a diagonal Gaussian at about Adam's cost (step --lr, about 0.1, not 1e-3)";
+      "IVON variational online Newton: a diagonal Gaussian at about Adam's cost (step --lr, default 0.1: a fraction "
+      "of a Newton step, not Adam's)";
+  info.default_lr = 0.1;
   info.fields = {
       {"hess_init", FieldType::Double, "0.1", "initial Hessian estimate h0 (> 0)", {}},
       {"beta1", FieldType::Double, "0.9", "gradient momentum, in [0, 1)", {}},

@@ -24,7 +24,7 @@ void TrainOptions::validate() const {
   // 0 is for library callers that start from given weights; the command line requires >= 1.
   if (epochs < 0) throw InvalidArgument(fmt::format("--epochs must be >= 0, got {}", epochs));
   if (batch_size < 1) throw InvalidArgument(fmt::format("--batch-size must be >= 1, got {}", batch_size));
-  if (!(lr > 0)) throw InvalidArgument(fmt::format("--lr must be > 0, got {}", lr));
+  if (!(lr >= 0)) throw InvalidArgument(fmt::format("--lr must be > 0 (or 0 for the method's default), got {}", lr));
 }
 
 torch::Tensor member_init_params(const Model& model, uint64_t seed, int64_t members) {

@@ -193,7 +193,7 @@ TEST(MapFit, RejectsBadRequests) {
   bad.likelihood = "categorical";
   EXPECT_THROW(fit(bad), InvalidArgument);
   bad = req;
-  bad.train.lr = 0;
+  bad.train.lr = -1e-3;  // 0 is the method's own default
   EXPECT_THROW(fit(bad), InvalidArgument);
   bad = req;
   bad.train.prior = "1,2,3";  // mlp:4 has 2 layers

@@ -5,6 +5,7 @@
 
 #include "credence/core/error.h"
 #include "credence/core/rng.h"
+#include "credence/fit/fit.h"
 #include "credence/methods/method.h"
 #include "credence/prior/prior.h"
 
@@ -188,4 +189,30 @@ TEST(GaussianPrior, AddGradMatchesAutograd) {
     EXPECT_NEAR(value, 0.25 * prior.neg_log_prob(theta.detach()).item<double>(), 1e-12);
   }
 }
+}  // namespace credence
+
+namespace credence {
+namespace {
+
+// Without a step size each method takes its own (IVON's is a fraction of a Newton step); a given
+// one is kept, and a post-hoc method's MAP takes MAP's.
+TEST(TrainOptions, EachMethodTakesItsOwnStepSizeUnlessOneIsGiven) {
+  FitRequest req;
+  req.data = load_data("synthetic:moons?n=100");
+  req.model = "mlp:4";
+  req.train.epochs = 1;
+  req.train.quiet = true;
+  const std::vector<std::pair<std::string, double>> defaults = {{"map", 1e-3}, {"ivon", 0.1}, {"vi", 1e-3}};
+  for (const auto& [method, lr] : defaults) {
+    req.method = method;
+    EXPECT_DOUBLE_EQ(fit(req).info["lr"].get<double>(), lr) << method;
+  }
+  req.method = "ivon";
+  req.train.lr = 0.05;
+  EXPECT_DOUBLE_EQ(fit(req).info["lr"].get<double>(), 0.05);
+  req.train.lr = -1;
+  EXPECT_THROW(fit(req), InvalidArgument);
+}
+
+}  // namespace
 }  // namespace credence

@@ -69,7 +69,16 @@ void TrainFlags::add(CLI::App& app) {
   app.add_option("--batch-size", train.batch_size, "minibatch size")
       ->capture_default_str()
       ->check(whole_number_at_least(1, "--batch-size 128"));
-  app.add_option("--lr", train.lr, "learning rate")->capture_default_str();
+  app.add_option("--lr", train.lr, "step size (default: the method's own, 1e-3 for most, 0.1 for ivon)")
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            try {
+              if (parse_double(v, "--lr") > 0) return "";
+            } catch (const InvalidArgument&) {
+            }
+            return fmt::format("must be a number > 0 (e.g. 1e-3), got '{}'", v);
+          },
+          "NUMBER>0"));
   app.add_option("--prior-precision", train.prior, "Gaussian prior precision: auto (5e-4 * N, i.e. weight decay 5e-4), one value, or one per layer")
       ->capture_default_str();
   app.add_option("--seed", train.seed, "random seed")

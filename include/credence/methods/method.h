@@ -22,7 +22,8 @@ class Communicator;
 struct TrainOptions {
   int64_t epochs = 20;
   int64_t batch_size = 128;
-  double lr = 1e-3;
+  /// Step size; 0 (the default) is the method's own (MethodInfo::default_lr).
+  double lr = 0.0;
   /// Prior precision: "auto" (5e-4 * N), one value, or one per layer ("1,1,10").
   std::string prior = "auto";
   uint64_t seed = 0;
@@ -87,6 +88,9 @@ struct MethodInfo {
   std::string summary;
   std::vector<Field> fields;
   bool post_hoc = false;  ///< starts from a MAP fit (compare reuses one)
+  /// The step size when none is given (--lr): Adam's 1e-3 for most; a method whose step means
+  /// something else (IVON's fraction of a Newton step) sets its own.
+  double default_lr = 1e-3;
   /// Options with which a method that is not post-hoc also starts from a MAP fit (e.g. init=map).
   std::function<bool(const Options&)> uses_map;
   bool starts_from_map(const Options& o) const { return post_hoc || (uses_map && uses_map(o)); }
