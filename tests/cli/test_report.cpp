@@ -127,6 +127,15 @@ TEST_F(Report, ClassificationReportWithOod) {
   EXPECT_EQ(count_prefix(sources, "risk_coverage"), 1u);
   EXPECT_EQ(count_prefix(sources, "ood_"), 3u);  // map, ensemble, map+temperature
   EXPECT_EQ(count_prefix(sources, "cost_quality"), 1u);
+  // Under the reliability diagram: the examples per confidence bin, one row per method, summing to the test size.
+  const std::string html = read_file(report / "index.html");
+  EXPECT_NE(html.find("examples per confidence bin"), std::string::npos);
+  auto row = html.find("<tr><td class=\"m\">map</td>", html.find("examples per confidence bin"));
+  ASSERT_NE(row, std::string::npos);
+  int total = 0;
+  for (size_t at = html.find("<td>", row); at < html.find("</tr>", row); at = html.find("<td>", at + 1))
+    total += std::stoi(html.substr(at + 4));
+  EXPECT_EQ(total, 500);
 
   std::ifstream in(json);
   auto j = nlohmann::json::parse(in);
