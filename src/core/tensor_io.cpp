@@ -35,6 +35,16 @@ at::ScalarType dtype_from(const std::string& s) {
   if (s == "int32") return at::kInt;
   throw IoError(fmt::format("unknown tensor type '{}' in file", s));
 }
+}  // namespace
+
+bool is_tensor_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string magic(sizeof(kMagic) - 1, '\0');
+  return in.read(magic.data(), magic.size()) && magic == kMagic;
+}
+
+namespace {
+
 // A trailer after the tensors: the tag, then the CRC-32 of every byte before the tag.
 const char kChecksumTag[] = "CREDENCE-CRC32\n";
 constexpr size_t kTrailer = sizeof(kChecksumTag) - 1 + sizeof(uint32_t);
@@ -46,10 +56,7 @@ bool verify_checksum(const std::string& path) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw IoError(fmt::format("cannot open '{}'", path));
   const auto size = static_cast<uint64_t>(in.tellg());
-  std::string magic(sizeof(kMagic) - 1, '\0');
-  in.seekg(0);
-  if (!in.read(magic.data(), magic.size()) || magic != kMagic)
-    throw IoError(fmt::format("'{}' is not a credence file (wrong header)", path));
+  if (!is_tensor_file(path)) throw IoError(fmt::format("'{}' is not a credence file (wrong header)", path));
   std::string trailer(kTrailer, '\0');
   if (size >= kTrailer + sizeof(kMagic)) {
     in.seekg(static_cast<std::streamoff>(size - kTrailer));
@@ -80,7 +87,6 @@ bool verify_checksum(const std::string& path) {
 
 void save_tensor_file(const std::string& path, const nlohmann::json& meta, const TensorMap& tensors,
                       bool overwrite) {
-  check_output_path(path, overwrite, "file");
   nlohmann::json header = {{"meta", meta}, {"tensors", nlohmann::json::array()}};
   std::vector<at::Tensor> blobs;
   int64_t offset = 0;
@@ -95,10 +101,7 @@ void save_tensor_file(const std::string& path, const nlohmann::json& meta, const
     blobs.push_back(c);
   }
   std::string text = header.dump();
-  TemporaryOutput temp(path);
-  {
-    std::ofstream out(temp.temp_path(), std::ios::binary | std::ios::trunc);
-    if (!out) throw IoError(fmt::format("cannot write '{}' (check the directory exists and is writable)", path));
+  write_file_atomically(path, overwrite, [&](std::ostream& out) {
     uLong crc = crc32(0L, Z_NULL, 0);
     auto put = [&](const void* data, size_t size) {
       if (size == 0) return;  // zlib treats a null buffer (an empty tensor's) as "start over"
@@ -113,17 +116,9 @@ void save_tensor_file(const std::string& path, const nlohmann::json& meta, const
     uint32_t sum = static_cast<uint32_t>(crc);
     out.write(kChecksumTag, sizeof(kChecksumTag) - 1);
     out.write(reinterpret_cast<const char*>(&sum), sizeof(sum));
-    out.flush();
-    if (!out) throw IoError(fmt::format("writing '{}' failed (is the disk full?)", path));
-  }
-  temp.commit();
+  }, "file");
 }
 
-bool is_tensor_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::string magic(sizeof(kMagic) - 1, '\0');
-  return in.read(magic.data(), magic.size()) && magic == kMagic;
-}
 
 std::pair<nlohmann::json, TensorMap> load_tensor_file(const std::string& path) {
   const bool has_trailer = verify_checksum(path);

@@ -109,7 +109,9 @@ torch::Tensor initial_theta(const std::string& path, const Model& model) {
   check_input_file(path, "--init file");
   if (!is_tensor_file(path)) return weights_to_theta(model, load_state_dict(path), path);
   auto source = FittedModel::load(path);
-  auto tensors = load_tensor_file(path).second;
+  TensorMap tensors;  // the posterior's tensors as its file holds them, without reading it again
+  nlohmann::json meta;
+  source.posterior->save(tensors, meta);
   torch::Tensor point;
   for (const char* key : {"laplace.theta", "posterior.theta", "posterior.mean"})
     if (tensors.count(key)) point = tensors.at(key);

@@ -5,8 +5,6 @@
 #include <torch/cuda.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstdlib>
 #include <fstream>
 #include <iostream>
 
@@ -21,13 +19,11 @@ namespace credence::cli {
 CLI::Validator whole_number_at_least(long long min, const std::string& example) {
   return CLI::Validator(
       [min, example](std::string& value) -> std::string {
-        const std::string t = trim(value);
-        char* end = nullptr;
-        errno = 0;
-        long long v = std::strtoll(t.c_str(), &end, 10);
-        if (t.empty() || end != t.c_str() + t.size() || errno == ERANGE || v < min)
-          return fmt::format("must be a whole number >= {} (e.g. {}), got '{}'", min, example, value);
-        return "";
+        try {
+          if (parse_int(value, "") >= min) return "";
+        } catch (const InvalidArgument&) {
+        }
+        return fmt::format("must be a whole number >= {} (e.g. {}), got '{}'", min, example, value);
       },
       fmt::format("INT>={}", min));
 }
