@@ -20,6 +20,12 @@ CurvatureKind parse_curvature_kind(const std::string& name) {
   throw InvalidArgument(fmt::format("unknown curvature '{}' (known: ggn, ef, mc)", name));
 }
 
+KfacSharing parse_kfac_sharing(const std::string& name) {
+  if (name == "expand") return KfacSharing::Expand;
+  if (name == "reduce") return KfacSharing::Reduce;
+  throw InvalidArgument(fmt::format("unknown kfac '{}' (known: expand, reduce)", name));
+}
+
 Structure parse_structure(const std::string& name, int64_t* rank) {
   if (name.rfind("lowrank:", 0) == 0) {
     long k = parse_int(name.substr(8), "hessian=lowrank:K");
@@ -76,8 +82,17 @@ std::vector<LayerFactors> layer_factors(const Model& model, const ParamSubset& s
     for (size_t i = 0; i < pre.size(); ++i)
       grads[i].push_back(g[i].defined() ? g[i] : at::zeros_like(pre[i]));
   }
-  for (size_t i = 0; i < subset.layers.size(); ++i)
-    out.push_back({trace.inputs[subset.layers[i].model_layer].detach(), at::stack(grads[i], 1)});
+  for (size_t i = 0; i < subset.layers.size(); ++i) {
+    auto a = trace.inputs[subset.layers[i].model_layer];
+    auto g = at::stack(grads[i], 1);  // [n, D, out], [n, D, T, out] or images [n, D, out, H, W]
+    if (g.dim() == 5) g = g.flatten(3).transpose(2, 3);
+    if (a.defined() && a.dim() == 4) a = a.flatten(2).transpose(1, 2);
+    if (subset.layers[i].kind != LayerKind::Dense && g.dim() == 3) {  // always with positions
+      g = g.unsqueeze(2);
+      if (a.defined()) a = a.unsqueeze(1);
+    }
+    out.push_back({a.defined() ? a.detach() : a, g});
+  }
   if (outputs) *outputs = f.detach();
   return out;
 }
@@ -165,7 +180,8 @@ std::vector<LayerFactors> curvature_factors(const Model& model, const Likelihood
 
 Curvature compute_curvature(const Model& model, const Likelihood& likelihood, const ParamSubset& subset,
                             const torch::Tensor& theta, const Dataset& data, Structure structure,
-                            CurvatureKind kind, int64_t batch_size, uint64_t seed, const Communicator* comm) {
+                            CurvatureKind kind, int64_t batch_size, uint64_t seed, const Communicator* comm,
+                            KfacSharing sharing) {
   if (structure == Structure::LowRank)
     throw InvalidArgument("compute_curvature: use compute_lowrank_curvature for hessian=lowrank:K");
   const int64_t K = subset.size;
@@ -188,14 +204,21 @@ Curvature compute_curvature(const Model& model, const Likelihood& likelihood, co
   if (likelihood.kind == LikelihoodKind::Gaussian) c.noise_power = kind == CurvatureKind::EF ? 4 : 2;
   Likelihood unit = likelihood;
   unit.sigma = 1.0;
-  std::vector<torch::Tensor> A(subset.layers.size()), B(subset.layers.size());
+  // Kron: A is the output side (a Scale or Shift layer's exact weight block), Ab a Scale layer's
+  // bias block, B the input side summed over `count` inputs.
+  const size_t L = subset.layers.size();
+  std::vector<torch::Tensor> A(L), Ab(L), B(L);
+  auto count = at::zeros({static_cast<int64_t>(L)}, opts.dtype(at::kDouble));
   if (structure == Structure::Full) c.full = at::zeros({K, K}, opts);
   if (structure == Structure::Diag) c.diag = at::zeros({K}, opts);
   const int64_t ranks = comm ? comm->world_size() : 1, rank = comm ? comm->rank() : 0;
-  if (structure == Structure::Kron && ranks > 1)  // a rank may get no chunk
-    for (size_t i = 0; i < subset.layers.size(); ++i) {
-      A[i] = at::zeros({subset.layers[i].out, subset.layers[i].out}, opts);
-      B[i] = at::zeros({subset.layers[i].in, subset.layers[i].in}, opts);
+  if (structure == Structure::Kron)  // a rank may get no chunk
+    for (size_t i = 0; i < L; ++i) {
+      const auto& l = subset.layers[i];
+      A[i] = at::zeros({l.out, l.out}, opts);
+      B[i] = at::zeros({l.in, l.in}, opts);
+      const int64_t nb = l.kind != LayerKind::Dense && l.bias_block >= 0 ? l.out : 0;
+      Ab[i] = at::zeros({nb, nb}, opts);
     }
   // Long dense passes show progress on a terminal (the display stays silent elsewhere).
   const bool long_pass = structure == Structure::Full && double(K) * K * theta.element_size() > 2.5e8;
@@ -210,17 +233,32 @@ Curvature compute_curvature(const Model& model, const Likelihood& likelihood, co
     std::vector<torch::Tensor> rows;  // Full: per-(example, direction) Jacobian rows over the subset
     for (size_t i = 0; i < factors.size(); ++i) {
       const auto& l = subset.layers[i];
-      const auto& a = factors[i].a;
-      const auto& g = factors[i].g;  // [m, D, out]
-      if (structure == Structure::Kron) {
-        auto gg = g.reshape({-1, l.out});
-        A[i] = A[i].defined() ? A[i] + gg.t().mm(gg) : gg.t().mm(gg);
-        B[i] = B[i].defined() ? B[i] + a.t().mm(a) : a.t().mm(a);
-      } else if (structure == Structure::Diag) {
-        if (l.partial()) {
-          c.diag.narrow(0, l.offset, l.size()).add_(l.jacobian_columns(a, g).pow(2).sum(at::IntArrayRef{0, 1}));
-          continue;
+      auto a = factors[i].a;
+      auto g = factors[i].g;  // [m, D, out] or [m, D, T, out]
+      const bool shared = SubsetLayer::shared(g);
+      if (structure == Structure::Kron && l.kind != LayerKind::Dense) {  // exact blocks: few entries
+        auto J = l.jacobian_columns(a, g).reshape({-1, l.size()});
+        auto Jw = J.narrow(1, 0, l.num_weights()), Jb = J.narrow(1, l.num_weights(), l.num_biases());
+        A[i].addmm_(Jw.t(), Jw);
+        Ab[i].addmm_(Jb.t(), Jb);
+      } else if (structure == Structure::Kron) {
+        if (shared && sharing == KfacSharing::Reduce) {
+          a = a.mean(1);
+          g = g.sum(2);
         }
+        auto gg = g.reshape({-1, l.out}), aa = a.reshape({-1, l.in});
+        A[i].addmm_(gg.t(), gg);
+        B[i].addmm_(aa.t(), aa);
+        count[i] += aa.size(0);
+      } else if (structure == Structure::Diag && (l.partial() || shared || l.kind != LayerKind::Dense)) {
+        // Per-example columns, a slice of examples at a time to bound their memory.
+        const int64_t per = std::max<int64_t>(1, (int64_t(1) << 24) / std::max<int64_t>(1, g.size(1) * l.size()));
+        for (int64_t s0 = 0; s0 < m; s0 += per) {
+          const int64_t k = std::min(per, m - s0);
+          auto J = l.jacobian_columns(a.defined() ? a.narrow(0, s0, k) : a, g.narrow(0, s0, k));
+          c.diag.narrow(0, l.offset, l.size()).add_(J.pow(2).sum(at::IntArrayRef{0, 1}));
+        }
+      } else if (structure == Structure::Diag) {
         auto g2 = g.pow(2).sum(1);  // [m, out]
         c.diag.narrow(0, l.offset, l.out * l.in).add_(g2.t().mm(a.pow(2)).reshape({-1}));
         c.diag.narrow(0, l.offset + l.out * l.in, l.out).add_(g2.sum(0));
@@ -235,18 +273,26 @@ Curvature compute_curvature(const Model& model, const Likelihood& likelihood, co
   }
   if (ranks > 1) {
     auto stats = at::tensor({c.nll, c.sum_sq_residual}, at::kDouble);
-    std::vector<torch::Tensor> sums = {c.full, c.diag, stats};
-    sums.insert(sums.end(), A.begin(), A.end());
-    sums.insert(sums.end(), B.begin(), B.end());
+    std::vector<torch::Tensor> sums = {c.full, c.diag, stats, count};
+    for (auto* part : {&A, &Ab, &B})
+      for (const auto& t : *part)
+        if (t.numel() > 0) sums.push_back(t);
     comm->all_reduce_sum(sums);
     c.nll = stats[0].item<double>();
     c.sum_sq_residual = stats[1].item<double>();
   }
   if (structure == Structure::Kron) {
-    for (size_t i = 0; i < subset.layers.size(); ++i) {
+    auto one = at::ones({1, 1}, opts);
+    for (size_t i = 0; i < L; ++i) {
       const auto& l = subset.layers[i];
-      c.kron.push_back({l.offset, l.out, l.in, A[i], B[i] / static_cast<double>(c.n)});
-      c.kron.push_back({l.offset + l.out * l.in, l.out, 1, A[i], at::ones({1, 1}, opts)});
+      if (l.kind != LayerKind::Dense) {
+        c.kron.push_back({l.offset, l.out, 1, A[i], one});
+        if (l.bias_block >= 0) c.kron.push_back({l.offset + l.out, l.out, 1, Ab[i], one});
+        continue;
+      }
+      const double inputs = count[i].item<double>();
+      c.kron.push_back({l.offset, l.out, l.in, A[i], inputs > 0 ? B[i] / inputs : B[i]});
+      c.kron.push_back({l.offset + l.out * l.in, l.out, 1, A[i], one});
     }
   }
   return c;

@@ -65,7 +65,8 @@ class LaplaceMethod : public Method {
                          ? compute_lowrank_curvature(model, likelihood_, subset, theta, problem.train, kind, rank,
                                                      options_.get_int("iterations"), 256, problem.train_options.seed)
                          : compute_curvature(model, likelihood_, subset, theta, problem.train, structure, kind, 256,
-                                             problem.train_options.seed, problem.comm);
+                                             problem.train_options.seed, problem.comm,
+                                             parse_kfac_sharing(options_.get_string("kfac")));
     const std::string prior = options_.get_string("prior");
     torch::Tensor prior_precision = subset.gather(problem.prior.precision);
     if (prior.rfind("fixed:", 0) == 0)
@@ -138,6 +139,10 @@ MethodInfo laplace_method_info() {
       {"hessian", FieldType::String, "kron",
        "structure: diag, kron (KFAC), full, lowrank:K (top-K eigenpairs of the exact curvature plus the prior)", {}},
       {"iterations", FieldType::Int, "4", "lowrank: subspace-iteration passes over the data", {}},
+      {"kfac", FieldType::Choice, "expand",
+       "kron over weights shared by positions (convolutions, token-wise layers): expand (each position an "
+       "example) or reduce (sum over positions first)",
+       {"expand", "reduce"}},
       {"curvature", FieldType::Choice, "ggn",
        "ggn (exact generalized Gauss-Newton), ef (empirical Fisher), mc (Monte-Carlo Fisher: one sampled target)",
        {"ggn", "ef", "mc"}},

@@ -35,6 +35,7 @@ class FrozenModel : public Model,
       index.push_back(at::arange(blocks[i].offset, blocks[i].offset + blocks[i].numel, at::kLong));
     }
     layout_.num_layers = inner_->layout().num_layers;
+    layout_.kinds = inner_->layout().kinds;
     index_ = at::cat(index).to(inner_->device());
     if (auto* ll = inner_->find<LastLayerAccess>()) {
       auto last = ll->last_layer();

@@ -7,6 +7,7 @@
 
 #include "credence/core/error.h"
 #include "credence/core/spec.h"
+#include "network.h"
 #include "sequential.h"
 
 namespace credence {
@@ -89,6 +90,16 @@ const std::vector<ModelFamily>& model_registry() {
        "fully connected network (mlp: alone is a linear model); every capability", {{"act", "relu or tanh"}},
        make_mlp},
       {"cnn", "cnn:lenet", "LeNet-style convolutional network for [C, H, W] images (at least 12x12)", {}, make_cnn},
+      {"resnet", "resnet:DEPTH[?width=16&groups=4]",
+       "pre-activation ResNet (3 stages, GroupNorm) for [C, H, W] images; DEPTH = 6n + 2: 8, 14, 20, ...",
+       {{"width", "channels of the first stage (doubled at each of the next two)"},
+        {"groups", "GroupNorm groups (must divide width)"}},
+       make_resnet},
+      {"transformer", "transformer:LAYERS[?dim=64&heads=4&patch=7&mlp=2]",
+       "ViT-style encoder over image patches (pre-LayerNorm, mean-pooled tokens) for [C, H, W] images",
+       {{"dim", "token width"}, {"heads", "attention heads (must divide dim)"},
+        {"patch", "patch side (must divide the image sides)"}, {"mlp", "hidden width of each MLP, as a multiple of dim"}},
+       make_transformer},
       {"torchscript", "torchscript:PATH",
        "a module saved from PyTorch with torch.jit.save, with its weights; last-layer methods need its "
        "features(x)",

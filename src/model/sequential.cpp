@@ -15,8 +15,8 @@ namespace credence {
 
 SequentialModel::SequentialModel(std::string spec, std::vector<int64_t> input_shape,
                                  std::vector<LayerDef> layers, torch::Dtype dtype, torch::Device device)
-    : spec_(std::move(spec)), input_shape_(std::move(input_shape)), layers_(std::move(layers)),
-      dtype_(dtype), device_(device), stacked_cache_(std::make_shared<StackedCache>()) {
+    : stacked_cache_(std::make_shared<StackedCache>()), spec_(std::move(spec)), input_shape_(std::move(input_shape)),
+      layers_(std::move(layers)), dtype_(dtype), device_(device) {
   int layer = 0;
   for (auto& l : layers_) {
     if (l.kind != LayerDef::Linear && l.kind != LayerDef::Conv) continue;
@@ -41,6 +41,7 @@ SequentialModel::SequentialModel(std::string spec, std::vector<int64_t> input_sh
     ++layer;
   }
   layout_.num_layers = layer;
+  layout_.kinds.assign(layer, LayerKind::Dense);
   if (layers_.empty() || layers_.back().kind != LayerDef::Linear)
     throw InvalidArgument(fmt::format("model '{}' must end in a linear layer", spec_));
 }
@@ -167,7 +168,9 @@ torch::Tensor SequentialModel::run(const torch::Tensor& x, const torch::Tensor& 
       }
       case LayerDef::Conv: {
         if (!stacked) {
-          if (trace) trace->inputs.push_back(h);
+          if (trace)  // the unfolded patches [N, locations, in * k * k]: a linear layer shared by locations
+            trace->inputs.push_back(
+                at::im2col(h.detach(), {l.kernel, l.kernel}, {1, 1}, {l.padding, l.padding}, {1, 1}).transpose(1, 2));
           h = at::conv2d(h, parts[l.weight_block].view({l.out, l.in, l.kernel, l.kernel}),
                          parts[l.bias_block], 1, l.padding);
           if (trace) trace->outputs.push_back(h);

@@ -7,24 +7,44 @@
 
 namespace credence {
 namespace {
-SubsetLayer layer_from(const Model& model, int weight_block, int bias_block) {
+SubsetLayer layer_from(const Model& model, int weight_block, int bias_block, LayerKind kind = LayerKind::Dense) {
   const auto& blocks = model.layout().blocks;
   const auto& w = blocks[weight_block];
-  if (w.shape.size() != 2)
-    throw NotSupported(fmt::format(
-        "model '{}': parameter '{}' has shape [{}]; curvature over convolutions is not supported yet "
-        "(use subset=last_layer)",
-        model.spec(), w.name, fmt::join(w.shape, ", ")));
+  SubsetLayer l;
+  l.kind = kind;
+  l.weight_block = weight_block;
+  l.bias_block = bias_block;
+  l.model_layer = w.layer;
+  if (kind != LayerKind::Dense) {  // per-channel (Scale) or per-entry (Shift) parameters
+    l.out = w.numel;
+    l.in = 1;
+    return l;
+  }
   if (bias_block < 0 || blocks[bias_block].numel != w.shape[0])
     throw NotSupported(fmt::format("model '{}': layer '{}' has no bias of size {}", model.spec(), w.name,
                                    w.shape[0]));
-  SubsetLayer l;
-  l.weight_block = weight_block;
-  l.bias_block = bias_block;
   l.out = w.shape[0];
-  l.in = w.shape[1];
-  l.model_layer = w.layer;
+  l.in = w.numel / w.shape[0];  // a convolution's [out, in, k, k] acts on unfolded patches
   return l;
+}
+
+// The layers of a model that traces them, with their blocks (weight first), in layer order.
+std::vector<SubsetLayer> traced_layers(const Model& model) {
+  const auto& layout = model.layout();
+  std::vector<std::vector<int>> of_layer(layout.num_layers);
+  for (size_t b = 0; b < layout.blocks.size(); ++b) of_layer.at(layout.blocks[b].layer).push_back(static_cast<int>(b));
+  std::vector<SubsetLayer> layers;
+  for (int i = 0; i < layout.num_layers; ++i) {
+    const auto& blocks = of_layer[i];
+    if (blocks.empty()) continue;  // frozen
+    const LayerKind kind = layout.kinds[i];
+    if (blocks.size() > 2 || (kind == LayerKind::Shift) != (blocks.size() == 1))
+      throw NotSupported(fmt::format("model '{}': layer {} has {} of its parameter tensors trainable; freeze all "
+                                     "of a layer's tensors or none",
+                                     model.spec(), i, blocks.size()));
+    layers.push_back(layer_from(model, blocks[0], blocks.size() > 1 ? blocks[1] : -1, kind));
+  }
+  return layers;
 }
 }  // namespace
 
@@ -36,7 +56,16 @@ ParamSubset ParamSubset::parse(const std::string& spec, const Model& model) {
     auto ll = model.require<LastLayerAccess>("subset=last_layer").last_layer();
     s.last_layer = true;
     s.layers.push_back(layer_from(model, ll.weight_block, ll.bias_block));
-  } else if (spec == "all" || spec.rfind("names:", 0) == 0) {
+  } else if ((spec == "all" || spec.rfind("names:", 0) == 0) && !model.layout().kinds.empty()) {
+    std::string pattern = spec == "all" ? "" : spec.substr(6);
+    for (const auto& l : traced_layers(model)) {
+      bool named = blocks[l.weight_block].name.find(pattern) != std::string::npos ||
+                   (l.bias_block >= 0 && blocks[l.bias_block].name.find(pattern) != std::string::npos);
+      if (named) s.layers.push_back(l);
+    }
+    if (s.layers.empty())
+      throw InvalidArgument(fmt::format("subset '{}' matches no layer of model '{}'", spec, model.spec()));
+  } else if (spec == "all" || spec.rfind("names:", 0) == 0) {  // untraced: weight and bias pairs
     std::string pattern = spec == "all" ? "" : spec.substr(6);
     for (size_t b = 0; b + 1 < blocks.size(); ++b) {
       if (blocks[b].name.find("weight") == std::string::npos) continue;
@@ -57,6 +86,7 @@ ParamSubset ParamSubset::parse(const std::string& spec, const Model& model) {
   for (auto& l : s.layers) {
     l.offset = s.size;
     for (int b : {l.weight_block, l.bias_block}) {
+      if (b < 0) continue;
       idx.push_back(at::arange(blocks[b].offset, blocks[b].offset + blocks[b].numel, at::kLong));
       s.size += blocks[b].numel;
     }
@@ -65,8 +95,27 @@ ParamSubset ParamSubset::parse(const std::string& spec, const Model& model) {
   return s;
 }
 
+namespace {
+// The columns of every entry of a layer with positions: a [n, T, in] (Dense, Scale), g [n, D, T, out].
+torch::Tensor all_shared_columns(const SubsetLayer& l, const torch::Tensor& a, const torch::Tensor& g) {
+  const int64_t n = g.size(0), D = g.size(1);
+  switch (l.kind) {
+    case LayerKind::Dense:
+      return at::cat({at::einsum("ndto,nti->ndoi", {g, a}).reshape({n, D, l.out * l.in}), g.sum(2)}, 2);
+    case LayerKind::Scale: return at::cat({(g * a.unsqueeze(1)).sum(2), g.sum(2)}, 2);
+    case LayerKind::Shift: break;
+  }
+  return g.reshape({n, D, l.out});
+}
+}  // namespace
+
 torch::Tensor SubsetLayer::jacobian_columns(const torch::Tensor& a, const torch::Tensor& g) const {
-  const int64_t n = a.size(0), D = g.size(1);
+  const int64_t n = g.size(0), D = g.size(1);
+  if (shared(g)) {
+    auto all = all_shared_columns(*this, a, g);
+    if (!partial()) return all;
+    return all.index_select(2, at::cat({weight_entries, bias_entries + out * in}));
+  }
   if (!partial())
     return at::cat({(g.unsqueeze(3) * a.view({n, 1, 1, in})).reshape({n, D, out * in}), g}, 2);
   auto rows = at::div(weight_entries, in, "floor"), cols = weight_entries.remainder(in);
@@ -75,10 +124,16 @@ torch::Tensor SubsetLayer::jacobian_columns(const torch::Tensor& a, const torch:
 }
 
 torch::Tensor SubsetLayer::jacobian_times(const torch::Tensor& a, const torch::Tensor& g, const torch::Tensor& V) const {
-  if (partial()) return jacobian_columns(a, g).matmul(V);
+  if (partial() || kind != LayerKind::Dense) return jacobian_columns(a, g).matmul(V);
   const int64_t n = a.size(0), m = V.size(1);
-  // t[n, o, k] = sum_i a[n, i] V_W[o, i, k] + V_b[o, k]; then J V = g t.
   auto VW = V.narrow(0, 0, out * in).view({out, in, m});
+  if (shared(g)) {  // t[n, t, o, k] = sum_i a[n, t, i] V_W[o, i, k] + V_b[o, k]; J V = sum_{t, o} g t
+    const int64_t T = a.size(1), D = g.size(1);
+    auto t = a.reshape({n * T, in}).mm(VW.permute({1, 0, 2}).reshape({in, out * m})).view({n, T, out, m}) +
+             V.narrow(0, out * in, out);
+    return g.reshape({n, D, T * out}).bmm(t.view({n, T * out, m}));
+  }
+  // t[n, o, k] = sum_i a[n, i] V_W[o, i, k] + V_b[o, k]; then J V = g t.
   auto t = a.mm(VW.permute({1, 0, 2}).reshape({in, out * m})).view({n, out, m}) + V.narrow(0, out * in, out);
   return g.bmm(t);
 }
@@ -86,7 +141,13 @@ torch::Tensor SubsetLayer::jacobian_times(const torch::Tensor& a, const torch::T
 torch::Tensor SubsetLayer::jacobian_transpose_times(const torch::Tensor& a, const torch::Tensor& g,
                                                     const torch::Tensor& U) const {
   const int64_t n = a.size(0), m = U.size(2);
-  if (partial()) return at::einsum("ndk,ndc->kc", {jacobian_columns(a, g), U});
+  if (partial() || kind != LayerKind::Dense) return at::einsum("ndk,ndc->kc", {jacobian_columns(a, g), U});
+  if (shared(g)) {  // q[n, t, o, m] = sum_d g[n, d, t, o] U[n, d, m]
+    const int64_t T = a.size(1);
+    auto q = at::einsum("ndto,ndm->ntom", {g, U});
+    auto w = a.reshape({n * T, in}).t().mm(q.reshape({n * T, out * m})).view({in, out, m}).permute({1, 0, 2});
+    return at::cat({w.reshape({out * in, m}), q.sum(at::IntArrayRef{0, 1})}, 0);
+  }
   auto q = g.transpose(1, 2).bmm(U);  // [n, out, m]
   auto w = a.t().mm(q.reshape({n, out * m})).view({in, out, m}).permute({1, 0, 2}).reshape({out * in, m});
   return at::cat({w, q.sum(0)}, 0);
@@ -107,15 +168,15 @@ ParamSubset ParamSubset::from_index(const std::string& spec, const Model& model,
   s.spec = spec;
   for (auto l : all.layers) {
     const auto& wb = blocks[l.weight_block];
-    const auto& bb = blocks[l.bias_block];
     auto in_range = [&](const ParamBlock& b) {
       auto mask = (sorted >= b.offset) & (sorted < b.offset + b.numel);
       return sorted.masked_select(mask) - b.offset;
     };
     l.weight_entries = in_range(wb).to(model.device());
-    l.bias_entries = in_range(bb).to(model.device());
+    l.bias_entries = l.bias_block < 0 ? at::empty({0}, at::kLong).to(model.device())
+                                      : in_range(blocks[l.bias_block]).to(model.device());
     if (l.size() == 0) continue;
-    if (l.num_weights() == l.out * l.in && l.num_biases() == l.out) l.weight_entries = l.bias_entries = torch::Tensor();
+    if (l.num_weights() == l.out * l.in && l.num_biases() == (l.bias_block < 0 ? 0 : l.out)) l.weight_entries = l.bias_entries = torch::Tensor();
     l.offset = s.size;
     s.size += l.size();
     s.layers.push_back(l);

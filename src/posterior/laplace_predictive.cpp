@@ -50,10 +50,12 @@ torch::Tensor LaplacePosterior::function_variance(const Model& model, const torc
     }
     return fvar - weighted_gram(JZ, c, diag_only);
   }
+  size_t block = 0;  // Kron: each layer's weight block, then its bias block when it has one
   for (size_t i = 0; i < factors.size(); ++i) {
     const auto& l = subset_.layers[i];
-    const auto &a = factors[i].a, &g = factors[i].g;  // g [n, C, out]
-    if (curvature_.structure == Structure::Diag && l.partial()) {
+    const auto &a = factors[i].a, &g = factors[i].g;  // g [n, C, out] or with positions [n, C, T, out]
+    const bool plain = l.kind == LayerKind::Dense && !SubsetLayer::shared(g);
+    if (curvature_.structure == Structure::Diag && (l.partial() || !plain)) {
       auto J = l.jacobian_columns(a, g);  // [n, C, size]
       fvar += weighted_gram(J, diag_p_.narrow(0, l.offset, l.size()).reciprocal().expand({n, l.size()}), diag_only);
     } else if (curvature_.structure == Structure::Diag) {
@@ -61,13 +63,23 @@ torch::Tensor LaplacePosterior::function_variance(const Model& model, const torc
       auto pb = diag_p_.narrow(0, l.offset + l.out * l.in, l.out);
       auto s = a.pow(2).matmul(pw.reciprocal().t()) + pb.reciprocal();  // [n, out]
       fvar += weighted_gram(g, s, diag_only);
-    } else {  // Kron: blocks 2i (weight) and 2i + 1 (bias)
-      auto u = g.matmul(vec_a_[2 * i]);                                       // [n, C, out]
-      auto s = a.matmul(vec_b_[2 * i]).pow(2).matmul(block_d_[2 * i].reciprocal().t());  // [n, out]
+    } else if (plain) {  // Kron, one position: J's rows are g (x) a, rotated into the blocks' eigenbases
+      auto u = g.matmul(vec_a_[block]);                                               // [n, C, out]
+      auto s = a.matmul(vec_b_[block]).pow(2).matmul(block_d_[block].reciprocal().t());  // [n, out]
       fvar += weighted_gram(u, s, diag_only);
-      auto ub = g.matmul(vec_a_[2 * i + 1]);
-      auto sb = block_d_[2 * i + 1].reciprocal().view({1, l.out}).expand({n, l.out});
+      auto ub = g.matmul(vec_a_[block + 1]);
+      auto sb = block_d_[block + 1].reciprocal().view({1, l.out}).expand({n, l.out});
       fvar += weighted_gram(ub, sb, diag_only);
+      block += 2;
+    } else {  // Kron with positions, or exact Scale/Shift blocks: rotate the Jacobian columns
+      auto J = l.jacobian_columns(a, g);
+      for (int64_t start = 0; start < l.size(); ++block) {
+        const auto& b = curvature_.kron[block];
+        auto part = J.narrow(2, start, b.out * b.in).reshape({n, C, b.out, b.in});
+        auto rotated = vec_a_[block].t().matmul(part).matmul(vec_b_[block]).reshape({n, C, b.out * b.in});
+        fvar += weighted_gram(rotated, block_d_[block].reciprocal().reshape({1, -1}).expand({n, b.out * b.in}), diag_only);
+        start += b.out * b.in;
+      }
     }
   }
   return fvar;

@@ -51,7 +51,7 @@ TEST(Capabilities, AMissingOneNamesTheMethodTheCapabilityAndWhoHasIt) {
 TEST(ModelRegistry, FamiliesAreListedAndTheirOptionsChecked) {
   std::vector<std::string> names;
   for (const auto& f : model_registry()) names.push_back(f.name);
-  EXPECT_EQ(names, (std::vector<std::string>{"mlp", "cnn", "torchscript"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"mlp", "cnn", "resnet", "transformer", "torchscript"}));
   EXPECT_EQ(&find_model_family("cnn"), &model_registry()[1]);
   try {
     make_model("rnn:4", {3}, 2);

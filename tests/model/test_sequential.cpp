@@ -243,12 +243,18 @@ TEST(Cnn, TraceShapesAndConvPreActivation) {
   auto out = m->forward(x, theta, &trace);
   ASSERT_EQ(trace.outputs.size(), 5u);
   EXPECT_EQ(trace.outputs[0].sizes(), (std::vector<int64_t>{2, 6, 28, 28}));
-  EXPECT_EQ(trace.inputs[1].sizes(), (std::vector<int64_t>{2, 6, 14, 14}));
+  // A convolution records its unfolded patches [N, locations, in * k * k].
+  EXPECT_EQ(trace.inputs[1].sizes(), (std::vector<int64_t>{2, 100, 6 * 25}));
   EXPECT_EQ(trace.outputs[1].sizes(), (std::vector<int64_t>{2, 16, 10, 10}));
   EXPECT_EQ(trace.inputs[2].sizes(), (std::vector<int64_t>{2, 400}));
   auto pre0 = at::conv2d(x, block(*m, theta, "layer0.weight"), block(*m, theta, "layer0.bias"), 1, 2);
   EXPECT_LT(max_abs_diff(trace.outputs[0], pre0), 1e-12);
-  EXPECT_LT(max_abs_diff(trace.inputs[1], at::max_pool2d(pre0.clamp_min(0.0), {2, 2})), 1e-12);
+  // The patches times the flattened kernel are the convolution.
+  auto pooled = at::max_pool2d(pre0.clamp_min(0.0), {2, 2});
+  auto W1 = block(*m, theta, "layer1.weight").reshape({16, -1});
+  auto via_patches = trace.inputs[1].matmul(W1.t()) + block(*m, theta, "layer1.bias");
+  EXPECT_LT(max_abs_diff(via_patches, trace.outputs[1].flatten(2).transpose(1, 2)), 1e-12);
+  EXPECT_LT(max_abs_diff(trace.inputs[1], at::im2col(pooled, {5, 5}, {1, 1}, {0, 0}, {1, 1}).transpose(1, 2)), 1e-12);
   EXPECT_LT(max_abs_diff(trace.outputs[4], out), 1e-15);
 }
 

@@ -51,7 +51,7 @@ torch::Device CommonOptions::torch_device() const { return device == "cuda" ? to
 torch::Dtype CommonOptions::torch_dtype() const { return dtype == "float64" ? torch::kFloat64 : torch::kFloat32; }
 
 void TrainFlags::add(CLI::App& app) {
-  app.add_option("--model", model, "model spec: mlp:H1,H2,...[?act=relu|tanh], cnn:lenet, torchscript:PATH")
+  app.add_option("--model", model, "model spec: mlp:H1,H2,..., cnn:lenet, resnet:DEPTH, transformer:LAYERS, torchscript:PATH (see `credence describe --models`)")
       ->capture_default_str();
   app.add_option("--likelihood", likelihood,
                  "gaussian (learned noise), gaussian?sigma=S, heteroscedastic, categorical, bernoulli");

@@ -20,6 +20,12 @@ class Communicator;
 /// Fisher (one target sampled from the model per example: one backward pass instead of C).
 enum class CurvatureKind { GGN, EF, MC };
 enum class Structure { Diag, Kron, Full, LowRank };
+/// KFAC for a layer whose weights T positions share (a convolution over locations, a linear layer
+/// over tokens), after Eschenhagen et al. 2023: Expand treats each position as an example (KFC for
+/// convolutions); Reduce sums the output gradients and averages the inputs over positions first.
+/// Both are exact for one example at one position.
+enum class KfacSharing { Expand, Reduce };
+KfacSharing parse_kfac_sharing(const std::string& name);
 CurvatureKind parse_curvature_kind(const std::string& name);
 /// diag, kron, full, or lowrank:K (then `rank` receives K).
 Structure parse_structure(const std::string& name, int64_t* rank = nullptr);
@@ -51,7 +57,8 @@ struct Curvature {
 };
 
 /// Per-layer Jacobian factors on a batch, for each layer of the subset: inputs a [n, in] and the
-/// gradients of D output-space directions with respect to the layer's pre-activation, g [n, D, out].
+/// gradients of D output-space directions with respect to the layer's pre-activation, g [n, D, out];
+/// for layers with positions (SubsetLayer::shared) a [n, T, in] and g [n, D, T, out].
 struct LayerFactors {
   torch::Tensor a, g;
 };
@@ -74,7 +81,7 @@ torch::Tensor output_factors(const Likelihood& likelihood, const torch::Tensor& 
 Curvature compute_curvature(const Model& model, const Likelihood& likelihood, const ParamSubset& subset,
                             const torch::Tensor& theta, const Dataset& data, Structure structure,
                             CurvatureKind kind, int64_t batch_size = 256, uint64_t seed = 0,
-                            const Communicator* comm = nullptr);
+                            const Communicator* comm = nullptr, KfacSharing sharing = KfacSharing::Expand);
 
 /// The factors of one batch for the curvature's output directions; adds the batch's NLL (and
 /// Gaussian squared residuals) to `stats` when given. `unit` is the likelihood at unit noise.

@@ -22,16 +22,28 @@ struct ParamBlock {
   int layer = 0;               ///< index of the parametric layer it belongs to
 };
 
+/// How a parametric layer's parameters act, which fixes its Jacobian (see ParamSubset):
+/// Dense: y = W a + b over the last axis (a linear layer; a convolution over unfolded patches),
+/// applied at T positions that share the weights; Scale: y = w * a + b per channel (the affine part
+/// of a normalization, a being the normalized input); Shift: y = x + w (a learned position
+/// embedding, one block of shape [T, C]).
+enum class LayerKind { Dense, Scale, Shift };
+
 struct ParamLayout {
   std::vector<ParamBlock> blocks;
   int64_t size = 0;       ///< P
   int num_layers = 0;     ///< parametric layers
+  /// Each parametric layer's kind; empty when the model does not trace its layers (TorchScript).
+  std::vector<LayerKind> kinds;
   std::vector<int64_t> numels() const;
   const ParamBlock& find(const std::string& name) const;
 };
 
 /// What curvature methods need from each parametric layer, since LibTorch C++ modules have no
-/// forward hooks: the layer's input and its (differentiable) pre-activation output.
+/// forward hooks: the layer's input and its (differentiable) output. Dense layers record their
+/// input a as [N, in], or [N, T, in] when T positions share the weights (a convolution records its
+/// unfolded patches); Scale layers record the normalized input [N, C] or [N, T, C]; Shift layers
+/// an undefined tensor. Outputs are [N, out], [N, T, out] or images [N, out, H, W].
 struct ForwardTrace {
   std::vector<torch::Tensor> inputs;
   std::vector<torch::Tensor> outputs;

@@ -10,8 +10,11 @@
 
 namespace credence {
 
-/// A linear layer inside a subset: its weight [out, in] and bias [out] blocks.
+/// A parametric layer inside a subset. Dense: weight [out, in] (a convolution's flattened) and
+/// bias [out]; Scale: weight and bias [out] with in = 1; Shift: one block of out entries, in = 1,
+/// no bias.
 struct SubsetLayer {
+  LayerKind kind = LayerKind::Dense;
   int weight_block = -1, bias_block = -1;
   int64_t out = 0, in = 0;
   int64_t offset = 0;  ///< start of the weight in subset coordinates; the bias follows it
@@ -21,10 +24,13 @@ struct SubsetLayer {
 
   bool partial() const { return weight_entries.defined(); }
   int64_t num_weights() const { return partial() ? weight_entries.numel() : out * in; }
-  int64_t num_biases() const { return partial() ? bias_entries.numel() : out; }
+  int64_t num_biases() const { return partial() ? bias_entries.numel() : bias_block < 0 ? 0 : out; }
   int64_t size() const { return num_weights() + num_biases(); }
-  /// Jacobian columns of the chosen entries from the layer's factors a [n, in], g [n, D, out]:
-  /// [n, D, size()] (weights, then biases).
+  /// Whether the layer's factors have a position axis: a [n, T, in], g [n, D, T, out] (weights
+  /// shared by T positions; a Scale or Shift layer always has it).
+  static bool shared(const torch::Tensor& g) { return g.dim() == 4; }
+  /// Jacobian columns of the chosen entries from the layer's factors a [n, in], g [n, D, out]
+  /// (or with positions, see shared()): [n, D, size()] (weights, then biases).
   torch::Tensor jacobian_columns(const torch::Tensor& a, const torch::Tensor& g) const;
   /// J V for this layer's rows V [size(), m] of a set of vectors: [n, D, m].
   torch::Tensor jacobian_times(const torch::Tensor& a, const torch::Tensor& g, const torch::Tensor& V) const;

@@ -1,0 +1,318 @@
+#include "network.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <cmath>
+
+#include "credence/core/error.h"
+#include "credence/core/rng.h"
+
+namespace credence {
+
+NetworkModel::NetworkModel(std::string spec, std::vector<int64_t> input_shape, std::vector<NetOp> ops,
+                           torch::Dtype dtype, torch::Device device)
+    : spec_(std::move(spec)), input_shape_(std::move(input_shape)), ops_(std::move(ops)), dtype_(dtype),
+      device_(device) {
+  if (input_shape_.size() != 3)
+    throw InvalidArgument(fmt::format("model '{}' needs image inputs [C, H, W]; this data has shape [{}] (use mlp:...)",
+                                      spec_, fmt::join(input_shape_, ", ")));
+  if (ops_.empty() || ops_.back().kind != NetOp::Linear)
+    throw InvalidArgument(fmt::format("model '{}' must end in a linear layer", spec_));
+  auto add = [&](const std::string& name, std::vector<int64_t> shape) {
+    ParamBlock b;
+    b.name = name;
+    b.numel = 1;
+    for (auto s : shape) b.numel *= s;
+    b.shape = std::move(shape);
+    b.offset = layout_.size;
+    b.layer = layout_.num_layers;
+    layout_.size += b.numel;
+    layout_.blocks.push_back(b);
+    return static_cast<int>(layout_.blocks.size()) - 1;
+  };
+  for (auto& op : ops_) {
+    switch (op.kind) {
+      case NetOp::Conv:
+      case NetOp::Linear:
+        op.weight_block = add(op.name + ".weight", op.kind == NetOp::Conv
+                                                       ? std::vector<int64_t>{op.out, op.in, op.kernel, op.kernel}
+                                                       : std::vector<int64_t>{op.out, op.in});
+        op.bias_block = add(op.name + ".bias", {op.out});
+        layout_.kinds.push_back(LayerKind::Dense);
+        break;
+      case NetOp::GroupNorm:
+      case NetOp::LayerNorm:
+        op.weight_block = add(op.name + ".weight", {op.out});
+        op.bias_block = add(op.name + ".bias", {op.out});
+        layout_.kinds.push_back(LayerKind::Scale);
+        break;
+      case NetOp::PosEmbed:
+        op.weight_block = add(op.name, {op.groups, op.out});
+        layout_.kinds.push_back(LayerKind::Shift);
+        break;
+      default: continue;
+    }
+    ++layout_.num_layers;
+  }
+}
+
+torch::Tensor NetworkModel::init_params(uint64_t seed) const {
+  auto gen = cpu_generator(rng_key(seed, Stream::Init));
+  auto theta = at::empty({layout_.size}, at::TensorOptions().dtype(dtype_));
+  auto block = [&](int b) { return theta.narrow(0, layout_.blocks[b].offset, layout_.blocks[b].numel); };
+  for (const auto& op : ops_) {
+    switch (op.kind) {
+      case NetOp::Conv:
+      case NetOp::Linear: {  // PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+        double bound = 1.0 / std::sqrt(static_cast<double>(op.in * op.kernel * op.kernel));
+        block(op.weight_block).uniform_(-bound, bound, gen);
+        block(op.bias_block).uniform_(-bound, bound, gen);
+        break;
+      }
+      case NetOp::GroupNorm:
+      case NetOp::LayerNorm:
+        block(op.weight_block).fill_(1.0);
+        block(op.bias_block).zero_();
+        break;
+      case NetOp::PosEmbed: block(op.weight_block).normal_(0.0, 0.02, gen); break;
+      default: break;
+    }
+  }
+  return theta.to(device_);
+}
+
+// Inverted dropout on the final layer's input: masks [N, in] (or [S, N, in]) from one generator.
+struct NetworkModel::Dropout {
+  double p;
+  at::Generator gen;
+  int64_t row_offset = 0, total_rows = 0;
+  torch::Tensor apply(const torch::Tensor& h, int64_t sets) {
+    const int64_t rows = h.size(-2);
+    std::vector<int64_t> shape = {total_rows > 0 ? total_rows : rows, h.size(-1)};
+    if (sets > 0) shape.insert(shape.begin(), sets);
+    auto keep = at::empty(shape, at::TensorOptions().dtype(h.scalar_type())).bernoulli_(1.0 - p, gen);
+    if (total_rows > 0) keep = keep.narrow(-2, row_offset, rows);
+    return h * keep.div_(1.0 - p).to(h.device());
+  }
+};
+
+namespace {
+// Activations of S stacked parameter sets: images as grouped channels [N, S * C, H, W], other
+// tensors with a leading set axis [S, N, ...]. Until the first parametric op, the input is shared
+// by every set and kept once (`per_set` false).
+struct Activation {
+  torch::Tensor h;
+  bool image = true;
+  bool per_set = false;
+};
+
+// `a` with one copy per set, S sets of `channels` channels (images) or a leading axis (others).
+torch::Tensor per_set_copy(const Activation& a, int64_t S) {
+  if (a.per_set) return a.h;
+  return a.image ? a.h.repeat({1, S, 1, 1}) : a.h.unsqueeze(0).expand({S}).contiguous();
+}
+
+// A stacked parameter block [S, numel] viewed with a set axis and `shape`.
+torch::Tensor set_view(const torch::Tensor& block, int64_t S, std::vector<int64_t> shape) {
+  shape.insert(shape.begin(), S);
+  return block.reshape(shape);
+}
+
+// Scale-and-shift of the last axis by [S, C] parameters, broadcast over [S, ..., C].
+torch::Tensor affine_last(const torch::Tensor& h, const torch::Tensor& w, const torch::Tensor& b) {
+  std::vector<int64_t> shape(h.dim(), 1);
+  shape.front() = w.size(0);
+  shape.back() = w.size(1);
+  return h * w.reshape(shape) + b.reshape(shape);
+}
+}  // namespace
+
+torch::Tensor NetworkModel::run(const torch::Tensor& x, const torch::Tensor& theta, size_t num_ops,
+                                ForwardTrace* trace, Dropout* dropout) const {
+  if (theta.dim() != 1 && theta.dim() != 2)
+    throw InvalidArgument(fmt::format("parameters must be [P] or [S, P], got {} dims", theta.dim()));
+  if (theta.size(-1) != layout_.size)
+    throw InvalidArgument(fmt::format("model '{}' has {} parameters, got a vector of {}", spec_, layout_.size,
+                                      theta.size(-1)));
+  const bool stacked = theta.dim() == 2;
+  const int64_t S = stacked ? theta.size(0) : 1;
+  const bool per_set_input = stacked && x.dim() == 5;
+  if (per_set_input && x.size(0) != S)
+    throw InvalidArgument(fmt::format("{} input sets for {} parameter vectors", x.size(0), S));
+  if (x.dim() != (per_set_input ? 5 : 4))
+    throw InvalidArgument(fmt::format("model '{}' takes images [N, C, H, W], got {} dims", spec_, x.dim()));
+  const int64_t N = per_set_input ? x.size(1) : x.size(0);
+  auto parts = theta.split_with_sizes(layout_.numels(), stacked ? 1 : 0);
+  Activation a{per_set_input ? x.transpose(0, 1).reshape({N, -1, x.size(-2), x.size(-1)}) : x, true, !stacked || per_set_input};
+  std::vector<Activation> slots(4);
+  for (size_t i = 0; i < num_ops; ++i) {
+    const auto& op = ops_[i];
+    auto& h = a.h;
+    switch (op.kind) {
+      case NetOp::Conv: {
+        const auto& W = parts[op.weight_block];
+        const auto& b = parts[op.bias_block];
+        if (!stacked) {
+          if (trace)  // unfolded patches [N, locations, in * k * k]: a linear layer shared by locations
+            trace->inputs.push_back(at::im2col(h.detach(), {op.kernel, op.kernel}, {1, 1}, {op.padding, op.padding},
+                                               {op.stride, op.stride})
+                                        .transpose(1, 2));
+          h = at::conv2d(h, W.view({op.out, op.in, op.kernel, op.kernel}), b, op.stride, op.padding);
+          if (trace) trace->outputs.push_back(h);
+        } else {
+          h = at::conv2d(per_set_copy(a, S), W.reshape({S * op.out, op.in, op.kernel, op.kernel}),
+                         b.reshape({S * op.out}), op.stride, op.padding, 1, S);
+        }
+        break;
+      }
+      case NetOp::Linear: {
+        if (dropout && i + 1 == ops_.size()) h = dropout->apply(h, stacked ? S : 0);
+        const auto& W = parts[op.weight_block];
+        const auto& b = parts[op.bias_block];
+        if (!stacked) {
+          if (trace) trace->inputs.push_back(h.detach());
+          h = at::linear(h, W.view({op.out, op.in}), b);
+          if (trace) trace->outputs.push_back(h);
+        } else {
+          auto in = per_set_copy(a, S);
+          auto shape = in.sizes().vec();
+          shape.back() = op.out;
+          h = at::baddbmm(b.view({S, 1, op.out}), in.reshape({S, -1, op.in}),
+                          W.view({S, op.out, op.in}).transpose(1, 2))
+                  .view(shape);
+        }
+        break;
+      }
+      case NetOp::GroupNorm: {
+        const auto& w = parts[op.weight_block];
+        const auto& b = parts[op.bias_block];
+        if (!stacked && trace) {  // the normalized input is this Scale layer's factor
+          auto normalized = at::group_norm(h, op.groups);
+          trace->inputs.push_back(normalized.detach());
+          h = normalized * w.view({1, op.out, 1, 1}) + b.view({1, op.out, 1, 1});
+          trace->outputs.push_back(h);
+        } else if (!stacked) {
+          h = at::group_norm(h, op.groups, w, b);
+        } else {  // groups never straddle sets: S * groups groups over S * C channels
+          h = at::group_norm(per_set_copy(a, S), S * op.groups, w.reshape({S * op.out}), b.reshape({S * op.out}));
+        }
+        break;
+      }
+      case NetOp::LayerNorm: {
+        const auto& w = parts[op.weight_block];
+        const auto& b = parts[op.bias_block];
+        if (!stacked && trace) {
+          auto normalized = at::layer_norm(h, {op.out});
+          trace->inputs.push_back(normalized.detach());
+          h = normalized * w + b;
+          trace->outputs.push_back(h);
+        } else if (!stacked) {
+          h = at::layer_norm(h, {op.out}, w, b);
+        } else {
+          h = affine_last(at::layer_norm(per_set_copy(a, S), {op.out}), w, b);
+        }
+        break;
+      }
+      case NetOp::PosEmbed: {
+        const auto& w = parts[op.weight_block];
+        if (!stacked) {
+          if (trace) trace->inputs.push_back(torch::Tensor());
+          h = h + w.view({op.groups, op.out});
+          if (trace) trace->outputs.push_back(h);
+        } else {
+          h = per_set_copy(a, S) + set_view(w, S, {1, op.groups, op.out});
+        }
+        break;
+      }
+      case NetOp::ReLU: h = at::relu(h); break;
+      case NetOp::GELU: h = at::gelu(h); break;
+      case NetOp::Save: slots.at(op.slot) = a; break;
+      case NetOp::Swap: std::swap(a, slots.at(op.slot)); break;
+      case NetOp::Add: {
+        auto& other = slots.at(op.slot);
+        if (stacked && a.per_set != other.per_set) {
+          a.h = per_set_copy(a, S);
+          other.h = per_set_copy(other, S);
+        }
+        a.h = a.h + other.h;
+        a.per_set = a.per_set || other.per_set;
+        other = Activation();
+        continue;
+      }
+      case NetOp::Attention: {
+        const int64_t heads = op.groups, dim = op.out, hd = dim / heads;
+        auto qkv = h.chunk(3, -1);
+        auto split_heads = [&](const torch::Tensor& t) {
+          auto shape = t.sizes().vec();
+          shape.back() = heads;
+          shape.push_back(hd);
+          return t.reshape(shape).transpose(-2, -3);  // [..., heads, T, hd]
+        };
+        auto q = split_heads(qkv[0]), k = split_heads(qkv[1]), v = split_heads(qkv[2]);
+        auto weights = at::softmax(at::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(hd)), -1);
+        auto o = at::matmul(weights, v).transpose(-2, -3);  // [..., T, heads, hd]
+        auto shape = o.sizes().vec();
+        shape.pop_back();
+        shape.back() = dim;
+        h = o.reshape(shape);
+        break;
+      }
+      case NetOp::ToTokens: {
+        if (stacked && a.per_set)
+          h = h.reshape({N, S, op.out, -1}).permute({1, 0, 3, 2});
+        else
+          h = h.flatten(2).transpose(1, 2);
+        a.image = false;
+        break;
+      }
+      case NetOp::MeanTokens: h = h.mean(-2); break;
+      case NetOp::GlobalPool: {
+        h = h.mean(at::IntArrayRef{2, 3});
+        if (stacked && a.per_set) h = h.view({N, S, -1}).transpose(0, 1);
+        a.image = false;
+        break;
+      }
+    }
+    if (op.weight_block >= 0) a.per_set = true;
+  }
+  if (stacked && !a.per_set) return per_set_copy(a, S);
+  return a.h;
+}
+
+torch::Tensor NetworkModel::forward(const torch::Tensor& x, const torch::Tensor& theta, ForwardTrace* trace) const {
+  return run(x, theta, ops_.size(), theta.dim() == 1 ? trace : nullptr);
+}
+
+torch::Tensor NetworkModel::features(const torch::Tensor& x, const torch::Tensor& theta) const {
+  return run(x, theta, ops_.size() - 1, nullptr);
+}
+
+LastLayer NetworkModel::last_layer() const {
+  const auto& op = ops_.back();
+  return {op.weight_block, op.bias_block, op.in, op.out};
+}
+
+torch::Tensor NetworkModel::forward_dropout(const torch::Tensor& x, const torch::Tensor& theta, double p, uint64_t key,
+                                            int64_t row_offset, int64_t total_rows) const {
+  if (!(p >= 0.0 && p < 1.0)) throw InvalidArgument(fmt::format("dropout rate must be in [0, 1), got {}", p));
+  const int64_t rows = theta.dim() == 2 && x.dim() == 5 ? x.size(1) : x.size(0);
+  if (total_rows > 0 && (row_offset < 0 || row_offset + rows > total_rows))
+    throw InvalidArgument(fmt::format("dropout rows [{}, {}) lie outside a batch of {}", row_offset, row_offset + rows,
+                                      total_rows));
+  Dropout dropout{p, cpu_generator(key), row_offset, total_rows};
+  return run(x, theta, ops_.size(), nullptr, &dropout);
+}
+
+std::vector<std::string> NetworkModel::dropout_blocks() const {
+  return {layout_.blocks[ops_.back().weight_block].name};
+}
+
+const Capability* NetworkModel::find_capability(const std::type_info& type) const {
+  if (type == typeid(LastLayerAccess)) return static_cast<const LastLayerAccess*>(this);
+  if (type == typeid(DropoutForward)) return static_cast<const DropoutForward*>(this);
+  return nullptr;
+}
+
+}  // namespace credence

@@ -1,0 +1,73 @@
+#pragma once
+// Networks built from an op list with skip connections: convolutions (stride, padding), group and
+// layer normalization, GELU, residual blocks, patch tokens, position embeddings and multi-head
+// self-attention, all in one functional forward over theta [P] or stacked [S, P].
+#include "credence/model/model.h"
+
+namespace credence {
+
+struct NetOp {
+  enum Kind {
+    Conv,        ///< in -> out channels, kernel, stride, padding
+    Linear,      ///< in -> out over the last axis (vectors or tokens)
+    GroupNorm,   ///< channels `out` in `groups` groups, with a per-channel scale and shift
+    LayerNorm,   ///< over the last axis of size `out`, with a scale and shift
+    PosEmbed,    ///< adds a learned [positions, out] table to tokens
+    ReLU,
+    GELU,
+    Save,        ///< slots[slot] = h
+    Add,         ///< h = h + slots[slot]
+    Swap,        ///< exchange h and slots[slot] (a projection shortcut runs on the saved input)
+    Attention,   ///< multi-head self-attention core on [.., T, 3 * dim] queries, keys, values
+    ToTokens,    ///< images [N, C, H, W] -> tokens [N, H * W, C]
+    MeanTokens,  ///< tokens [N, T, C] -> [N, C]
+    GlobalPool,  ///< images [N, C, H, W] -> [N, C] by averaging
+  } kind = Linear;
+  std::string name;  ///< parameter name prefix, e.g. "stage1.0.conv1"
+  int64_t in = 0, out = 0, kernel = 1, stride = 1, padding = 0;
+  int64_t groups = 1;  ///< GroupNorm groups; Attention heads; PosEmbed positions
+  int slot = 0;
+  int weight_block = -1, bias_block = -1;
+};
+
+class NetworkModel : public Model, public LastLayerAccess, public DropoutForward {
+ public:
+  NetworkModel(std::string spec, std::vector<int64_t> input_shape, std::vector<NetOp> ops, torch::Dtype dtype,
+               torch::Device device);
+  const std::string& spec() const override { return spec_; }
+  const ParamLayout& layout() const override { return layout_; }
+  const std::vector<int64_t>& input_shape() const override { return input_shape_; }
+  int64_t output_dim() const override { return ops_.back().out; }
+  torch::Tensor init_params(uint64_t seed) const override;
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& theta, ForwardTrace* trace) const override;
+  torch::Dtype dtype() const override { return dtype_; }
+  torch::Device device() const override { return device_; }
+  torch::Tensor features(const torch::Tensor& x, const torch::Tensor& theta) const override;
+  LastLayer last_layer() const override;
+  /// Dropout on the input of the final linear layer only: its other layers are convolutions,
+  /// normalizations and token-wise maps, where per-unit dropout is not the usual predictive.
+  torch::Tensor forward_dropout(const torch::Tensor& x, const torch::Tensor& theta, double p, uint64_t key,
+                                int64_t row_offset = 0, int64_t total_rows = 0) const override;
+  std::vector<std::string> dropout_blocks() const override;
+  const Capability* find_capability(const std::type_info& type) const override;
+
+ private:
+  struct Dropout;
+  torch::Tensor run(const torch::Tensor& x, const torch::Tensor& theta, size_t num_ops, ForwardTrace* trace,
+                    Dropout* dropout = nullptr) const;
+  std::string spec_;
+  std::vector<int64_t> input_shape_;
+  std::vector<NetOp> ops_;
+  ParamLayout layout_;
+  torch::Dtype dtype_;
+  torch::Device device_;
+};
+
+/// resnet:DEPTH?width=W&groups=G: a pre-activation ResNet for [C, H, W] images.
+std::shared_ptr<Model> make_resnet(const std::string& spec, const std::vector<int64_t>& input_shape,
+                                   int64_t output_dim, torch::Dtype dtype, torch::Device device);
+/// transformer:LAYERS?dim=D&heads=H&patch=P&mlp=R: a ViT-style encoder over image patches.
+std::shared_ptr<Model> make_transformer(const std::string& spec, const std::vector<int64_t>& input_shape,
+                                        int64_t output_dim, torch::Dtype dtype, torch::Device device);
+
+}  // namespace credence
