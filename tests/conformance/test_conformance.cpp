@@ -43,7 +43,7 @@ const std::map<std::string, std::string>& quick_options() {
       {"ensemble", "members=2"},                         {"multiswag", "members=2"},
       {"svgd", "members=2"},                             {"repulsive", "members=2"},
       {"sgld", "samples=2"},                             {"sghmc", "samples=2"},
-      {"psgld", "samples=2"},                            {"csgmcmc", "cycles=2,samples_per_cycle=1"},
+      {"psgld", "samples=2"},                            {"csgmcmc", "cycles=1,exploration=0.5,samples_per_cycle=2"},
       // 48 examples give IVON's default initial Hessian (0.1) weight noise that LeNet, with no
       // normalization, turns into diverging outputs; a larger one keeps the noise small.
       {"ivon", "hess_init=1"},
@@ -80,6 +80,7 @@ DataParts tiny_images(int64_t n, uint64_t seed) {
 struct Cell {
   std::string method, family;
 };
+void PrintTo(const Cell& cell, std::ostream* os) { *os << cell.method << " on " << cell.family; }
 
 std::vector<Cell> all_cells() {
   std::vector<std::string> methods;
