@@ -71,7 +71,23 @@ torch::Tensor LaplacePosterior::function_variance(const Model& model, const torc
       auto sb = block_d_[block + 1].reciprocal().view({1, l.out}).expand({n, l.out});
       fvar += weighted_gram(ub, sb, diag_only);
       block += 2;
-    } else {  // Kron with positions, or exact Scale/Shift blocks: rotate the Jacobian columns
+    } else if (l.kind == LayerKind::Dense) {
+      // Kron with positions: J_c = sum_t g_ct (x) a_t; in the blocks' eigenbases that is
+      // R_c = sum_t (g_ct Q_A)^T (a_t Q_B), [out, in] per example. Slices of examples keep R in cache.
+      auto u = g.matmul(vec_a_[block]);  // [n, C, T, out]
+      auto v = a.matmul(vec_b_[block]);  // [n, T, in]
+      auto inv_w = block_d_[block].reciprocal().reshape({1, 1, -1});
+      const int64_t per = std::max<int64_t>(1, (int64_t(1) << 21) / (C * l.out * l.in));
+      for (int64_t s0 = 0; s0 < n; s0 += per) {
+        const int64_t k = std::min(per, n - s0);
+        auto R = u.narrow(0, s0, k).transpose(2, 3).matmul(v.narrow(0, s0, k).unsqueeze(1)).reshape({k, C, -1});
+        auto part = diag_only ? (R * R * inv_w).sum(-1) : (R * inv_w).bmm(R.transpose(1, 2));
+        fvar.narrow(0, s0, k).add_(part);
+      }
+      auto ub = g.sum(2).matmul(vec_a_[block + 1]);  // the bias: sum_t g_ct
+      fvar += weighted_gram(ub, block_d_[block + 1].reciprocal().view({1, l.out}).expand({n, l.out}), diag_only);
+      block += 2;
+    } else {  // exact Scale/Shift blocks: rotate the Jacobian columns
       auto J = l.jacobian_columns(a, g);
       for (int64_t start = 0; start < l.size(); ++block) {
         const auto& b = curvature_.kron[block];

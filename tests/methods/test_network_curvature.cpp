@@ -135,6 +135,7 @@ void expect_glm_variance_equals_dense(Structure structure) {
   LaplacePosterior post(c.theta, c.subset, curv, at::full({1}, delta, kF64), 1.0, 1.0);
   auto x = at::randn({3, 1, 8, 8}, kF64);
   auto fvar = post.function_variance(*c.model, x, false);
+  EXPECT_TRUE(at::allclose(post.function_variance(*c.model, x, true), fvar.diagonal(0, 1, 2), 1e-10, 1e-12));
   auto cov = at::inverse(H + delta * at::eye(H.size(0), kF64));
   for (int64_t i = 0; i < x.size(0); ++i) {
     auto J = jacobian(*c.model, c.theta, x[i]);
