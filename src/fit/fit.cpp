@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <chrono>
 #include <cmath>
@@ -172,8 +173,19 @@ FittedModel fit(const FitRequest& given) {
   if (request.data.val) problem.val = to_device(*request.data.val);
   problem.likelihood = result.likelihood;
   problem.model = map ? map->model
-                      : make_model(request.model, raw.input_shape(), result.likelihood.output_dim(raw),
-                                   request.dtype, request.device);
+                : request.built_model ? request.built_model
+                                      : make_model(request.model, raw.input_shape(), result.likelihood.output_dim(raw),
+                                                   request.dtype, request.device);
+  if (!map && request.built_model) {
+    const auto& m = *request.built_model;
+    if (m.input_shape() != raw.input_shape() || m.output_dim() != result.likelihood.output_dim(raw) ||
+        m.dtype() != request.dtype || m.device() != request.device)
+      throw InvalidArgument(fmt::format(
+          "model '{}' takes inputs [{}] to {} outputs ({}, {}); this fit needs inputs [{}] to {} outputs ({}, {})",
+          m.spec(), fmt::join(m.input_shape(), ", "), m.output_dim(), c10::toString(m.dtype()), m.device().str(),
+          fmt::join(raw.input_shape(), ", "), result.likelihood.output_dim(raw), c10::toString(request.dtype),
+          request.device.str()));
+  }
   if (!map && !request.init.empty())
     problem.model = with_initial_weights(problem.model, initial_theta(request.init, *problem.model));
   if (!map && !request.freeze.empty())

@@ -4,7 +4,7 @@
 
 #include "credence/core/error.h"
 #include "credence/core/spec.h"
-#include "network.h"
+#include "credence/model/network.h"
 
 namespace credence {
 namespace {

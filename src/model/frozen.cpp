@@ -118,6 +118,7 @@ class FrozenModel : public Model,
       return inner_->find<GaussianForward>() ? static_cast<const GaussianForward*>(this) : nullptr;
     if (type == typeid(HandBackward))
       return inner_->find<HandBackward>() ? static_cast<const HandBackward*>(this) : nullptr;
+    if (type == typeid(Architecture)) return inner_->find_capability(type);  // the same network
     return nullptr;
   }
 

@@ -1,10 +1,11 @@
-#include "network.h"
+#include "credence/model/network.h"
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include <cmath>
+#include <nlohmann/json.hpp>
 
 #include "credence/core/error.h"
 #include "credence/core/rng.h"
@@ -312,7 +313,79 @@ std::vector<std::string> NetworkModel::dropout_blocks() const {
 const Capability* NetworkModel::find_capability(const std::type_info& type) const {
   if (type == typeid(LastLayerAccess)) return static_cast<const LastLayerAccess*>(this);
   if (type == typeid(DropoutForward)) return static_cast<const DropoutForward*>(this);
+  if (type == typeid(Architecture)) return static_cast<const Architecture*>(this);
   return nullptr;
+}
+
+namespace {
+const std::vector<std::pair<NetOp::Kind, const char*>>& op_names() {
+  static const std::vector<std::pair<NetOp::Kind, const char*>> names = {
+      {NetOp::Conv, "conv"},         {NetOp::Linear, "linear"},       {NetOp::GroupNorm, "group_norm"},
+      {NetOp::LayerNorm, "layer_norm"}, {NetOp::PosEmbed, "pos_embed"}, {NetOp::ReLU, "relu"},
+      {NetOp::GELU, "gelu"},         {NetOp::Save, "save"},           {NetOp::Add, "add"},
+      {NetOp::Swap, "swap"},         {NetOp::Attention, "attention"}, {NetOp::ToTokens, "to_tokens"},
+      {NetOp::MeanTokens, "mean_tokens"}, {NetOp::GlobalPool, "global_pool"}};
+  return names;
+}
+}  // namespace
+
+std::string NetworkModel::architecture() const {
+  nlohmann::json ops = nlohmann::json::array();
+  for (const auto& op : ops_) {
+    std::string kind;
+    for (const auto& [k, name] : op_names())
+      if (k == op.kind) kind = name;
+    ops.push_back({{"op", kind}, {"name", op.name}, {"in", op.in}, {"out", op.out}, {"kernel", op.kernel},
+                   {"stride", op.stride}, {"padding", op.padding}, {"groups", op.groups}, {"slot", op.slot}});
+  }
+  return nlohmann::json{{"input_shape", input_shape_}, {"output_dim", output_dim()}, {"ops", ops}}.dump();
+}
+
+std::shared_ptr<Model> make_network(const std::string& spec, const std::vector<int64_t>& input_shape,
+                                    std::vector<NetOp> ops, torch::Dtype dtype, torch::Device device) {
+  auto model = std::make_shared<NetworkModel>(spec, input_shape, std::move(ops), dtype, device);
+  // One example through the ops finds widths that do not chain before any training.
+  std::vector<int64_t> shape = {1};
+  shape.insert(shape.end(), input_shape.begin(), input_shape.end());
+  try {
+    at::NoGradGuard no_grad;
+    model->forward(at::zeros(shape, at::TensorOptions().dtype(dtype).device(device)), model->init_params(0), nullptr);
+  } catch (const c10::Error& e) {
+    throw InvalidArgument(fmt::format("network '{}': its ops do not fit together on inputs [{}]: {}", spec,
+                                      fmt::join(input_shape, ", "), e.what_without_backtrace()));
+  }
+  return model;
+}
+
+std::shared_ptr<Model> network_from_architecture(const std::string& spec, const std::string& text,
+                                                 torch::Dtype dtype, torch::Device device) {
+  try {
+    auto j = nlohmann::json::parse(text);
+    std::vector<NetOp> ops;
+    for (const auto& o : j.at("ops")) {
+      NetOp op;
+      const auto kind = o.at("op").get<std::string>();
+      bool known = false;
+      for (const auto& [k, name] : op_names())
+        if (kind == name) {
+          op.kind = k;
+          known = true;
+        }
+      if (!known) throw InvalidArgument(fmt::format("network '{}': unknown op '{}'", spec, kind));
+      op.name = o.at("name").get<std::string>();
+      op.in = o.at("in").get<int64_t>();
+      op.out = o.at("out").get<int64_t>();
+      op.kernel = o.at("kernel").get<int64_t>();
+      op.stride = o.at("stride").get<int64_t>();
+      op.padding = o.at("padding").get<int64_t>();
+      op.groups = o.at("groups").get<int64_t>();
+      op.slot = o.at("slot").get<int>();
+      ops.push_back(op);
+    }
+    return make_network(spec, j.at("input_shape").get<std::vector<int64_t>>(), ops, dtype, device);
+  } catch (const nlohmann::json::exception& e) {
+    throw IoError(fmt::format("network '{}': unreadable architecture ({})", spec, e.what()));
+  }
 }
 
 }  // namespace credence

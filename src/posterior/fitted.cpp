@@ -1,5 +1,7 @@
 #include "credence/posterior/fitted.h"
 
+#include "credence/model/network.h"
+
 #include <fmt/format.h>
 
 #include "credence/core/error.h"
@@ -44,6 +46,8 @@ void FittedModel::save(const std::string& path, bool overwrite) const {
       {"method", method},
       {"posterior_kind", posterior->kind()},
       {"info", info}};
+  if (const auto* arch = model->find<Architecture>())  // rebuilds a network that no spec names
+    meta["architecture"] = arch->architecture();
   if (const auto* frozen = model->find<FrozenParameters>()) {  // the fixed weights travel with the file
     meta["freeze"] = frozen->freeze_pattern();
     tensors["model.frozen_values"] = frozen->frozen_values();
@@ -68,8 +72,10 @@ FittedModel FittedModel::load(const std::string& path, torch::Device device, con
   try {
     fingerprint = meta.at("fingerprint").get<std::string>();
     auto dtype = meta.at("dtype") == "float64" ? torch::kFloat64 : torch::kFloat32;
-    f.model = make_model(meta.at("model"), meta.at("input_shape").get<std::vector<int64_t>>(),
-                         meta.at("output_dim").get<int64_t>(), dtype, device);
+    f.model = meta.contains("architecture")
+                  ? network_from_architecture(meta.at("model"), meta.at("architecture"), dtype, device)
+                  : make_model(meta.at("model"), meta.at("input_shape").get<std::vector<int64_t>>(),
+                               meta.at("output_dim").get<int64_t>(), dtype, device);
     if (meta.contains("freeze")) {
       if (!tensors.count("model.frozen_values"))
         throw IoError(fmt::format("'{}' names frozen parameters but lacks their values", path));

@@ -23,9 +23,35 @@ torch::Tensor weighted_gram(const torch::Tensor& u, const torch::Tensor& s, bool
 
 torch::Tensor LaplacePosterior::function_variance(const Model& model, const torch::Tensor& x, bool diag_only,
                                                   torch::Tensor* f_mu) const {
+  // Layer factors of a convolution hold C x positions x channels values per row: over all weights,
+  // rows go in slices sized from the first one's factors, so they stay small enough to reuse
+  // memory instead of faulting in fresh pages for each pass.
+  constexpr int64_t kFirstRows = 8;
+  constexpr double kSliceBytes = 32e6;
+  const int64_t n = x.size(0);
+  if (subset_.last_layer || n <= kFirstRows) return slice_variance(model, x, diag_only, f_mu, nullptr);
+  std::vector<torch::Tensor> vars, mus;
+  for (int64_t start = 0, rows = kFirstRows; start < n;) {
+    const int64_t m = std::min(rows, n - start);
+    double bytes = 0;
+    torch::Tensor mu;
+    vars.push_back(slice_variance(model, x.narrow(0, start, m), diag_only, f_mu ? &mu : nullptr, &bytes));
+    if (f_mu) mus.push_back(mu);
+    start += m;
+    rows = std::max<int64_t>(kFirstRows, static_cast<int64_t>(kSliceBytes / std::max(1.0, bytes / m)));
+  }
+  if (f_mu) *f_mu = at::cat(mus);
+  return at::cat(vars);
+}
+
+torch::Tensor LaplacePosterior::slice_variance(const Model& model, const torch::Tensor& x, bool diag_only,
+                                               torch::Tensor* f_mu, double* bytes) const {
   const int64_t n = x.size(0), C = model.output_dim();
   auto eye = at::eye(C, x.options()).expand({n, C, C});
   auto factors = layer_factors(model, subset_, theta_, x, eye, f_mu);
+  if (bytes)
+    for (const auto& f : factors)
+      *bytes += static_cast<double>((f.a.defined() ? f.a.numel() : 0) + f.g.numel()) * f.g.element_size();
   at::NoGradGuard no_grad;
   auto fvar = diag_only ? at::zeros({n, C}, x.options()) : at::zeros({n, C, C}, x.options());
   if (curvature_.structure == Structure::Full) {
@@ -80,7 +106,9 @@ torch::Tensor LaplacePosterior::function_variance(const Model& model, const torc
       const int64_t per = std::max<int64_t>(1, (int64_t(1) << 21) / (C * l.out * l.in));
       for (int64_t s0 = 0; s0 < n; s0 += per) {
         const int64_t k = std::min(per, n - s0);
-        auto R = u.narrow(0, s0, k).transpose(2, 3).matmul(v.narrow(0, s0, k).unsqueeze(1)).reshape({k, C, -1});
+        // One [C * out, T] x [T, in] product per example.
+        auto uk = u.narrow(0, s0, k).permute({0, 1, 3, 2}).reshape({k, C * l.out, -1});
+        auto R = uk.bmm(v.narrow(0, s0, k)).view({k, C, -1});
         auto part = diag_only ? (R * R * inv_w).sum(-1) : (R * inv_w).bmm(R.transpose(1, 2));
         fvar.narrow(0, s0, k).add_(part);
       }

@@ -133,8 +133,10 @@ void expect_glm_variance_equals_dense(Structure structure) {
   const double delta = 0.7;
   auto H = curv.dense();
   LaplacePosterior post(c.theta, c.subset, curv, at::full({1}, delta, kF64), 1.0, 1.0);
-  auto x = at::randn({3, 1, 8, 8}, kF64);
-  auto fvar = post.function_variance(*c.model, x, false);
+  auto x = at::randn({12, 1, 8, 8}, kF64);  // over 8 rows: computed in slices
+  torch::Tensor mu;
+  auto fvar = post.function_variance(*c.model, x, false, &mu);
+  EXPECT_LT((mu - c.model->forward(x, c.theta)).abs().max().item<double>(), 1e-12);
   EXPECT_TRUE(at::allclose(post.function_variance(*c.model, x, true), fvar.diagonal(0, 1, 2), 1e-10, 1e-12));
   auto cov = at::inverse(H + delta * at::eye(H.size(0), kF64));
   for (int64_t i = 0; i < x.size(0); ++i) {

@@ -10,6 +10,9 @@ namespace credence {
 struct FitRequest {
   DataParts data;                 ///< raw units; `fit` is fitted on, `val` used for tuning
   std::string model = "mlp:50";   ///< --model spec
+  /// A model built in code (e.g. make_network) to use instead of building `model`; its input
+  /// shape and output size must suit the data.
+  std::shared_ptr<Model> built_model;
   std::string method = "map";     ///< METHOD spec
   std::string likelihood;         ///< "" = the task's default
   /// Pretrained weights to start from (--init): a credence posterior file (its single weight

@@ -120,6 +120,15 @@ class HandBackward : public Capability {
                         torch::Tensor& grad) const = 0;
 };
 
+/// A self-description from which the model can be rebuilt: a network defined in code (no --model
+/// spec rebuilds it) still round-trips through a posterior file. JSON text, see network.h.
+class Architecture : public Capability {
+ public:
+  static constexpr const char* kName = "an architecture description";
+  static constexpr const char* kHint = "networks built from credence's op list (NetworkModel) have it";
+  virtual std::string architecture() const = 0;
+};
+
 /// The core every model implements: a parameter layout and a functional forward. Everything else
 /// is a Capability that a method asks for.
 class Model {

@@ -53,6 +53,10 @@ class LaplacePosterior : public Posterior {
   const torch::Tensor& theta() const { return theta_; }
 
  private:
+  /// function_variance on one slice of rows; adds the bytes its layer factors took to `bytes`.
+  torch::Tensor slice_variance(const Model& model, const torch::Tensor& x, bool diag_only, torch::Tensor* f_mu,
+                               double* bytes) const;
+
   double curvature_scale(double sigma) const;
   torch::Tensor block_prior(const torch::Tensor& prior, int64_t offset) const;
   void factorize();

@@ -1,7 +1,9 @@
 #pragma once
-// Networks built from an op list with skip connections: convolutions (stride, padding), group and
-// layer normalization, GELU, residual blocks, patch tokens, position embeddings and multi-head
-// self-attention, all in one functional forward over theta [P] or stacked [S, P].
+/// Networks built from an op list with skip connections: convolutions (stride, padding), group and
+/// layer normalization, GELU, residual blocks, patch tokens, position embeddings and multi-head
+/// self-attention, all in one functional forward over theta [P] or stacked [S, P]. The resnet and
+/// transformer families are op lists; so is any network defined in code, which a posterior file
+/// then rebuilds from its architecture() (see make_network).
 #include "credence/model/model.h"
 
 namespace credence {
@@ -30,7 +32,7 @@ struct NetOp {
   int weight_block = -1, bias_block = -1;
 };
 
-class NetworkModel : public Model, public LastLayerAccess, public DropoutForward {
+class NetworkModel : public Model, public LastLayerAccess, public DropoutForward, public Architecture {
  public:
   NetworkModel(std::string spec, std::vector<int64_t> input_shape, std::vector<NetOp> ops, torch::Dtype dtype,
                torch::Device device);
@@ -50,6 +52,8 @@ class NetworkModel : public Model, public LastLayerAccess, public DropoutForward
                                 int64_t row_offset = 0, int64_t total_rows = 0) const override;
   std::vector<std::string> dropout_blocks() const override;
   const Capability* find_capability(const std::type_info& type) const override;
+  /// {"input_shape": [...], "ops": [{"op": "conv", "name": ..., "in": ..., ...}, ...]}
+  std::string architecture() const override;
 
  private:
   struct Dropout;
@@ -62,6 +66,15 @@ class NetworkModel : public Model, public LastLayerAccess, public DropoutForward
   torch::Dtype dtype_;
   torch::Device device_;
 };
+
+/// A network from its op list, named `spec` (any text; a posterior file rebuilds the network
+/// from its ops, not from the name). InvalidArgument for ops that do not fit together.
+std::shared_ptr<Model> make_network(const std::string& spec, const std::vector<int64_t>& input_shape,
+                                    std::vector<NetOp> ops, torch::Dtype dtype = torch::kFloat32,
+                                    torch::Device device = torch::kCPU);
+/// Rebuilds a network from NetworkModel::architecture().
+std::shared_ptr<Model> network_from_architecture(const std::string& spec, const std::string& architecture,
+                                                 torch::Dtype dtype, torch::Device device);
 
 /// resnet:DEPTH?width=W&groups=G: a pre-activation ResNet for [C, H, W] images.
 std::shared_ptr<Model> make_resnet(const std::string& spec, const std::vector<int64_t>& input_shape,
