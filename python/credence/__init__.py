@@ -1,0 +1,212 @@
+"""credence: Bayesian deep learning on LibTorch, from Python.
+
+    import credence
+    post = credence.fit("mlp:50", (X, y), "laplace", subset="last_layer")
+    pred = post.predict(X_test)          # pred.probs, or pred.mean / pred.var
+
+The same C++ library as the `credence` command line: methods, models and files are shared, and
+errors carry the same messages.
+"""
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from . import _credence
+from ._credence import DataError, Error, InvalidArgument, IoError, NotSupported, NumericalError
+
+__all__ = ["fit", "load", "compare", "describe", "Posterior", "Prediction", "Error", "InvalidArgument",
+           "DataError", "NotSupported", "NumericalError", "IoError", "set_threads"]
+
+set_threads = _credence.set_threads
+
+
+def _as_numpy(a, what):
+    """NumPy view of an array-like (torch tensors through .detach().cpu())."""
+    if hasattr(a, "detach") and hasattr(a, "cpu"):
+        a = a.detach().cpu().numpy()
+    a = np.asarray(a)
+    if a.dtype == object:
+        raise InvalidArgument(f"{what} must be numeric, got an object array")
+    return np.ascontiguousarray(a)
+
+
+def _arrays(data):
+    """(X, y) from a pair of arrays or tensors, or from an iterable of (x, y) batches (a DataLoader)."""
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return _as_numpy(data[0], "X"), _as_numpy(data[1], "y")
+    try:
+        batches = [(_as_numpy(x, "X"), _as_numpy(y, "y")) for x, y in data]
+    except TypeError:
+        raise InvalidArgument("data must be (X, y) arrays or tensors, or an iterable of (x, y) batches") from None
+    if not batches:
+        raise DataError("the data loader gave no batches")
+    return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+
+
+def _method_spec(method, options):
+    """METHOD[:key=value,...] from a name and keyword options (values as the CLI writes them)."""
+    if not options:
+        return method
+    def text(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return str(v)
+    parts = ",".join(f"{k}={text(v)}" for k, v in options.items())
+    return f"{method}{',' if ':' in method else ':'}{parts}"
+
+
+def _init_file(init, stack):
+    """A path for `init`: a path as given, or a torch module / state dict written with torch.save."""
+    if init is None or init == "":
+        return ""
+    if isinstance(init, (str, os.PathLike)):
+        return os.fspath(init)
+    import torch  # only for modules and state dicts
+    state = init.state_dict() if hasattr(init, "state_dict") else init
+    handle = tempfile.NamedTemporaryFile(suffix=".pt", delete=False)
+    handle.close()
+    torch.save({k: v.detach().cpu() for k, v in state.items()}, handle.name)
+    stack.append(handle.name)
+    return handle.name
+
+
+class Prediction:
+    """Predictive distribution: `probs` [N, C] for classification; `mean`, `var` [N] for regression;
+    `sample_probs` / `sample_mean`, `sample_var` per weight sample where the method samples."""
+
+    def __init__(self, d):
+        self.task = d["task"]
+        for key in ("probs", "sample_probs", "mean", "var", "sample_mean", "sample_var"):
+            setattr(self, key, d[key])
+
+    def __repr__(self):
+        if self.task == "classification":
+            return f"Prediction(classification, probs {self.probs.shape})"
+        return f"Prediction(regression, mean/var {self.mean.shape})"
+
+
+class Posterior:
+    """A fitted model: network, likelihood, standardization and posterior."""
+
+    def __init__(self, fitted):
+        self._fitted = fitted
+
+    @property
+    def method(self):
+        return self._fitted.method
+
+    @property
+    def model(self):
+        return self._fitted.model
+
+    @property
+    def info(self):
+        return json.loads(self._fitted.info)
+
+    def predict(self, x, samples=32, seed=0):
+        return Prediction(self._fitted.predict(_as_numpy(x, "x"), samples, seed))
+
+    def metrics(self, x, y, samples=32):
+        """accuracy, nll, ece, brier (classification) or rmse, nll, coverage (regression) on (x, y)."""
+        return dict(_credence.metrics(self._fitted, _as_numpy(x, "x"), _as_numpy(y, "y"), samples))
+
+    def save(self, path, overwrite=False):
+        """Writes a file the command line reads too; refuses to replace one unless overwrite."""
+        self._fitted.save(os.fspath(path), overwrite)
+
+    def __repr__(self):
+        return f"Posterior(method={self.method!r}, model={self.model!r})"
+
+
+def _task(y, num_classes):
+    if num_classes is not None:
+        return int(num_classes)
+    if np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_):
+        return int(y.max()) + 1 if y.size else 0
+    return 0
+
+
+def fit(model, data, method="map", *, likelihood="", epochs=20, lr=0.0, batch_size=128, prior_precision="auto",
+        seed=0, dtype="float32", init=None, freeze="", num_classes=None, quiet=True, _map=None, **options):
+    """Fits `method` (any `credence describe` name; its options as keywords) to `data`.
+
+    model: a --model spec ("mlp:50", "cnn:lenet", "resnet:8", ...). init: pretrained weights, as
+    a credence file, a torch.save state-dict file, a state dict or a torch module whose parameter
+    names match the spec's (or come in the same order); with epochs=0 they are the MAP as they
+    are (post-hoc methods such as "laplace" then add uncertainty to a network trained elsewhere).
+    Integer labels make a classification task, floating targets a regression.
+    """
+    if not isinstance(model, str):
+        raise NotSupported("model must be a --model spec string (see credence.describe()); to use a trained "
+                           "PyTorch module, pass its spec and init=module")
+    x, y = _arrays(data)
+    classes = _task(y, num_classes)
+    temporaries = []
+    try:
+        fitted = _credence.fit(x, y, classes, model, _method_spec(method, options), likelihood, int(epochs), float(lr),
+                               int(batch_size), str(prior_precision), int(seed), dtype,
+                               _init_file(init, temporaries), freeze, _map, quiet)
+    finally:
+        for path in temporaries:
+            os.unlink(path)
+    return Posterior(fitted)
+
+
+def load(path):
+    """A posterior file written by Posterior.save or by the command line."""
+    return Posterior(_credence.load(os.fspath(path)))
+
+
+class Rows(list):
+    """compare()'s results: one dict per method; .to_pandas() when pandas is installed."""
+
+    def to_pandas(self):
+        import pandas
+        return pandas.DataFrame(self)
+
+    def _columns(self):
+        keys = ["method"]
+        for row in self:
+            keys += [k for k in row if k not in keys]
+        return keys
+
+    def __repr__(self):
+        keys = self._columns()
+        def cell(v):
+            return f"{v:.4f}" if isinstance(v, float) else str(v)
+        width = {k: max(len(k), *(len(cell(r.get(k, ""))) for r in self)) for k in keys}
+        lines = ["  ".join(k.ljust(width[k]) for k in keys)]
+        lines += ["  ".join(cell(r.get(k, "")).ljust(width[k]) for k in keys) for r in self]
+        return "\n".join(lines)
+
+    def _repr_html_(self):
+        keys = self._columns()
+        head = "".join(f"<th>{k}</th>" for k in keys)
+        body = "".join("<tr>" + "".join(f"<td>{r.get(k, '')}</td>" for k in keys) + "</tr>" for r in self)
+        return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def compare(model, train, test, methods, **training):
+    """Fits each method (MAP once, shared by the post-hoc ones) and measures it on `test`."""
+    x_test, y_test = _arrays(test)
+    rows = Rows()
+    base = fit(model, train, "map", **training)
+    for method in methods:
+        name = method.split(":")[0]
+        info = next((m for m in _credence.methods() if m["name"] == name), None)
+        if info is None:
+            raise InvalidArgument(f"unknown method '{name}' (known: {', '.join(m['name'] for m in _credence.methods())})")
+        post = base if method == "map" else fit(model, train, method, _map=base._fitted if info["post_hoc"] else None,
+                                                **training)
+        row = {"method": method}
+        row.update(post.metrics(x_test, y_test))
+        row["fit_seconds"] = post.info.get("fit_seconds", float("nan"))
+        rows.append(row)
+    return rows
+
+
+def describe():
+    """Methods with their options, and model families."""
+    return {"methods": _credence.methods(), "models": _credence.models()}

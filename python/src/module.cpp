@@ -1,0 +1,216 @@
+// The Python module `credence._credence`: fit, predict, save and load over the C++ library, with
+// arrays crossing as NumPy and credence's errors as Python exceptions. credence/__init__.py builds
+// the user-facing API on top.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <cstring>
+
+#include "credence/core/error.h"
+#include "credence/core/runtime.h"
+#include "credence/credence.h"
+#include "credence/eval/metrics.h"
+#include "credence/fit/fit.h"
+#include "credence/methods/method.h"
+#include "credence/posterior/fitted.h"
+
+namespace py = pybind11;
+using namespace credence;
+
+namespace {
+
+// A C-contiguous copy of a NumPy array as a tensor (float64 arrays stay float64, other floats
+// become float32, integers int64).
+torch::Tensor to_tensor(const py::array& array) {
+  const auto kind = array.dtype().kind();
+  std::vector<int64_t> shape(array.shape(), array.shape() + array.ndim());
+  auto copy_as = [&](auto tag, at::ScalarType type) {
+    using T = decltype(tag);
+    auto a = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(array);
+    if (!a) throw InvalidArgument("could not read the array as numbers");
+    auto t = at::empty(shape, at::TensorOptions().dtype(type));
+    std::memcpy(t.data_ptr(), a.data(), sizeof(T) * static_cast<size_t>(t.numel()));
+    return t;
+  };
+  if (kind == 'i' || kind == 'u' || kind == 'b') return copy_as(int64_t{}, at::kLong);
+  if (kind == 'f' && array.itemsize() == 8) return copy_as(double{}, at::kDouble);
+  if (kind == 'f') return copy_as(float{}, at::kFloat);
+  throw InvalidArgument(fmt::format("arrays must hold numbers; got NumPy kind '{}'", kind));
+}
+
+py::object to_numpy(const torch::Tensor& tensor) {
+  if (!tensor.defined()) return py::none();
+  auto t = tensor.detach().to(at::kCPU).contiguous();
+  std::vector<py::ssize_t> shape(t.sizes().begin(), t.sizes().end());
+  auto make = [&](auto tag) {
+    using T = decltype(tag);
+    py::array_t<T> out(shape);
+    std::memcpy(out.mutable_data(), t.data_ptr(), sizeof(T) * static_cast<size_t>(t.numel()));
+    return py::object(out);
+  };
+  if (t.scalar_type() == at::kDouble) return make(double{});
+  if (t.scalar_type() == at::kLong) return make(int64_t{});
+  return make(float{});
+}
+
+Dataset make_dataset(const py::array& x, const py::array& y, int64_t num_classes, torch::Dtype dtype) {
+  Dataset d;
+  d.x = to_tensor(x).to(dtype);
+  d.y = to_tensor(y);
+  if (d.x.dim() < 2) throw InvalidArgument(fmt::format("X must be [N, features] or [N, C, H, W]; got {} dims", d.x.dim()));
+  if (d.y.dim() != 1 || d.y.size(0) != d.x.size(0))
+    throw InvalidArgument(fmt::format("y must be [N] with N = {} (the rows of X); got shape [{}]", d.x.size(0),
+                                      fmt::join(d.y.sizes(), ", ")));
+  if (!d.x.isfinite().all().item<bool>()) throw DataError("X has NaN or infinite values; remove or impute them");
+  if (num_classes > 0) {
+    if (d.y.scalar_type() != at::kLong) throw DataError("classification labels must be integers 0..num_classes-1");
+    if (d.y.numel() > 0 && (d.y.min().item<int64_t>() < 0 || d.y.max().item<int64_t>() >= num_classes))
+      throw DataError(fmt::format("labels must lie in 0..{}; got {}..{}", num_classes - 1, d.y.min().item<int64_t>(),
+                                  d.y.max().item<int64_t>()));
+    d.task = Task::Classification;
+    d.num_classes = num_classes;
+  } else {
+    d.y = d.y.to(dtype);
+    if (!d.y.isfinite().all().item<bool>()) throw DataError("y has NaN or infinite values; remove them");
+    d.task = Task::Regression;
+  }
+  d.standardize_inputs = d.x.dim() == 2;  // tabular inputs are standardized; images are not
+  d.name = "arrays";
+  return d;
+}
+
+py::dict predictive_dict(const Predictive& p) {
+  py::dict out;
+  out["task"] = p.task == Task::Classification ? "classification" : "regression";
+  out["probs"] = to_numpy(p.probs);
+  out["sample_probs"] = to_numpy(p.sample_probs);
+  out["mean"] = to_numpy(p.mean);
+  out["var"] = to_numpy(p.var);
+  out["sample_mean"] = to_numpy(p.sample_mean);
+  out["sample_var"] = to_numpy(p.sample_var);
+  return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_credence, m) {
+  m.doc() = "credence's C++ core; use the `credence` package";
+  tune_allocator();
+  set_threads(1);
+  // Subclasses first, so that each error maps to its own Python type.
+  static py::exception<Error> error(m, "Error", PyExc_RuntimeError);
+  py::register_exception<InvalidArgument>(m, "InvalidArgument", PyExc_ValueError);
+  py::register_exception<DataError>(m, "DataError", PyExc_ValueError);
+  py::register_exception<NotSupported>(m, "NotSupported", error.ptr());
+  py::register_exception<NumericalError>(m, "NumericalError", error.ptr());
+  py::register_exception<IoError>(m, "IoError", PyExc_OSError);
+
+  py::class_<FittedModel>(m, "Fitted")
+      .def("predict",
+           [](const FittedModel& f, const py::array& x, int64_t samples, uint64_t seed) {
+             Dataset d;
+             d.x = to_tensor(x).to(f.model->dtype());
+             d.task = f.num_classes > 0 ? Task::Classification : Task::Regression;
+             d.num_classes = f.num_classes;
+             d.y = d.task == Task::Classification ? at::zeros({d.x.size(0)}, at::kLong) : at::zeros({d.x.size(0)});
+             PredictOptions options;
+             options.samples = samples;
+             options.seed = seed;
+             Predictive p;
+             {
+               py::gil_scoped_release release;
+               p = f.predict(d, options);
+             }
+             return predictive_dict(p);
+           },
+           py::arg("x"), py::arg("samples") = 32, py::arg("seed") = 0)
+      .def("save", &FittedModel::save, py::arg("path"), py::arg("overwrite") = false)
+      .def_property_readonly("method", [](const FittedModel& f) { return f.method; })
+      .def_property_readonly("model", [](const FittedModel& f) { return f.model->spec(); })
+      .def_property_readonly("num_classes", [](const FittedModel& f) { return f.num_classes; })
+      .def_property_readonly("info", [](const FittedModel& f) { return f.info.dump(); });
+
+  m.def("load", [](const std::string& path) { return FittedModel::load(path); }, py::arg("path"));
+
+  m.def(
+      "fit",
+      [](const py::array& x, const py::array& y, int64_t num_classes, const std::string& model,
+         const std::string& method, const std::string& likelihood, int64_t epochs, double lr, int64_t batch_size,
+         const std::string& prior, uint64_t seed, const std::string& dtype, const std::string& init,
+         const std::string& freeze, const FittedModel* map, bool quiet) {
+        FitRequest req;
+        req.dtype = dtype == "float64" ? torch::kFloat64 : torch::kFloat32;
+        if (dtype != "float64" && dtype != "float32")
+          throw InvalidArgument(fmt::format("dtype must be float32 or float64, got '{}'", dtype));
+        req.data.fit = make_dataset(x, y, num_classes, req.dtype);
+        req.model = model;
+        req.method = method;
+        req.likelihood = likelihood;
+        req.init = init;
+        req.freeze = freeze;
+        req.map = map;
+        req.train.epochs = epochs;
+        req.train.lr = lr;
+        req.train.batch_size = batch_size;
+        req.train.prior = prior;
+        req.train.seed = seed;
+        req.train.quiet = quiet;
+        py::gil_scoped_release release;
+        return fit(req);
+      },
+      py::arg("x"), py::arg("y"), py::arg("num_classes"), py::arg("model"), py::arg("method"),
+      py::arg("likelihood") = "", py::arg("epochs") = 20, py::arg("lr") = 0.0, py::arg("batch_size") = 128,
+      py::arg("prior_precision") = "auto", py::arg("seed") = 0, py::arg("dtype") = "float32", py::arg("init") = "",
+      py::arg("freeze") = "", py::arg("map") = nullptr, py::arg("quiet") = true);
+
+  m.def(
+      "metrics",
+      [](const FittedModel& f, const py::array& x, const py::array& y, int64_t samples) {
+        auto test = make_dataset(x, y, f.num_classes, f.model->dtype());
+        PredictOptions options;
+        options.samples = samples;
+        py::gil_scoped_release release;
+        return standard_metrics(f.predict(test, options), test.y);
+      },
+      py::arg("fitted"), py::arg("x"), py::arg("y"), py::arg("samples") = 32);
+
+  m.def("methods", [] {
+    std::vector<py::dict> out;
+    for (const auto& info : method_registry()) {
+      py::dict d;
+      d["name"] = info.name;
+      d["summary"] = info.summary;
+      d["post_hoc"] = info.post_hoc;
+      std::vector<py::dict> fields;
+      for (const auto& f : info.fields) {
+        py::dict fd;
+        fd["name"] = f.name;
+        fd["default"] = f.default_value;
+        fd["help"] = f.help;
+        fields.push_back(fd);
+      }
+      d["options"] = fields;
+      out.push_back(d);
+    }
+    return out;
+  });
+  m.def("models", [] {
+    std::vector<py::dict> out;
+    for (const auto& family : model_registry()) {
+      py::dict d;
+      d["name"] = family.name;
+      d["usage"] = family.usage;
+      d["summary"] = family.summary;
+      d["options"] = family.options;
+      out.push_back(d);
+    }
+    return out;
+  });
+  m.def("set_threads", &set_threads, py::arg("threads"));
+  m.def("runtime", &runtime_summary);
+}

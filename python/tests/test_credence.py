@@ -1,0 +1,144 @@
+"""The Python package: fits and predictions, the same answers as the command line, files shared
+with it, and clear exceptions for bad input."""
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+import credence
+
+
+def sine(n, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-3, 3, size=(n, 1))
+    return x, np.sin(x[:, 0]) + 0.1 * rng.standard_normal(n)
+
+
+def blobs(n, seed, classes=3):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, size=n)
+    x = rng.standard_normal((n, 2)) * 0.5 + np.stack([np.cos(2 * y), np.sin(2 * y)], 1) * 2
+    return x, y
+
+
+def test_regression_map_then_laplace_gives_a_finite_predictive():
+    x, y = sine(80, 0)
+    post = credence.fit("mlp:16", (x, y), "laplace", epochs=300, lr=0.01, hessian="full", subset="all")
+    assert post.method == "laplace:hessian=full,subset=all"
+    pred = post.predict(x[:10])
+    assert pred.task == "regression"
+    assert pred.mean.shape == (10,) and pred.var.shape == (10,)
+    assert np.all(np.isfinite(pred.mean)) and np.all(pred.var > 0)
+    m = post.metrics(x, y)
+    assert m["rmse"] < 0.5  # a sine learned from 80 points
+
+
+def test_classification_probabilities_sum_to_one_for_every_method_kind():
+    x, y = blobs(90, 1)
+    for method, options in [("map", {}), ("ensemble", {"members": 2}), ("mcdropout", {}), ("laplace", {})]:
+        post = credence.fit("mlp:8", (x, y), method, epochs=5, **options)
+        pred = post.predict(x[:7], samples=4)
+        assert pred.probs.shape == (7, 3)
+        np.testing.assert_allclose(pred.probs.sum(1), 1.0, atol=1e-5)
+
+
+def test_the_same_fit_as_the_command_line(tmp_path):
+    """One seed, data and float64: the Python route and `credence fit` give identical predictions."""
+    cli = os.environ.get("CREDENCE_CLI")
+    if not cli:
+        pytest.skip("CREDENCE_CLI is not set (ctest sets it)")
+    x, y = blobs(60, 2)
+    csv = tmp_path / "blobs.csv"
+    with open(csv, "w") as f:
+        f.write("a,b,y\n")
+        for row, label in zip(x, y):
+            f.write(f"{row[0]!r},{row[1]!r},{label}\n")
+    out = tmp_path / "cli.crd"
+    subprocess.run([cli, "fit", "--data", f"csv:{csv}?target=y&task=classification", "--model", "mlp:8",
+                    "--method", "laplace:hessian=diag", "--epochs", "4", "--dtype", "float64", "--seed", "3",
+                    "--out", str(out), "-q"], check=True)
+    py = credence.fit("mlp:8", (x, y), "laplace", hessian="diag", epochs=4, dtype="float64", seed=3)
+    from_cli = credence.load(out)
+    np.testing.assert_array_equal(from_cli.predict(x).probs, py.predict(x).probs)
+
+
+def test_files_round_trip_and_are_not_overwritten(tmp_path):
+    x, y = sine(50, 3)
+    post = credence.fit("mlp:8", (x, y), "swag", epochs=6, dtype="float64")
+    path = tmp_path / "swag.crd"
+    post.save(path)
+    again = credence.load(path)
+    a, b = post.predict(x, samples=5, seed=1), again.predict(x, samples=5, seed=1)
+    np.testing.assert_array_equal(a.mean, b.mean)
+    np.testing.assert_array_equal(a.var, b.var)
+    with pytest.raises(credence.IoError, match="exists"):
+        post.save(path)
+    post.save(path, overwrite=True)
+
+
+def test_bad_input_raises_clear_exceptions():
+    x, y = blobs(30, 4)
+    with pytest.raises(ValueError, match="unknown method 'nosuch'"):
+        credence.fit("mlp:8", (x, y), "nosuch")
+    with pytest.raises(credence.InvalidArgument, match="bogus"):
+        credence.fit("mlp:8", (x, y), "laplace", bogus=1)
+    with pytest.raises(credence.InvalidArgument, match="rows of X"):
+        credence.fit("mlp:8", (x, y[:-1]), "map")
+    bad = x.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(credence.DataError, match="NaN"):
+        credence.fit("mlp:8", (bad, y), "map")
+    with pytest.raises(credence.DataError, match="labels"):
+        credence.fit("mlp:8", (x, y), "map", num_classes=2)
+    with pytest.raises(credence.InvalidArgument, match="model"):
+        credence.fit("resnet:10", (x, y), "map")
+    with pytest.raises(credence.DataError, match="no batches"):
+        credence.fit("mlp:8", [], "map")
+    with pytest.raises(credence.NotSupported, match="spec"):
+        credence.fit(object(), (x, y), "map")
+    with pytest.raises(credence.IoError):
+        credence.load("/nonexistent/file.crd")
+
+
+def test_a_loader_of_batches_equals_the_arrays():
+    x, y = blobs(40, 5)
+    batches = [(x[i:i + 16], y[i:i + 16]) for i in range(0, 40, 16)]
+    a = credence.fit("mlp:8", batches, "map", epochs=3, dtype="float64").predict(x).probs
+    b = credence.fit("mlp:8", (x, y), "map", epochs=3, dtype="float64").predict(x).probs
+    np.testing.assert_array_equal(a, b)
+
+
+def test_compare_returns_rows_and_describe_lists_methods_and_models():
+    x, y = blobs(80, 6)
+    xt, yt = blobs(40, 7)
+    rows = credence.compare("mlp:8", (x, y), (xt, yt), ["map", "laplace"], epochs=4)
+    assert [r["method"] for r in rows] == ["map", "laplace"]
+    assert all(0 <= r["accuracy"] <= 1 and np.isfinite(r["nll"]) for r in rows)
+    assert "accuracy" in repr(rows) and "<table>" in rows._repr_html_()
+    d = credence.describe()
+    assert {"map", "laplace", "ivon"} <= {m["name"] for m in d["methods"]}
+    assert {"mlp", "resnet", "transformer"} <= {m["name"] for m in d["models"]}
+
+
+def test_a_trained_torch_module_is_the_map_for_post_hoc_laplace(tmp_path):
+    torch = pytest.importorskip("torch")
+    x, y = blobs(60, 8)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)).double()
+    # credence standardizes tabular inputs (population std); train on inputs already standardized,
+    # so that the module and credence see the same numbers.
+    xs = (x - x.mean(0)) / x.std(0)
+    opt = torch.optim.Adam(net.parameters(), lr=0.05)
+    xt, yt = torch.tensor(xs), torch.tensor(y)
+    for _ in range(50):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(xt), yt).backward()
+        opt.step()
+    post = credence.fit("mlp:8", (xs, y), "map", init=net, epochs=0, dtype="float64")
+    with torch.no_grad():
+        expected = torch.softmax(net(torch.tensor(xs)), 1).numpy()
+    # Standardizing xs again changes it only by rounding.
+    np.testing.assert_allclose(post.predict(xs).probs, expected, atol=1e-6)
+    lap = credence.fit("mlp:8", (xs, y), "laplace", init=net, epochs=0, dtype="float64")
+    assert lap.predict(xs).probs.shape == (60, 3)
