@@ -16,7 +16,7 @@ import numpy as np
 from . import _credence
 from ._credence import DataError, Error, InvalidArgument, IoError, NotSupported, NumericalError
 
-__all__ = ["fit", "load", "compare", "describe", "Posterior", "Prediction", "Error", "InvalidArgument",
+__all__ = ["fit", "load", "compare", "describe", "load_data", "Posterior", "Prediction", "Error", "InvalidArgument",
            "DataError", "NotSupported", "NumericalError", "IoError", "set_threads"]
 
 set_threads = _credence.set_threads
@@ -205,6 +205,12 @@ def compare(model, train, test, methods, **training):
         row["fit_seconds"] = post.info.get("fit_seconds", float("nan"))
         rows.append(row)
     return rows
+
+
+def load_data(spec, dtype="float32"):
+    """(X, y) NumPy arrays from a --data spec, e.g. "fmnist:train?n=10000" or "uci:boston"."""
+    d = _credence.load_data(spec, dtype)
+    return d["x"], d["y"]
 
 
 def describe():

@@ -211,6 +211,19 @@ PYBIND11_MODULE(_credence, m) {
     }
     return out;
   });
+  m.def(
+      "load_data",
+      [](const std::string& spec, const std::string& dtype) {
+        DataOptions options;
+        options.dtype = dtype == "float64" ? torch::kFloat64 : torch::kFloat32;
+        auto parts = load_data(spec, options);
+        py::dict d;
+        d["x"] = to_numpy(parts.fit.x);
+        d["y"] = to_numpy(parts.fit.y);
+        d["num_classes"] = parts.fit.num_classes;
+        return d;
+      },
+      py::arg("spec"), py::arg("dtype") = "float32");
   m.def("set_threads", &set_threads, py::arg("threads"));
   m.def("runtime", &runtime_summary);
 }
