@@ -9,6 +9,7 @@
 
 #include "credence/core/error.h"
 #include "credence/core/rng.h"
+#include "dropout_masks.h"
 
 namespace credence {
 
@@ -84,21 +85,6 @@ torch::Tensor NetworkModel::init_params(uint64_t seed) const {
   return theta.to(device_);
 }
 
-// Inverted dropout on the final layer's input: masks [N, in] (or [S, N, in]) from one generator.
-struct NetworkModel::Dropout {
-  double p;
-  at::Generator gen;
-  int64_t row_offset = 0, total_rows = 0;
-  torch::Tensor apply(const torch::Tensor& h, int64_t sets) {
-    const int64_t rows = h.size(-2);
-    std::vector<int64_t> shape = {total_rows > 0 ? total_rows : rows, h.size(-1)};
-    if (sets > 0) shape.insert(shape.begin(), sets);
-    auto keep = at::empty(shape, at::TensorOptions().dtype(h.scalar_type())).bernoulli_(1.0 - p, gen);
-    if (total_rows > 0) keep = keep.narrow(-2, row_offset, rows);
-    return h * keep.div_(1.0 - p).to(h.device());
-  }
-};
-
 namespace {
 // Activations of S stacked parameter sets: images as grouped channels [N, S * C, H, W], other
 // tensors with a leading set axis [S, N, ...]. Until the first parametric op, the input is shared
@@ -131,7 +117,7 @@ torch::Tensor affine_last(const torch::Tensor& h, const torch::Tensor& w, const 
 }  // namespace
 
 torch::Tensor NetworkModel::run(const torch::Tensor& x, const torch::Tensor& theta, size_t num_ops,
-                                ForwardTrace* trace, Dropout* dropout) const {
+                                ForwardTrace* trace, DropoutMasks* dropout) const {
   if (theta.dim() != 1 && theta.dim() != 2)
     throw InvalidArgument(fmt::format("parameters must be [P] or [S, P], got {} dims", theta.dim()));
   if (theta.size(-1) != layout_.size)
@@ -302,7 +288,7 @@ torch::Tensor NetworkModel::forward_dropout(const torch::Tensor& x, const torch:
   if (total_rows > 0 && (row_offset < 0 || row_offset + rows > total_rows))
     throw InvalidArgument(fmt::format("dropout rows [{}, {}) lie outside a batch of {}", row_offset, row_offset + rows,
                                       total_rows));
-  Dropout dropout{p, cpu_generator(key), row_offset, total_rows};
+  DropoutMasks dropout{p, cpu_generator(key), row_offset, total_rows};
   return run(x, theta, ops_.size(), nullptr, &dropout);
 }
 

@@ -10,6 +10,7 @@
 
 #include "credence/core/error.h"
 #include "credence/core/rng.h"
+#include "dropout_masks.h"
 
 namespace credence {
 
@@ -103,24 +104,8 @@ namespace {
 enum class Layout { Plain, Stacked, Grouped };  // [N,...], [S,N,...], [N, S*C, H, W]
 }  // namespace
 
-// Inverted dropout: one keep-mask per linear layer, drawn in layer order from one CPU generator
-// (device-independent), of shape [N, in], or [S, N, in] for S stacked parameter sets.
-struct SequentialModel::Dropout {
-  double p;
-  at::Generator gen;
-  int64_t row_offset = 0, total_rows = 0;  // h's rows within the batch whose masks are drawn
-  torch::Tensor apply(const torch::Tensor& h, int64_t sets) {
-    const int64_t rows = h.size(-2);
-    std::vector<int64_t> shape = {total_rows > 0 ? total_rows : rows, h.size(-1)};
-    if (sets > 0) shape.insert(shape.begin(), sets);
-    auto keep = at::empty(shape, at::TensorOptions().dtype(h.scalar_type())).bernoulli_(1.0 - p, gen);
-    if (total_rows > 0) keep = keep.narrow(-2, row_offset, rows);
-    return h * keep.div_(1.0 - p).to(h.device());
-  }
-};
-
 torch::Tensor SequentialModel::run(const torch::Tensor& x, const torch::Tensor& theta,
-                                   size_t num_layers, ForwardTrace* trace, Dropout* dropout) const {
+                                   size_t num_layers, ForwardTrace* trace, DropoutMasks* dropout) const {
   if (theta.dim() != 1 && theta.dim() != 2)
     throw InvalidArgument(fmt::format("parameters must be [P] or [S, P], got {} dims", theta.dim()));
   if (theta.size(-1) != layout_.size)
@@ -316,7 +301,7 @@ torch::Tensor SequentialModel::forward_dropout(const torch::Tensor& x, const tor
   if (total_rows > 0 && (row_offset < 0 || row_offset + x.size(0) > total_rows))
     throw InvalidArgument(fmt::format("dropout rows [{}, {}) lie outside a batch of {}", row_offset,
                                       row_offset + x.size(0), total_rows));
-  Dropout dropout{p, cpu_generator(key), row_offset, total_rows};
+  DropoutMasks dropout{p, cpu_generator(key), row_offset, total_rows};
   return run(x, theta, layers_.size(), nullptr, &dropout);
 }
 

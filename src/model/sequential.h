@@ -4,6 +4,8 @@
 
 namespace credence {
 
+struct DropoutMasks;  // src/model/dropout_masks.h
+
 struct LayerDef {
   enum Kind { Linear, Conv, MaxPool, Flatten, ReLU, Tanh } kind;
   int64_t in = 0, out = 0, kernel = 0, padding = 0;
@@ -43,7 +45,6 @@ class SequentialModel : public Model,
 
  private:
   bool fully_connected() const;  ///< the hand-written backward covers linear layers and activations
-  struct Dropout;  // masks for forward_dropout; null on every other path
   /// The linear layers' weights of stacked parameters [S, P] as contiguous [S, in, out] tensors.
   /// A weight block of [S, P] is strided by P between vectors, which makes each batched product
   /// copy it (~7x the product's cost at batch size one). Parameters seen twice without change (a
@@ -52,7 +53,7 @@ class SequentialModel : public Model,
   struct StackedCache;
   std::shared_ptr<StackedCache> stacked_cache_;
   torch::Tensor run(const torch::Tensor& x, const torch::Tensor& theta, size_t num_layers,
-                    ForwardTrace* trace, Dropout* dropout = nullptr) const;
+                    ForwardTrace* trace, DropoutMasks* dropout = nullptr) const;
   std::string spec_;
   std::vector<int64_t> input_shape_;
   std::vector<LayerDef> layers_;

@@ -8,6 +8,8 @@
 
 namespace credence {
 
+struct DropoutMasks;  // src/model/dropout_masks.h
+
 struct NetOp {
   enum Kind {
     Conv,        ///< in -> out channels, kernel, stride, padding
@@ -56,9 +58,8 @@ class NetworkModel : public Model, public LastLayerAccess, public DropoutForward
   std::string architecture() const override;
 
  private:
-  struct Dropout;
   torch::Tensor run(const torch::Tensor& x, const torch::Tensor& theta, size_t num_ops, ForwardTrace* trace,
-                    Dropout* dropout = nullptr) const;
+                    DropoutMasks* dropout = nullptr) const;
   std::string spec_;
   std::vector<int64_t> input_shape_;
   std::vector<NetOp> ops_;
