@@ -22,27 +22,6 @@ void require_images(const std::string& text, const std::vector<int64_t>& input_s
         min_side, min_side, fmt::join(input_shape, ", ")));
 }
 
-NetOp op(NetOp::Kind kind, std::string name = "", int64_t in = 0, int64_t out = 0) {
-  NetOp o;
-  o.kind = kind;
-  o.name = std::move(name);
-  o.in = in;
-  o.out = out;
-  return o;
-}
-NetOp conv(std::string name, int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding) {
-  NetOp o = op(NetOp::Conv, std::move(name), in, out);
-  o.kernel = kernel;
-  o.stride = stride;
-  o.padding = padding;
-  return o;
-}
-NetOp norm(NetOp::Kind kind, std::string name, int64_t channels, int64_t groups = 1) {
-  NetOp o = op(kind, std::move(name), channels, channels);
-  o.groups = groups;
-  return o;
-}
-NetOp slot_op(NetOp::Kind kind) { return op(kind); }
 
 }  // namespace
 
@@ -57,7 +36,7 @@ std::shared_ptr<Model> make_resnet(const std::string& text, const std::vector<in
     throw InvalidArgument(fmt::format("model '{}': width {} must be a multiple of groups {}", text, width, groups));
   require_images(text, input_shape, 8);
   const long blocks = (depth - 2) / 6;
-  std::vector<NetOp> ops = {conv("stem", input_shape[0], width, 3, 1, 1)};
+  std::vector<NetOp> ops = {net_conv("stem", input_shape[0], width, 3, 1, 1)};
   int64_t channels = width;
   for (int stage = 0; stage < 3; ++stage) {
     const int64_t out = width << stage;
@@ -67,26 +46,26 @@ std::shared_ptr<Model> make_resnet(const std::string& text, const std::vector<in
       const bool project = stride != 1 || channels != out;
       // Pre-activation block: x + conv2(relu(norm2(conv1(relu(norm1(x)))))); a projection shortcut
       // takes the pre-activated input.
-      if (!project) ops.push_back(slot_op(NetOp::Save));
-      ops.push_back(norm(NetOp::GroupNorm, p + "norm1", channels, groups));
-      ops.push_back(op(NetOp::ReLU));
-      if (project) ops.push_back(slot_op(NetOp::Save));
-      ops.push_back(conv(p + "conv1", channels, out, 3, stride, 1));
-      ops.push_back(norm(NetOp::GroupNorm, p + "norm2", out, groups));
-      ops.push_back(op(NetOp::ReLU));
-      ops.push_back(conv(p + "conv2", out, out, 3, 1, 1));
+      if (!project) ops.push_back(net_op(NetOp::Save));
+      ops.push_back(net_norm(NetOp::GroupNorm, p + "norm1", channels, groups));
+      ops.push_back(net_op(NetOp::ReLU));
+      if (project) ops.push_back(net_op(NetOp::Save));
+      ops.push_back(net_conv(p + "conv1", channels, out, 3, stride, 1));
+      ops.push_back(net_norm(NetOp::GroupNorm, p + "norm2", out, groups));
+      ops.push_back(net_op(NetOp::ReLU));
+      ops.push_back(net_conv(p + "conv2", out, out, 3, 1, 1));
       if (project) {
-        ops.push_back(slot_op(NetOp::Swap));
-        ops.push_back(conv(p + "shortcut", channels, out, 1, stride, 0));
+        ops.push_back(net_op(NetOp::Swap));
+        ops.push_back(net_conv(p + "shortcut", channels, out, 1, stride, 0));
       }
-      ops.push_back(slot_op(NetOp::Add));
+      ops.push_back(net_op(NetOp::Add));
       channels = out;
     }
   }
-  ops.push_back(norm(NetOp::GroupNorm, "norm", channels, groups));
-  ops.push_back(op(NetOp::ReLU));
-  ops.push_back(op(NetOp::GlobalPool));
-  ops.push_back(op(NetOp::Linear, "head", channels, output_dim));
+  ops.push_back(net_norm(NetOp::GroupNorm, "norm", channels, groups));
+  ops.push_back(net_op(NetOp::ReLU));
+  ops.push_back(net_op(NetOp::GlobalPool));
+  ops.push_back(net_op(NetOp::Linear, "head", channels, output_dim));
   return std::make_shared<NetworkModel>(text, input_shape, ops, dtype, device);
 }
 
@@ -104,28 +83,28 @@ std::shared_ptr<Model> make_transformer(const std::string& text, const std::vect
     throw InvalidArgument(fmt::format("model '{}': patch {} must divide the image size {}x{} (set ?patch=)", text,
                                       patch, input_shape[1], input_shape[2]));
   const int64_t tokens = (input_shape[1] / patch) * (input_shape[2] / patch);
-  std::vector<NetOp> ops = {conv("patch", input_shape[0], dim, patch, patch, 0)};
-  NetOp to_tokens = op(NetOp::ToTokens);
+  std::vector<NetOp> ops = {net_conv("patch", input_shape[0], dim, patch, patch, 0)};
+  NetOp to_tokens = net_op(NetOp::ToTokens);
   to_tokens.out = dim;
   ops.push_back(to_tokens);
-  NetOp pos = op(NetOp::PosEmbed, "pos_embed", dim, dim);
+  NetOp pos = net_op(NetOp::PosEmbed, "pos_embed", dim, dim);
   pos.groups = tokens;
   ops.push_back(pos);
   for (long l = 0; l < layers; ++l) {
     const std::string p = fmt::format("blocks.{}.", l);
-    NetOp attention = op(NetOp::Attention, "", 3 * dim, dim);
+    NetOp attention = net_op(NetOp::Attention, "", 3 * dim, dim);
     attention.groups = heads;
-    for (const NetOp& o : {slot_op(NetOp::Save), norm(NetOp::LayerNorm, p + "norm1", dim),
-                           op(NetOp::Linear, p + "attn.qkv", dim, 3 * dim), attention,
-                           op(NetOp::Linear, p + "attn.proj", dim, dim), slot_op(NetOp::Add),
-                           slot_op(NetOp::Save), norm(NetOp::LayerNorm, p + "norm2", dim),
-                           op(NetOp::Linear, p + "mlp.fc1", dim, ratio * dim), op(NetOp::GELU),
-                           op(NetOp::Linear, p + "mlp.fc2", ratio * dim, dim), slot_op(NetOp::Add)})
+    for (const NetOp& o : {net_op(NetOp::Save), net_norm(NetOp::LayerNorm, p + "norm1", dim),
+                           net_op(NetOp::Linear, p + "attn.qkv", dim, 3 * dim), attention,
+                           net_op(NetOp::Linear, p + "attn.proj", dim, dim), net_op(NetOp::Add),
+                           net_op(NetOp::Save), net_norm(NetOp::LayerNorm, p + "norm2", dim),
+                           net_op(NetOp::Linear, p + "mlp.fc1", dim, ratio * dim), net_op(NetOp::GELU),
+                           net_op(NetOp::Linear, p + "mlp.fc2", ratio * dim, dim), net_op(NetOp::Add)})
       ops.push_back(o);
   }
-  ops.push_back(norm(NetOp::LayerNorm, "norm", dim));
-  ops.push_back(op(NetOp::MeanTokens));
-  ops.push_back(op(NetOp::Linear, "head", dim, output_dim));
+  ops.push_back(net_norm(NetOp::LayerNorm, "norm", dim));
+  ops.push_back(net_op(NetOp::MeanTokens));
+  ops.push_back(net_op(NetOp::Linear, "head", dim, output_dim));
   return std::make_shared<NetworkModel>(text, input_shape, ops, dtype, device);
 }
 

@@ -283,12 +283,8 @@ LastLayer NetworkModel::last_layer() const {
 
 torch::Tensor NetworkModel::forward_dropout(const torch::Tensor& x, const torch::Tensor& theta, double p, uint64_t key,
                                             int64_t row_offset, int64_t total_rows) const {
-  if (!(p >= 0.0 && p < 1.0)) throw InvalidArgument(fmt::format("dropout rate must be in [0, 1), got {}", p));
   const int64_t rows = theta.dim() == 2 && x.dim() == 5 ? x.size(1) : x.size(0);
-  if (total_rows > 0 && (row_offset < 0 || row_offset + rows > total_rows))
-    throw InvalidArgument(fmt::format("dropout rows [{}, {}) lie outside a batch of {}", row_offset, row_offset + rows,
-                                      total_rows));
-  DropoutMasks dropout{p, cpu_generator(key), row_offset, total_rows};
+  auto dropout = DropoutMasks::checked(p, key, row_offset, rows, total_rows);
   return run(x, theta, ops_.size(), nullptr, &dropout);
 }
 
@@ -314,6 +310,29 @@ const std::vector<std::pair<NetOp::Kind, const char*>>& op_names() {
   return names;
 }
 }  // namespace
+
+NetOp net_op(NetOp::Kind kind, std::string name, int64_t in, int64_t out) {
+  NetOp o;
+  o.kind = kind;
+  o.name = std::move(name);
+  o.in = in;
+  o.out = out;
+  return o;
+}
+
+NetOp net_conv(std::string name, int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding) {
+  NetOp o = net_op(NetOp::Conv, std::move(name), in, out);
+  o.kernel = kernel;
+  o.stride = stride;
+  o.padding = padding;
+  return o;
+}
+
+NetOp net_norm(NetOp::Kind kind, std::string name, int64_t channels, int64_t groups) {
+  NetOp o = net_op(kind, std::move(name), channels, channels);
+  o.groups = groups;
+  return o;
+}
 
 std::string NetworkModel::architecture() const {
   nlohmann::json ops = nlohmann::json::array();

@@ -296,12 +296,7 @@ void SequentialModel::backward(ForwardTrace& trace, const torch::Tensor& theta, 
 
 torch::Tensor SequentialModel::forward_dropout(const torch::Tensor& x, const torch::Tensor& theta, double p,
                                                uint64_t key, int64_t row_offset, int64_t total_rows) const {
-  if (!(p >= 0.0 && p < 1.0))
-    throw InvalidArgument(fmt::format("dropout rate must be in [0, 1), got {}", p));
-  if (total_rows > 0 && (row_offset < 0 || row_offset + x.size(0) > total_rows))
-    throw InvalidArgument(fmt::format("dropout rows [{}, {}) lie outside a batch of {}", row_offset,
-                                      row_offset + x.size(0), total_rows));
-  DropoutMasks dropout{p, cpu_generator(key), row_offset, total_rows};
+  auto dropout = DropoutMasks::checked(p, key, row_offset, x.size(0), total_rows);
   return run(x, theta, layers_.size(), nullptr, &dropout);
 }
 

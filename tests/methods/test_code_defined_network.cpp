@@ -14,22 +14,10 @@ namespace credence {
 namespace {
 
 std::vector<NetOp> small_residual_net(int64_t head_in) {
-  auto op = [](NetOp::Kind kind, std::string name = "", int64_t in = 0, int64_t out = 0) {
-    NetOp o;
-    o.kind = kind;
-    o.name = std::move(name);
-    o.in = in;
-    o.out = out;
-    return o;
-  };
-  NetOp c1 = op(NetOp::Conv, "features.conv1", 1, 4), c2 = op(NetOp::Conv, "features.conv2", 4, 4);
-  c1.kernel = c2.kernel = 3;
-  c1.stride = 2;
-  c1.padding = c2.padding = 1;
-  NetOp norm = op(NetOp::GroupNorm, "features.norm", 4, 4);
-  norm.groups = 2;
-  return {c1, norm, op(NetOp::ReLU), op(NetOp::Save), c2, op(NetOp::Add), op(NetOp::GlobalPool),
-          op(NetOp::Linear, "classifier", head_in, 3)};
+  NetOp c1 = net_conv("features.conv1", 1, 4, 3, 2, 1), c2 = net_conv("features.conv2", 4, 4, 3, 1, 1);
+  NetOp norm = net_norm(NetOp::GroupNorm, "features.norm", 4, 2);
+  return {c1, norm, net_op(NetOp::ReLU), net_op(NetOp::Save), c2, net_op(NetOp::Add), net_op(NetOp::GlobalPool),
+          net_op(NetOp::Linear, "classifier", head_in, 3)};
 }
 
 DataParts images(int64_t n, uint64_t seed) {

@@ -34,6 +34,13 @@ struct NetOp {
   int weight_block = -1, bias_block = -1;
 };
 
+/// An op of `kind` (its parameters named `name`.weight / .bias) from `in` to `out` features.
+NetOp net_op(NetOp::Kind kind, std::string name = "", int64_t in = 0, int64_t out = 0);
+/// A convolution with a square kernel.
+NetOp net_conv(std::string name, int64_t in, int64_t out, int64_t kernel, int64_t stride = 1, int64_t padding = 0);
+/// A GroupNorm (`groups` groups) or LayerNorm over `channels`.
+NetOp net_norm(NetOp::Kind kind, std::string name, int64_t channels, int64_t groups = 1);
+
 class NetworkModel : public Model, public LastLayerAccess, public DropoutForward, public Architecture {
  public:
   NetworkModel(std::string spec, std::vector<int64_t> input_shape, std::vector<NetOp> ops, torch::Dtype dtype,
