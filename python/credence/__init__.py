@@ -129,13 +129,15 @@ def _task(y, num_classes):
 
 
 def fit(model, data, method="map", *, likelihood="", epochs=20, lr=0.0, batch_size=128, prior_precision="auto",
-        seed=0, dtype="float32", init=None, freeze="", num_classes=None, quiet=True, _map=None, **options):
+        seed=0, dtype="float32", init=None, freeze="", adapters="", num_classes=None, quiet=True, _map=None,
+        **options):
     """Fits `method` (any `credence describe` name; its options as keywords) to `data`.
 
     model: a --model spec ("mlp:50", "cnn:lenet", "resnet:8", ...). init: pretrained weights, as
     a credence file, a torch.save state-dict file, a state dict or a torch module whose parameter
     names match the spec's (or come in the same order); with epochs=0 they are the MAP as they
     are (post-hoc methods such as "laplace" then add uncertainty to a network trained elsewhere).
+    adapters: low-rank adapters on the frozen backbone `init`, e.g. "lora:rank=4,alpha=8".
     Integer labels make a classification task, floating targets a regression.
     """
     if not isinstance(model, str):
@@ -147,7 +149,7 @@ def fit(model, data, method="map", *, likelihood="", epochs=20, lr=0.0, batch_si
     try:
         fitted = _credence.fit(x, y, classes, model, _method_spec(method, options), likelihood, int(epochs), float(lr),
                                int(batch_size), str(prior_precision), int(seed), dtype,
-                               _init_file(init, temporaries), freeze, _map, quiet)
+                               _init_file(init, temporaries), freeze, adapters, _map, quiet)
     finally:
         for path in temporaries:
             os.unlink(path)

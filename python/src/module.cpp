@@ -142,7 +142,7 @@ PYBIND11_MODULE(_credence, m) {
       [](const py::array& x, const py::array& y, int64_t num_classes, const std::string& model,
          const std::string& method, const std::string& likelihood, int64_t epochs, double lr, int64_t batch_size,
          const std::string& prior, uint64_t seed, const std::string& dtype, const std::string& init,
-         const std::string& freeze, const FittedModel* map, bool quiet) {
+         const std::string& freeze, const std::string& adapters, const FittedModel* map, bool quiet) {
         FitRequest req;
         req.dtype = dtype == "float64" ? torch::kFloat64 : torch::kFloat32;
         if (dtype != "float64" && dtype != "float32")
@@ -153,6 +153,7 @@ PYBIND11_MODULE(_credence, m) {
         req.likelihood = likelihood;
         req.init = init;
         req.freeze = freeze;
+        req.adapters = adapters;
         req.map = map;
         req.train.epochs = epochs;
         req.train.lr = lr;
@@ -166,7 +167,7 @@ PYBIND11_MODULE(_credence, m) {
       py::arg("x"), py::arg("y"), py::arg("num_classes"), py::arg("model"), py::arg("method"),
       py::arg("likelihood") = "", py::arg("epochs") = 20, py::arg("lr") = 0.0, py::arg("batch_size") = 128,
       py::arg("prior_precision") = "auto", py::arg("seed") = 0, py::arg("dtype") = "float32", py::arg("init") = "",
-      py::arg("freeze") = "", py::arg("map") = nullptr, py::arg("quiet") = true);
+      py::arg("freeze") = "", py::arg("adapters") = "", py::arg("map") = nullptr, py::arg("quiet") = true);
 
   m.def(
       "metrics",

@@ -142,3 +142,22 @@ def test_a_trained_torch_module_is_the_map_for_post_hoc_laplace(tmp_path):
     np.testing.assert_allclose(post.predict(xs).probs, expected, atol=1e-6)
     lap = credence.fit("mlp:8", (xs, y), "laplace", init=net, epochs=0, dtype="float64")
     assert lap.predict(xs).probs.shape == (60, 3)
+
+
+def test_adapters_on_a_saved_backbone_start_as_it_and_then_learn(tmp_path):
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, size=60)
+    x = (rng.standard_normal((60, 1, 8, 8)) + y[:, None, None, None]).astype(np.float32)
+    backbone = credence.fit("resnet:8?width=4&groups=2", (x, y), "map", epochs=2, batch_size=16)
+    path = tmp_path / "backbone.crd"
+    backbone.save(path)
+    start = credence.fit("resnet:8?width=4&groups=2", (x, y), "map", epochs=0, init=path,
+                         adapters="lora:rank=2,head=frozen")
+    np.testing.assert_array_equal(start.predict(x).probs, backbone.predict(x).probs)
+    adapted = credence.fit("resnet:8?width=4&groups=2", (x, y), "laplace", epochs=3, batch_size=16, init=path,
+                           adapters="lora:rank=2", subset="all", hessian="kron")
+    assert adapted.info["adapters"] == "lora:rank=2"
+    # rank 2: A [2, in, k, k] and B [out, 2, 1, 1] on all nine convolutions (1,002), and the head (51)
+    assert adapted.info["trainable_parameters"] == 1053
+    probs = adapted.predict(x).probs
+    assert np.allclose(probs.sum(1), 1, atol=1e-5)

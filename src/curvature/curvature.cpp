@@ -261,7 +261,7 @@ Curvature compute_curvature(const Model& model, const Likelihood& likelihood, co
       } else if (structure == Structure::Diag) {
         auto g2 = g.pow(2).sum(1);  // [m, out]
         c.diag.narrow(0, l.offset, l.out * l.in).add_(g2.t().mm(a.pow(2)).reshape({-1}));
-        c.diag.narrow(0, l.offset + l.out * l.in, l.out).add_(g2.sum(0));
+        if (l.bias_block >= 0) c.diag.narrow(0, l.offset + l.out * l.in, l.out).add_(g2.sum(0));
       } else {
         rows.push_back(l.jacobian_columns(a, g).reshape({-1, l.size()}));
       }
@@ -292,7 +292,7 @@ Curvature compute_curvature(const Model& model, const Likelihood& likelihood, co
       }
       const double inputs = count[i].item<double>();
       c.kron.push_back({l.offset, l.out, l.in, A[i], inputs > 0 ? B[i] / inputs : B[i]});
-      c.kron.push_back({l.offset + l.out * l.in, l.out, 1, A[i], one});
+      if (l.bias_block >= 0) c.kron.push_back({l.offset + l.out * l.in, l.out, 1, A[i], one});
     }
   }
   return c;

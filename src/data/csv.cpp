@@ -1,4 +1,5 @@
-// csv:PATH?target=NAME[&task=regression|classification&classes=C]: a header row, then numbers.
+// csv:PATH?target=NAME[&task=regression|classification&classes=C&shape=CxHxW]: a header row, then
+// numbers; shape= makes each row's inputs an image.
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -82,7 +83,7 @@ void check_label_coding(const std::vector<int64_t>& labels, int64_t max_label, c
 }  // namespace
 
 Dataset load_csv(const Spec& spec, const DataOptions& options) {
-  spec.check_keys(with_common_keys({"target", "task", "classes"}), /*data_error=*/true);
+  spec.check_keys(with_common_keys({"target", "task", "classes", "shape"}), /*data_error=*/true);
   const std::string path = spec.body;
   if (path.empty())
     throw DataError(fmt::format("spec '{}': no file given (e.g. 'csv:data.csv?target=y')",
@@ -198,6 +199,23 @@ Dataset load_csv(const Spec& spec, const DataOptions& options) {
     d.task = Task::Regression;
   }
   d.standardize_inputs = true;
+  if (spec.has("shape")) {
+    const std::string text = spec.get("shape", "");
+    std::vector<int64_t> shape = {rows};
+    int64_t size = 1;
+    for (const auto& part : split(text, 'x')) {
+      double v = 0;
+      if (!parse_number(trim(part), v) || v < 1 || v != std::floor(v))
+        throw DataError(fmt::format("spec '{}': shape '{}' must be C x H x W in whole numbers (e.g. shape=1x8x8)",
+                                    spec.text, text));
+      shape.push_back(static_cast<int64_t>(v));
+      size *= shape.back();
+    }
+    if (shape.size() != 4 || size != cols - 1)
+      throw DataError(fmt::format("spec '{}': shape '{}' must be CxHxW with C*H*W equal to the {} input columns",
+                                  spec.text, text, cols - 1));
+    d.x = d.x.view(shape);
+  }
   return d;
 }
 

@@ -49,6 +49,8 @@ namespace data_detail {
 std::set<std::string> with_common_keys(std::set<std::string> keys) {
   keys.insert("holdout");
   keys.insert("holdout_seed");
+  keys.insert("per_class");
+  keys.insert("per_class_seed");
   return keys;
 }
 
@@ -153,6 +155,37 @@ int64_t holdout_count(const Spec& spec, const std::string& part, const std::stri
   return count;
 }
 
+// per_class=K: K examples of each class present, drawn by per_class_seed (few-label tasks).
+Dataset draw_per_class(const Spec& spec, Dataset all) {
+  if (!spec.has("per_class")) {
+    if (spec.has("per_class_seed"))
+      throw DataError(fmt::format("spec '{}': per_class_seed given without per_class (e.g. 'per_class=10&per_class_seed=1')",
+                                  spec.text));
+    return all;
+  }
+  const long k = spec_int(spec, "per_class", 0);
+  if (k < 1) throw DataError(fmt::format("spec '{}': per_class must be >= 1, got {}", spec.text, k));
+  if (all.task != Task::Classification)
+    throw DataError(fmt::format("spec '{}': per_class applies to classification data only", spec.text));
+  const long seed = spec_int(spec, "per_class_seed", 0);
+  auto perm = keyed_permutation(all.size(), rng_key(static_cast<uint64_t>(seed), Stream::Holdout, 1));
+  auto labels = all.y.to(at::kCPU).index_select(0, perm);
+  std::vector<int64_t> taken(all.num_classes, 0), chosen;
+  auto lab = labels.accessor<int64_t, 1>();
+  auto idx = perm.accessor<int64_t, 1>();
+  for (int64_t i = 0; i < labels.size(0); ++i)
+    if (taken[lab[i]] < k) {
+      ++taken[lab[i]];
+      chosen.push_back(idx[i]);
+    }
+  for (int64_t c = 0; c < all.num_classes; ++c)
+    if (taken[c] > 0 && taken[c] < k)
+      throw DataError(fmt::format("spec '{}': class {} has only {} examples, fewer than per_class={}", spec.text, c,
+                                  taken[c], k));
+  std::sort(chosen.begin(), chosen.end());  // keep the original order
+  return all.subset(at::tensor(chosen, at::kLong));
+}
+
 DataParts carve(const Spec& spec, Dataset all) {
   DataParts parts;
   if (!spec.has("holdout")) {
@@ -236,7 +269,7 @@ DataParts load_data(const std::string& text, const DataOptions& options) {
   if (all.size() == 0)
     throw DataError(fmt::format("data spec '{}': empty split: no examples were loaded", text));
   check_finite(all);
-  return carve(spec, std::move(all));
+  return carve(spec, draw_per_class(spec, std::move(all)));
 }
 
 }  // namespace credence

@@ -13,6 +13,7 @@
 #include "credence/core/files.h"
 #include "credence/core/rng.h"
 #include "credence/core/tensor_io.h"
+#include "credence/model/adapters.h"
 #include "credence/model/frozen.h"
 #include "credence/model/weights.h"
 #include "credence/eval/metrics.h"
@@ -188,6 +189,13 @@ FittedModel fit(const FitRequest& given) {
   }
   if (!map && !request.init.empty())
     problem.model = with_initial_weights(problem.model, initial_theta(request.init, *problem.model));
+  if (!map && !request.adapters.empty()) {
+    if (!request.freeze.empty())
+      throw InvalidArgument(fmt::format("--freeze '{}' with --adapters: adapters freeze the backbone themselves; "
+                                        "choose the adapted layers with targets= and the head with head=frozen",
+                                        request.freeze));
+    problem.model = add_adapters(problem.model, request.adapters, request.train.seed);
+  }
   if (!map && !request.freeze.empty())
     problem.model = freeze_parameters(problem.model, request.freeze, problem.model->init_params(request.train.seed));
   problem.prior = request.train.prior == "auto"
@@ -226,6 +234,10 @@ FittedModel fit(const FitRequest& given) {
   if (problem.comm) result.info["processes"] = comm.world_size();
   if (!request.init.empty()) result.info["init"] = request.init;
   if (!request.freeze.empty()) result.info["freeze"] = request.freeze;
+  if (!request.adapters.empty()) {
+    result.info["adapters"] = request.adapters;
+    result.info["trainable_parameters"] = problem.model->layout().size;
+  }
   auto report = method->report();
   if (!report.empty()) result.info["report"] = report;
   return result;

@@ -35,13 +35,16 @@ NetworkModel::NetworkModel(std::string spec, std::vector<int64_t> input_shape, s
     return static_cast<int>(layout_.blocks.size()) - 1;
   };
   for (auto& op : ops_) {
+    if (op.slot < 0 || op.slot > 64)
+      throw InvalidArgument(fmt::format("model '{}': op '{}' uses slot {}; slots are 0..64", spec_, op.name, op.slot));
+    num_slots_ = std::max(num_slots_, op.slot + 1);
     switch (op.kind) {
       case NetOp::Conv:
       case NetOp::Linear:
         op.weight_block = add(op.name + ".weight", op.kind == NetOp::Conv
                                                        ? std::vector<int64_t>{op.out, op.in, op.kernel, op.kernel}
                                                        : std::vector<int64_t>{op.out, op.in});
-        op.bias_block = add(op.name + ".bias", {op.out});
+        if (op.bias) op.bias_block = add(op.name + ".bias", {op.out});
         layout_.kinds.push_back(LayerKind::Dense);
         break;
       case NetOp::GroupNorm:
@@ -68,9 +71,9 @@ torch::Tensor NetworkModel::init_params(uint64_t seed) const {
     switch (op.kind) {
       case NetOp::Conv:
       case NetOp::Linear: {  // PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
-        double bound = 1.0 / std::sqrt(static_cast<double>(op.in * op.kernel * op.kernel));
+        double bound = op.zero_init ? 0.0 : 1.0 / std::sqrt(static_cast<double>(op.in * op.kernel * op.kernel));
         block(op.weight_block).uniform_(-bound, bound, gen);
-        block(op.bias_block).uniform_(-bound, bound, gen);
+        if (op.bias) block(op.bias_block).uniform_(-bound, bound, gen);
         break;
       }
       case NetOp::GroupNorm:
@@ -98,7 +101,10 @@ struct Activation {
 // `a` with one copy per set, S sets of `channels` channels (images) or a leading axis (others).
 torch::Tensor per_set_copy(const Activation& a, int64_t S) {
   if (a.per_set) return a.h;
-  return a.image ? a.h.repeat({1, S, 1, 1}) : a.h.unsqueeze(0).expand({S}).contiguous();
+  if (a.image) return a.h.repeat({1, S, 1, 1});
+  auto shape = a.h.sizes().vec();
+  shape.insert(shape.begin(), S);
+  return a.h.unsqueeze(0).expand(shape).contiguous();
 }
 
 // A stacked parameter block [S, numel] viewed with a set axis and `shape`.
@@ -113,6 +119,14 @@ torch::Tensor affine_last(const torch::Tensor& h, const torch::Tensor& w, const 
   shape.front() = w.size(0);
   shape.back() = w.size(1);
   return h * w.reshape(shape) + b.reshape(shape);
+}
+}  // namespace
+
+namespace {
+bool same_in_every_set(const std::vector<torch::Tensor>& parts, const NetOp& op) {
+  for (int b : {op.weight_block, op.bias_block})
+    if (b >= 0 && !at::equal(parts[b], parts[b].narrow(0, 0, 1).expand_as(parts[b]))) return false;
+  return true;
 }
 }  // namespace
 
@@ -132,16 +146,25 @@ torch::Tensor NetworkModel::run(const torch::Tensor& x, const torch::Tensor& the
     throw InvalidArgument(fmt::format("model '{}' takes images [N, C, H, W], got {} dims", spec_, x.dim()));
   const int64_t N = per_set_input ? x.size(1) : x.size(0);
   auto parts = theta.split_with_sizes(layout_.numels(), stacked ? 1 : 0);
+  const bool grads = at::GradMode::is_enabled() && theta.requires_grad();
   Activation a{per_set_input ? x.transpose(0, 1).reshape({N, -1, x.size(-2), x.size(-1)}) : x, true, !stacked || per_set_input};
-  std::vector<Activation> slots(4);
+  std::vector<Activation> slots(num_slots_);
   for (size_t i = 0; i < num_ops; ++i) {
     const auto& op = ops_[i];
     auto& h = a.h;
+    // Predicting, while every set still shares the activation, an op whose parameters are the
+    // same in every set (a frozen backbone's) runs once for all of them. (Under autograd each set
+    // needs its own path to its gradient.)
+    const bool shared_op = stacked && !grads && !a.per_set && op.weight_block >= 0 &&
+                           !(dropout && i + 1 == ops_.size()) && same_in_every_set(parts, op);
+    const bool st = stacked && !shared_op;
+    auto param = [&](int block) { return shared_op ? parts[block][0] : parts[block]; };
     switch (op.kind) {
       case NetOp::Conv: {
-        const auto& W = parts[op.weight_block];
-        const auto& b = parts[op.bias_block];
-        if (!stacked) {
+        const auto W = param(op.weight_block);
+        const auto b = op.bias ? param(op.bias_block) : torch::Tensor();
+        if (op.scale != 1.0) h = h * op.scale;
+        if (!st) {
           if (trace)  // unfolded patches [N, locations, in * k * k]: a linear layer shared by locations
             trace->inputs.push_back(at::im2col(h.detach(), {op.kernel, op.kernel}, {1, 1}, {op.padding, op.padding},
                                                {op.stride, op.stride})
@@ -150,15 +173,16 @@ torch::Tensor NetworkModel::run(const torch::Tensor& x, const torch::Tensor& the
           if (trace) trace->outputs.push_back(h);
         } else {
           h = at::conv2d(per_set_copy(a, S), W.reshape({S * op.out, op.in, op.kernel, op.kernel}),
-                         b.reshape({S * op.out}), op.stride, op.padding, 1, S);
+                         op.bias ? b.reshape({S * op.out}) : b, op.stride, op.padding, 1, S);
         }
         break;
       }
       case NetOp::Linear: {
-        if (dropout && i + 1 == ops_.size()) h = dropout->apply(h, stacked ? S : 0);
-        const auto& W = parts[op.weight_block];
-        const auto& b = parts[op.bias_block];
-        if (!stacked) {
+        if (dropout && i + 1 == ops_.size()) h = dropout->apply(h, st ? S : 0);
+        const auto W = param(op.weight_block);
+        const auto b = op.bias ? param(op.bias_block) : torch::Tensor();
+        if (op.scale != 1.0) h = h * op.scale;
+        if (!st) {
           if (trace) trace->inputs.push_back(h.detach());
           h = at::linear(h, W.view({op.out, op.in}), b);
           if (trace) trace->outputs.push_back(h);
@@ -166,21 +190,21 @@ torch::Tensor NetworkModel::run(const torch::Tensor& x, const torch::Tensor& the
           auto in = per_set_copy(a, S);
           auto shape = in.sizes().vec();
           shape.back() = op.out;
-          h = at::baddbmm(b.view({S, 1, op.out}), in.reshape({S, -1, op.in}),
-                          W.view({S, op.out, op.in}).transpose(1, 2))
-                  .view(shape);
+          auto x3 = in.reshape({S, -1, op.in});
+          auto Wt = W.view({S, op.out, op.in}).transpose(1, 2);
+          h = (op.bias ? at::baddbmm(b.view({S, 1, op.out}), x3, Wt) : at::bmm(x3, Wt)).view(shape);
         }
         break;
       }
       case NetOp::GroupNorm: {
-        const auto& w = parts[op.weight_block];
-        const auto& b = parts[op.bias_block];
-        if (!stacked && trace) {  // the normalized input is this Scale layer's factor
+        const auto w = param(op.weight_block);
+        const auto b = param(op.bias_block);
+        if (!st && trace) {  // the normalized input is this Scale layer's factor
           auto normalized = at::group_norm(h, op.groups);
           trace->inputs.push_back(normalized.detach());
           h = normalized * w.view({1, op.out, 1, 1}) + b.view({1, op.out, 1, 1});
           trace->outputs.push_back(h);
-        } else if (!stacked) {
+        } else if (!st) {
           h = at::group_norm(h, op.groups, w, b);
         } else {  // groups never straddle sets: S * groups groups over S * C channels
           h = at::group_norm(per_set_copy(a, S), S * op.groups, w.reshape({S * op.out}), b.reshape({S * op.out}));
@@ -188,14 +212,14 @@ torch::Tensor NetworkModel::run(const torch::Tensor& x, const torch::Tensor& the
         break;
       }
       case NetOp::LayerNorm: {
-        const auto& w = parts[op.weight_block];
-        const auto& b = parts[op.bias_block];
-        if (!stacked && trace) {
+        const auto w = param(op.weight_block);
+        const auto b = param(op.bias_block);
+        if (!st && trace) {
           auto normalized = at::layer_norm(h, {op.out});
           trace->inputs.push_back(normalized.detach());
           h = normalized * w + b;
           trace->outputs.push_back(h);
-        } else if (!stacked) {
+        } else if (!st) {
           h = at::layer_norm(h, {op.out}, w, b);
         } else {
           h = affine_last(at::layer_norm(per_set_copy(a, S), {op.out}), w, b);
@@ -203,8 +227,8 @@ torch::Tensor NetworkModel::run(const torch::Tensor& x, const torch::Tensor& the
         break;
       }
       case NetOp::PosEmbed: {
-        const auto& w = parts[op.weight_block];
-        if (!stacked) {
+        const auto w = param(op.weight_block);
+        if (!st) {
           if (trace) trace->inputs.push_back(torch::Tensor());
           h = h + w.view({op.groups, op.out});
           if (trace) trace->outputs.push_back(h);
@@ -262,7 +286,7 @@ torch::Tensor NetworkModel::run(const torch::Tensor& x, const torch::Tensor& the
         break;
       }
     }
-    if (op.weight_block >= 0) a.per_set = true;
+    if (op.weight_block >= 0 && !shared_op) a.per_set = true;
   }
   if (stacked && !a.per_set) return per_set_copy(a, S);
   return a.h;
@@ -341,7 +365,8 @@ std::string NetworkModel::architecture() const {
     for (const auto& [k, name] : op_names())
       if (k == op.kind) kind = name;
     ops.push_back({{"op", kind}, {"name", op.name}, {"in", op.in}, {"out", op.out}, {"kernel", op.kernel},
-                   {"stride", op.stride}, {"padding", op.padding}, {"groups", op.groups}, {"slot", op.slot}});
+                   {"stride", op.stride}, {"padding", op.padding}, {"groups", op.groups}, {"slot", op.slot},
+                   {"bias", op.bias}, {"scale", op.scale}, {"zero_init", op.zero_init}});
   }
   return nlohmann::json{{"input_shape", input_shape_}, {"output_dim", output_dim()}, {"ops", ops}}.dump();
 }
@@ -362,11 +387,10 @@ std::shared_ptr<Model> make_network(const std::string& spec, const std::vector<i
   return model;
 }
 
-std::shared_ptr<Model> network_from_architecture(const std::string& spec, const std::string& text,
-                                                 torch::Dtype dtype, torch::Device device) {
+NetworkDescription parse_architecture(const std::string& spec, const std::string& text) {
   try {
     auto j = nlohmann::json::parse(text);
-    std::vector<NetOp> ops;
+    NetworkDescription d;
     for (const auto& o : j.at("ops")) {
       NetOp op;
       const auto kind = o.at("op").get<std::string>();
@@ -385,12 +409,22 @@ std::shared_ptr<Model> network_from_architecture(const std::string& spec, const 
       op.padding = o.at("padding").get<int64_t>();
       op.groups = o.at("groups").get<int64_t>();
       op.slot = o.at("slot").get<int>();
-      ops.push_back(op);
+      op.bias = o.value("bias", true);  // files written before adapters lack the three
+      op.scale = o.value("scale", 1.0);
+      op.zero_init = o.value("zero_init", false);
+      d.ops.push_back(op);
     }
-    return make_network(spec, j.at("input_shape").get<std::vector<int64_t>>(), ops, dtype, device);
+    d.input_shape = j.at("input_shape").get<std::vector<int64_t>>();
+    return d;
   } catch (const nlohmann::json::exception& e) {
     throw IoError(fmt::format("network '{}': unreadable architecture ({})", spec, e.what()));
   }
+}
+
+std::shared_ptr<Model> network_from_architecture(const std::string& spec, const std::string& text,
+                                                 torch::Dtype dtype, torch::Device device) {
+  auto d = parse_architecture(spec, text);
+  return make_network(spec, d.input_shape, d.ops, dtype, device);
 }
 
 }  // namespace credence

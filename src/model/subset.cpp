@@ -20,7 +20,7 @@ SubsetLayer layer_from(const Model& model, int weight_block, int bias_block, Lay
     l.in = 1;
     return l;
   }
-  if (bias_block < 0 || blocks[bias_block].numel != w.shape[0])
+  if (bias_block >= 0 && blocks[bias_block].numel != w.shape[0])
     throw NotSupported(fmt::format("model '{}': layer '{}' has no bias of size {}", model.spec(), w.name,
                                    w.shape[0]));
   l.out = w.shape[0];
@@ -38,7 +38,8 @@ std::vector<SubsetLayer> traced_layers(const Model& model) {
     const auto& blocks = of_layer[i];
     if (blocks.empty()) continue;  // frozen
     const LayerKind kind = layout.kinds[i];
-    if (blocks.size() > 2 || (kind == LayerKind::Shift) != (blocks.size() == 1))
+    if (blocks.size() > 2 || (kind == LayerKind::Shift && blocks.size() != 1) ||
+        (kind == LayerKind::Scale && blocks.size() != 2))
       throw NotSupported(fmt::format("model '{}': layer {} has {} of its parameter tensors trainable; freeze all "
                                      "of a layer's tensors or none",
                                      model.spec(), i, blocks.size()));
@@ -100,8 +101,10 @@ namespace {
 torch::Tensor all_shared_columns(const SubsetLayer& l, const torch::Tensor& a, const torch::Tensor& g) {
   const int64_t n = g.size(0), D = g.size(1);
   switch (l.kind) {
-    case LayerKind::Dense:
-      return at::cat({at::einsum("ndto,nti->ndoi", {g, a}).reshape({n, D, l.out * l.in}), g.sum(2)}, 2);
+    case LayerKind::Dense: {
+      auto w = at::einsum("ndto,nti->ndoi", {g, a}).reshape({n, D, l.out * l.in});
+      return l.bias_block < 0 ? w : at::cat({w, g.sum(2)}, 2);
+    }
     case LayerKind::Scale: return at::cat({(g * a.unsqueeze(1)).sum(2), g.sum(2)}, 2);
     case LayerKind::Shift: break;
   }
@@ -116,8 +119,10 @@ torch::Tensor SubsetLayer::jacobian_columns(const torch::Tensor& a, const torch:
     if (!partial()) return all;
     return all.index_select(2, at::cat({weight_entries, bias_entries + out * in}));
   }
-  if (!partial())
-    return at::cat({(g.unsqueeze(3) * a.view({n, 1, 1, in})).reshape({n, D, out * in}), g}, 2);
+  if (!partial()) {
+    auto w = (g.unsqueeze(3) * a.view({n, 1, 1, in})).reshape({n, D, out * in});
+    return bias_block < 0 ? w : at::cat({w, g}, 2);
+  }
   auto rows = at::div(weight_entries, in, "floor"), cols = weight_entries.remainder(in);
   auto w = g.index_select(2, rows) * a.index_select(1, cols).unsqueeze(1);
   return at::cat({w, g.index_select(2, bias_entries)}, 2);
@@ -127,14 +132,14 @@ torch::Tensor SubsetLayer::jacobian_times(const torch::Tensor& a, const torch::T
   if (partial() || kind != LayerKind::Dense) return jacobian_columns(a, g).matmul(V);
   const int64_t n = a.size(0), m = V.size(1);
   auto VW = V.narrow(0, 0, out * in).view({out, in, m});
+  auto add_bias = [&](torch::Tensor t) { return bias_block < 0 ? t : t + V.narrow(0, out * in, out); };
   if (shared(g)) {  // t[n, t, o, k] = sum_i a[n, t, i] V_W[o, i, k] + V_b[o, k]; J V = sum_{t, o} g t
     const int64_t T = a.size(1), D = g.size(1);
-    auto t = a.reshape({n * T, in}).mm(VW.permute({1, 0, 2}).reshape({in, out * m})).view({n, T, out, m}) +
-             V.narrow(0, out * in, out);
-    return g.reshape({n, D, T * out}).bmm(t.view({n, T * out, m}));
+    auto t = add_bias(a.reshape({n * T, in}).mm(VW.permute({1, 0, 2}).reshape({in, out * m})).view({n, T, out, m}));
+    return g.reshape({n, D, T * out}).bmm(t.reshape({n, T * out, m}));
   }
   // t[n, o, k] = sum_i a[n, i] V_W[o, i, k] + V_b[o, k]; then J V = g t.
-  auto t = a.mm(VW.permute({1, 0, 2}).reshape({in, out * m})).view({n, out, m}) + V.narrow(0, out * in, out);
+  auto t = add_bias(a.mm(VW.permute({1, 0, 2}).reshape({in, out * m})).view({n, out, m}));
   return g.bmm(t);
 }
 
@@ -146,11 +151,12 @@ torch::Tensor SubsetLayer::jacobian_transpose_times(const torch::Tensor& a, cons
     const int64_t T = a.size(1);
     auto q = at::einsum("ndto,ndm->ntom", {g, U});
     auto w = a.reshape({n * T, in}).t().mm(q.reshape({n * T, out * m})).view({in, out, m}).permute({1, 0, 2});
+    if (bias_block < 0) return w.reshape({out * in, m});
     return at::cat({w.reshape({out * in, m}), q.sum(at::IntArrayRef{0, 1})}, 0);
   }
   auto q = g.transpose(1, 2).bmm(U);  // [n, out, m]
   auto w = a.t().mm(q.reshape({n, out * m})).view({in, out, m}).permute({1, 0, 2}).reshape({out * in, m});
-  return at::cat({w, q.sum(0)}, 0);
+  return bias_block < 0 ? w : at::cat({w, q.sum(0)}, 0);
 }
 
 bool ParamSubset::partial() const {

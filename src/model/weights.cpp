@@ -17,12 +17,22 @@ std::string shape_of(const std::vector<int64_t>& s) { return fmt::format("[{}]",
 
 class InitializedModel : public Model {
  public:
-  InitializedModel(std::shared_ptr<Model> inner, torch::Tensor theta) : inner_(std::move(inner)), theta_(std::move(theta)) {}
+  InitializedModel(std::shared_ptr<Model> inner, torch::Tensor theta, std::vector<int> seeded)
+      : inner_(std::move(inner)), theta_(std::move(theta)), seeded_(std::move(seeded)) {}
   const std::string& spec() const override { return inner_->spec(); }
   const ParamLayout& layout() const override { return inner_->layout(); }
   const std::vector<int64_t>& input_shape() const override { return inner_->input_shape(); }
   int64_t output_dim() const override { return inner_->output_dim(); }
-  torch::Tensor init_params(uint64_t) const override { return theta_.clone(); }
+  torch::Tensor init_params(uint64_t seed) const override {
+    auto theta = theta_.clone();
+    if (seeded_.empty()) return theta;
+    auto drawn = inner_->init_params(seed);
+    for (int b : seeded_) {
+      const auto& block = inner_->layout().blocks[b];
+      theta.narrow(0, block.offset, block.numel).copy_(drawn.narrow(0, block.offset, block.numel));
+    }
+    return theta;
+  }
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& theta, ForwardTrace* trace) const override {
     return inner_->forward(x, theta, trace);
   }
@@ -35,6 +45,7 @@ class InitializedModel : public Model {
  private:
   std::shared_ptr<Model> inner_;
   torch::Tensor theta_;
+  std::vector<int> seeded_;
 };
 
 }  // namespace
@@ -100,12 +111,16 @@ torch::Tensor weights_to_theta(const Model& model, const NamedWeights& weights, 
       }()));
 }
 
-std::shared_ptr<Model> with_initial_weights(std::shared_ptr<Model> inner, torch::Tensor theta) {
+std::shared_ptr<Model> with_initial_weights(std::shared_ptr<Model> inner, torch::Tensor theta,
+                                           std::vector<int> seeded_blocks) {
   if (theta.dim() != 1 || theta.size(0) != inner->layout().size)
     throw InvalidArgument(fmt::format("initial weights for model '{}' must be [{}], got {}", inner->spec(),
                                       inner->layout().size, shape_of(theta)));
   auto on_device = theta.to(torch::TensorOptions().dtype(inner->dtype()).device(inner->device()));
-  return std::make_shared<InitializedModel>(std::move(inner), std::move(on_device));
+  for (int b : seeded_blocks)
+    if (b < 0 || b >= static_cast<int>(inner->layout().blocks.size()))
+      throw InvalidArgument(fmt::format("model '{}' has no parameter block {}", inner->spec(), b));
+  return std::make_shared<InitializedModel>(std::move(inner), std::move(on_device), std::move(seeded_blocks));
 }
 
 }  // namespace credence

@@ -86,17 +86,19 @@ torch::Tensor LaplacePosterior::slice_variance(const Model& model, const torch::
       fvar += weighted_gram(J, diag_p_.narrow(0, l.offset, l.size()).reciprocal().expand({n, l.size()}), diag_only);
     } else if (curvature_.structure == Structure::Diag) {
       auto pw = diag_p_.narrow(0, l.offset, l.out * l.in).view({l.out, l.in});
-      auto pb = diag_p_.narrow(0, l.offset + l.out * l.in, l.out);
-      auto s = a.pow(2).matmul(pw.reciprocal().t()) + pb.reciprocal();  // [n, out]
+      auto s = a.pow(2).matmul(pw.reciprocal().t());  // [n, out]
+      if (l.bias_block >= 0) s = s + diag_p_.narrow(0, l.offset + l.out * l.in, l.out).reciprocal();
       fvar += weighted_gram(g, s, diag_only);
     } else if (plain) {  // Kron, one position: J's rows are g (x) a, rotated into the blocks' eigenbases
       auto u = g.matmul(vec_a_[block]);                                               // [n, C, out]
       auto s = a.matmul(vec_b_[block]).pow(2).matmul(block_d_[block].reciprocal().t());  // [n, out]
       fvar += weighted_gram(u, s, diag_only);
-      auto ub = g.matmul(vec_a_[block + 1]);
-      auto sb = block_d_[block + 1].reciprocal().view({1, l.out}).expand({n, l.out});
-      fvar += weighted_gram(ub, sb, diag_only);
-      block += 2;
+      if (l.bias_block >= 0) {
+        auto ub = g.matmul(vec_a_[block + 1]);
+        auto sb = block_d_[block + 1].reciprocal().view({1, l.out}).expand({n, l.out});
+        fvar += weighted_gram(ub, sb, diag_only);
+      }
+      block += l.bias_block >= 0 ? 2 : 1;
     } else if (l.kind == LayerKind::Dense) {
       // Kron with positions: J_c = sum_t g_ct (x) a_t; in the blocks' eigenbases that is
       // R_c = sum_t (g_ct Q_A)^T (a_t Q_B), [out, in] per example. Slices of examples keep R in cache.
@@ -112,9 +114,11 @@ torch::Tensor LaplacePosterior::slice_variance(const Model& model, const torch::
         auto part = diag_only ? (R * R * inv_w).sum(-1) : (R * inv_w).bmm(R.transpose(1, 2));
         fvar.narrow(0, s0, k).add_(part);
       }
-      auto ub = g.sum(2).matmul(vec_a_[block + 1]);  // the bias: sum_t g_ct
-      fvar += weighted_gram(ub, block_d_[block + 1].reciprocal().view({1, l.out}).expand({n, l.out}), diag_only);
-      block += 2;
+      if (l.bias_block >= 0) {
+        auto ub = g.sum(2).matmul(vec_a_[block + 1]);  // the bias: sum_t g_ct
+        fvar += weighted_gram(ub, block_d_[block + 1].reciprocal().view({1, l.out}).expand({n, l.out}), diag_only);
+      }
+      block += l.bias_block >= 0 ? 2 : 1;
     } else {  // exact Scale/Shift blocks: rotate the Jacobian columns
       auto J = l.jacobian_columns(a, g);
       for (int64_t start = 0; start < l.size(); ++block) {

@@ -17,13 +17,19 @@
 namespace credence {
 namespace {
 
-// One tiny instance per family (torchscript has its own tests: it needs a saved module).
-const std::map<std::string, std::string>& family_rows() {
-  static const std::map<std::string, std::string> rows = {
-      {"mlp", "mlp:8"},
-      {"cnn", "cnn:lenet"},
-      {"resnet", "resnet:8?width=4&groups=2"},
-      {"transformer", "transformer:1?dim=8&heads=2&patch=4"},
+// One tiny instance per family (torchscript has its own tests: it needs a saved module), and
+// low-rank adapters on the convolutional and the attention family.
+struct FamilyRow {
+  std::string model, adapters;
+};
+const std::map<std::string, FamilyRow>& family_rows() {
+  static const std::map<std::string, FamilyRow> rows = {
+      {"mlp", {"mlp:8", ""}},
+      {"cnn", {"cnn:lenet", ""}},
+      {"resnet", {"resnet:8?width=4&groups=2", ""}},
+      {"transformer", {"transformer:1?dim=8&heads=2&patch=4", ""}},
+      {"resnet_lora", {"resnet:8?width=4&groups=2", "lora:rank=2"}},
+      {"transformer_lora", {"transformer:1?dim=8&heads=2&patch=4", "lora:rank=2,targets=blocks"}},
   };
   return rows;
 }
@@ -88,7 +94,7 @@ std::vector<Cell> all_cells() {
   for (const auto& m : extra_method_rows()) methods.push_back(m);
   std::vector<Cell> cells;
   for (const auto& m : methods)
-    for (const auto& [family, spec] : family_rows()) cells.push_back({m, family});
+    for (const auto& [family, row] : family_rows()) cells.push_back({m, family});
   return cells;
 }
 
@@ -97,7 +103,8 @@ class Conformance : public ::testing::TestWithParam<Cell> {};
 FittedModel fit_cell(const Cell& cell) {
   FitRequest req;
   req.data = tiny_images(48, 1);
-  req.model = family_rows().at(cell.family);
+  req.model = family_rows().at(cell.family).model;
+  req.adapters = family_rows().at(cell.family).adapters;
   req.method = with_quick_options(cell.method);
   req.train.epochs = 2;
   req.train.batch_size = 16;

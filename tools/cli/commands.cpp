@@ -11,6 +11,7 @@
 #include "credence/core/error.h"
 #include "credence/core/files.h"
 #include "credence/eval/metrics.h"
+#include "credence/model/adapters.h"
 
 namespace credence::cli {
 
@@ -40,6 +41,7 @@ void add_fit(CLI::App& app) {
     req.likelihood = args->flags.likelihood;
     req.init = args->flags.init;
     req.freeze = args->flags.freeze;
+    req.adapters = args->flags.adapters;
     req.train = args->flags.train;
     req.device = args->common.torch_device();
     req.dtype = args->common.torch_dtype();
@@ -146,10 +148,30 @@ void add_evaluate(CLI::App& app) {
 void add_describe(CLI::App& app) {
   auto* cmd = app.add_subcommand("describe", "list methods, or the options of one method; --models: model families");
   auto name = std::make_shared<std::string>();
-  auto models = std::make_shared<bool>(false);
+  auto models = std::make_shared<bool>(false), adapters = std::make_shared<bool>(false);
+  auto model = std::make_shared<std::string>(), data = std::make_shared<std::string>();
   cmd->add_option("method", *name, "method name");
   cmd->add_flag("--models", *models, "list the model families (--model SPEC) with their options");
-  cmd->callback([name, models] {
+  cmd->add_flag("--adapters", *adapters,
+                "the options of --adapters lora:...; with --model and --data, the layers it can adapt");
+  cmd->add_option("--model", *model, "with --adapters: the model whose adaptable layers to list");
+  cmd->add_option("--data", *data, "with --adapters --model: data fixing the model's input shape");
+  cmd->callback([name, models, adapters, model, data] {
+    if (*adapters) {
+      fmt::print("adapters (--adapters lora:key=value,...): low-rank adapters on a frozen backbone\n");
+      for (const auto& f : lora_fields())
+        fmt::print("  {:<8} {:<7} default {:<6} {}\n", f.name, to_string(f.type), f.default_value, f.help);
+      if (model->empty() != data->empty())
+        throw InvalidArgument("describe --adapters: give both --model and --data to list a model's adaptable layers");
+      if (!model->empty()) {
+        auto d = load_data(*data).fit;
+        auto m = make_model(*model, d.input_shape(), d.task == Task::Classification ? d.num_classes : 1,
+                            torch::kFloat32, torch::kCPU);
+        fmt::print("adaptable layers of {}:\n", *model);
+        for (const auto& layer : adaptable_layers(*m)) fmt::print("  {}\n", layer);
+      }
+      return;
+    }
     if (*models) {
       fmt::print("model families (--model SPEC):\n");
       for (const auto& f : model_registry()) {

@@ -59,6 +59,9 @@ void TrainFlags::add(CLI::App& app) {
                  "start from these weights: a credence posterior file or a torch.save(module.state_dict()) file");
   app.add_option("--freeze", freeze,
                  "hold these parameters fixed: names or dotted prefixes, comma-separated (e.g. layer0)");
+  app.add_option("--adapters", adapters,
+                 "low-rank adapters on a frozen backbone (--init): lora:rank=4,alpha=8,targets=all,head=train "
+                 "(see `credence describe --adapters`)");
   app.add_option("--epochs", train.epochs, "training epochs")
       ->capture_default_str()
       ->check(whole_number_at_least(1, "--epochs 20"));

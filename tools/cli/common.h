@@ -28,7 +28,7 @@ struct CommonOptions {
 
 struct TrainFlags {
   std::string model = "mlp:50";
-  std::string likelihood, init, freeze;
+  std::string likelihood, init, freeze, adapters;
   TrainOptions train;
   void add(CLI::App& app);
 };

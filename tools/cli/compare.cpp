@@ -220,6 +220,7 @@ void add_compare(CLI::App& app) {
     req.likelihood = args->flags.likelihood;
     req.init = args->flags.init;
     req.freeze = args->flags.freeze;
+    req.adapters = args->flags.adapters;
     req.train = args->flags.train;
     req.device = args->common.torch_device();
     req.dtype = dtype;

@@ -20,6 +20,9 @@ struct FitRequest {
   std::string init;
   /// Parameters held fixed (--freeze): comma-separated names or dotted prefixes, e.g. "layer0".
   std::string freeze;
+  /// Low-rank adapters on a frozen backbone (--adapters), e.g. "lora:rank=4,alpha=8"; see
+  /// add_adapters. The backbone is the model with `init`'s weights. "" for none.
+  std::string adapters;
   TrainOptions train;
   torch::Device device = torch::kCPU;
   torch::Dtype dtype = torch::kFloat32;

@@ -31,6 +31,9 @@ struct NetOp {
   int64_t in = 0, out = 0, kernel = 1, stride = 1, padding = 0;
   int64_t groups = 1;  ///< GroupNorm groups; Attention heads; PosEmbed positions
   int slot = 0;
+  bool bias = true;        ///< Conv and Linear: with a bias tensor
+  double scale = 1.0;      ///< Conv and Linear: input multiplier (a low-rank adapter's alpha / rank)
+  bool zero_init = false;  ///< Conv and Linear: start at zero (an adapter's B factor)
   int weight_block = -1, bias_block = -1;
 };
 
@@ -70,6 +73,7 @@ class NetworkModel : public Model, public LastLayerAccess, public DropoutForward
   std::string spec_;
   std::vector<int64_t> input_shape_;
   std::vector<NetOp> ops_;
+  int num_slots_ = 1;
   ParamLayout layout_;
   torch::Dtype dtype_;
   torch::Device device_;
@@ -80,6 +84,12 @@ class NetworkModel : public Model, public LastLayerAccess, public DropoutForward
 std::shared_ptr<Model> make_network(const std::string& spec, const std::vector<int64_t>& input_shape,
                                     std::vector<NetOp> ops, torch::Dtype dtype = torch::kFloat32,
                                     torch::Device device = torch::kCPU);
+/// What NetworkModel::architecture() describes.
+struct NetworkDescription {
+  std::vector<int64_t> input_shape;
+  std::vector<NetOp> ops;
+};
+NetworkDescription parse_architecture(const std::string& spec, const std::string& architecture);
 /// Rebuilds a network from NetworkModel::architecture().
 std::shared_ptr<Model> network_from_architecture(const std::string& spec, const std::string& architecture,
                                                  torch::Dtype dtype, torch::Device device);

@@ -32,7 +32,10 @@ torch::Tensor weights_to_theta(const Model& model, const NamedWeights& weights, 
 
 /// A model like `inner` whose init_params(seed) is `theta` for every seed: training starts from
 /// pretrained weights (as a TorchScript module's own weights do). Spec, layout, forward and
-/// capabilities are `inner`'s, so posteriors save and load as `inner`'s.
-std::shared_ptr<Model> with_initial_weights(std::shared_ptr<Model> inner, torch::Tensor theta);
+/// capabilities are `inner`'s, so posteriors save and load as `inner`'s. The blocks listed in
+/// `seeded_blocks` (indices into the layout) still take `inner`'s seeded draw, so ensemble
+/// members differ there (e.g. new adapters on pretrained weights).
+std::shared_ptr<Model> with_initial_weights(std::shared_ptr<Model> inner, torch::Tensor theta,
+                                           std::vector<int> seeded_blocks = {});
 
 }  // namespace credence
