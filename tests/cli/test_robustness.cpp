@@ -272,4 +272,31 @@ TEST_F(Robustness, AnUnreadableFileIsNamedAsSuchNotAsMissing) {
   EXPECT_NE(r.output.find("exists but cannot be read: permission denied"), std::string::npos) << r.output;
 }
 
+
+TEST_F(Robustness, AdaptersFitOnASavedBackboneFromTheCommandLine) {
+  const std::string digits =
+      std::string("'csv:") + CREDENCE_DATA_DIR + "/digits/digits.csv?target=label&task=classification&shape=1x8x8";
+  const std::string model = " --model 'resnet:8?width=4&groups=2'";
+  auto backbone = path("backbone.crd"), adapted = path("adapted.crd");
+  auto r = run("fit -q --data " + digits + "&per_class=20'" + model + " --epochs 1 --out '" + backbone + "'");
+  ASSERT_EQ(r.code, 0) << r.output;
+  r = run("fit -q --data " + digits + "&per_class=10&per_class_seed=1'" + model + " --epochs 2 --init '" + backbone +
+          "' --adapters lora:rank=2 --method 'laplace:subset=all,hessian=kron' --out '" + adapted + "'");
+  ASSERT_EQ(r.code, 0) << r.output;
+  r = run("evaluate -q --posterior '" + adapted + "' --data " + digits + "&per_class=5&per_class_seed=2'");
+  EXPECT_EQ(r.code, 0) << r.output;
+  r = run("describe --adapters --model 'resnet:8?width=4&groups=2' --data " + digits + "'");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("stage3.0.shortcut (conv 8 -> 16, 1x1)"), std::string::npos) << r.output;
+  expect_failure("fit -q --data " + digits + "'" + model + " --epochs 1 --init '" + backbone +
+                     "' --adapters lora --freeze stem --out '" + path("x.crd") + "'",
+                 "adapters freeze the backbone themselves");
+  expect_failure("fit -q --data " + digits + "'" + model + " --epochs 1 --adapters 'lora:targets=stem9' --out '" +
+                     path("x.crd") + "'",
+                 "matches no adaptable layer");
+  expect_failure("fit -q --data 'synthetic:moons?n=100' --model mlp:8 --epochs 1 --adapters lora --out '" +
+                     path("x.crd") + "'",
+                 "op list");
+}
+
 }  // namespace

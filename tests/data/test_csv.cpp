@@ -47,6 +47,40 @@ TEST(Csv, QuotedHeaderAndCrlf) {
   EXPECT_TRUE(d.y.equal(at::tensor({2.0f, 4.0f})));
 }
 
+TEST(Csv, PerClassDrawsThatManyOfEachClassBySeed) {
+  TempDir dir;
+  std::string text = "x,y\n";
+  for (int i = 0; i < 30; ++i) text += std::to_string(i) + "," + std::to_string(i % 3) + "\n";
+  auto path = dir.write("p.csv", text);
+  auto spec = "csv:" + path + "?target=y&task=classification&per_class=4";
+  Dataset d = load_data(spec).fit;
+  ASSERT_EQ(d.size(), 12);
+  EXPECT_TRUE(at::bincount(d.y).equal(at::tensor({4, 4, 4}, at::kLong)));
+  EXPECT_TRUE(std::get<0>(d.x.flatten().sort()).equal(d.x.flatten()));  // the file's order is kept
+  for (int64_t i = 0; i < d.size(); ++i)  // each row keeps its label
+    EXPECT_EQ(static_cast<int64_t>(d.x[i][0].item<float>()) % 3, d.y[i].item<int64_t>());
+  EXPECT_TRUE(load_data(spec).fit.x.equal(d.x));
+  EXPECT_FALSE(load_data(spec + "&per_class_seed=1").fit.x.equal(d.x));
+  // Held-out parts are carved from the drawn examples.
+  EXPECT_EQ(load_data(spec + "&holdout=val:0.5").fit.size(), 6);
+  EXPECT_TRUE(DataErrorWith("csv:" + path + "?target=y&task=classification&per_class=11",
+                            {"class 0 has only 10 examples"}));
+  EXPECT_TRUE(DataErrorWith("csv:" + path + "?target=y&per_class=2", {"classification data only"}));
+  EXPECT_TRUE(DataErrorWith("csv:" + path + "?target=y&task=classification&per_class_seed=2",
+                            {"per_class_seed given without per_class"}));
+}
+
+TEST(Csv, ShapeMakesRowsImages) {
+  TempDir dir;
+  auto path = dir.write("i.csv", "a,b,c,d,label\n1,2,3,4,0\n5,6,7,8,1\n");
+  Dataset d = load_data("csv:" + path + "?target=label&task=classification&shape=1x2x2").fit;
+  ASSERT_EQ(d.x.sizes(), (at::IntArrayRef{2, 1, 2, 2}));
+  EXPECT_EQ(d.x[1][0][1][0].item<float>(), 7.0f);
+  EXPECT_EQ(d.input_shape(), (std::vector<int64_t>{1, 2, 2}));
+  EXPECT_TRUE(DataErrorWith("csv:" + path + "?target=label&shape=1x3x2", {"equal to the 4 input columns"}));
+  EXPECT_TRUE(DataErrorWith("csv:" + path + "?target=label&shape=2xa", {"whole numbers"}));
+}
+
 TEST(Csv, HoldoutWorks) {
   TempDir dir;
   std::string text = "x,y\n";
