@@ -64,15 +64,36 @@ class FrozenModel : public Model,
   torch::Device device() const override { return inner_->device(); }
   torch::Tensor init_params(uint64_t seed) const override { return inner_->init_params(seed).index_select(0, index_); }
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& theta, ForwardTrace* trace) const override {
-    return inner_->forward(x, full_theta(theta), trace);
+    const auto* blocks = inner_->find<BlockForward>();
+    if (!blocks) return inner_->forward(x, full_theta(theta), trace);
+    check_size(theta);
+    // Frozen blocks go in as constants (one row shared by every stacked set): no gradient is
+    // computed for them, and the inner model may run them once for all sets.
+    const auto& inner_blocks = inner_->layout().blocks;
+    auto base = values_.to(theta.device(), theta.scalar_type());
+    std::vector<torch::Tensor> parts(inner_blocks.size());
+    for (size_t i = 0; i < inner_blocks.size(); ++i) {
+      auto it = block_of_.find(static_cast<int64_t>(i));
+      if (it != block_of_.end()) {
+        const auto& b = layout_.blocks[it->second];
+        parts[i] = theta.narrow(-1, b.offset, b.numel);
+      } else {
+        auto value = base.narrow(0, inner_blocks[i].offset, inner_blocks[i].numel);
+        parts[i] = theta.dim() == 1 ? value : value.unsqueeze(0).expand({theta.size(0), value.size(0)});
+      }
+    }
+    return blocks->forward_blocks(x, parts, trace);
   }
 
   const std::string& freeze_pattern() const override { return pattern_; }
   const torch::Tensor& frozen_values() const override { return values_; }
-  torch::Tensor full_theta(const torch::Tensor& theta) const override {
+  void check_size(const torch::Tensor& theta) const {
     if (theta.size(-1) != layout_.size)
       throw InvalidArgument(fmt::format("model '{}' with frozen '{}' has {} trainable parameters, got a vector of {}",
                                         spec(), pattern_, layout_.size, theta.size(-1)));
+  }
+  torch::Tensor full_theta(const torch::Tensor& theta) const override {
+    check_size(theta);
     auto base = values_.to(theta.device(), theta.scalar_type());
     auto index = index_.to(theta.device());
     if (theta.dim() == 1) return base.index_copy(0, index, theta);

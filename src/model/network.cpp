@@ -120,12 +120,15 @@ torch::Tensor affine_last(const torch::Tensor& h, const torch::Tensor& w, const 
   shape.back() = w.size(1);
   return h * w.reshape(shape) + b.reshape(shape);
 }
-}  // namespace
 
-namespace {
-bool same_in_every_set(const std::vector<torch::Tensor>& parts, const NetOp& op) {
-  for (int b : {op.weight_block, op.bias_block})
-    if (b >= 0 && !at::equal(parts[b], parts[b].narrow(0, 0, 1).expand_as(parts[b]))) return false;
+bool constant_in_every_set(const std::vector<torch::Tensor>& parts, const NetOp& op) {
+  const bool grad_mode = at::GradMode::is_enabled();
+  for (int b : {op.weight_block, op.bias_block}) {
+    if (b < 0) continue;
+    const auto& p = parts[b];
+    if (grad_mode && p.requires_grad()) return false;
+    if (p.stride(0) != 0 && !at::equal(p, p.narrow(0, 0, 1).expand_as(p))) return false;
+  }
   return true;
 }
 }  // namespace
@@ -137,26 +140,43 @@ torch::Tensor NetworkModel::run(const torch::Tensor& x, const torch::Tensor& the
   if (theta.size(-1) != layout_.size)
     throw InvalidArgument(fmt::format("model '{}' has {} parameters, got a vector of {}", spec_, layout_.size,
                                       theta.size(-1)));
-  const bool stacked = theta.dim() == 2;
-  const int64_t S = stacked ? theta.size(0) : 1;
+  auto parts = theta.split_with_sizes(layout_.numels(), theta.dim() - 1);
+  return run_blocks(x, parts, num_ops, theta.dim() == 1 ? trace : nullptr, dropout);
+}
+
+torch::Tensor NetworkModel::forward_blocks(const torch::Tensor& x, const std::vector<torch::Tensor>& blocks,
+                                           ForwardTrace* trace) const {
+  const auto& layout = layout_.blocks;
+  if (blocks.size() != layout.size())
+    throw InvalidArgument(fmt::format("model '{}' has {} parameter blocks, got {}", spec_, layout.size(), blocks.size()));
+  const int64_t dims = blocks.empty() ? 1 : blocks.front().dim();
+  for (size_t i = 0; i < blocks.size(); ++i)
+    if (blocks[i].dim() != dims || (dims != 1 && dims != 2) || blocks[i].size(-1) != layout[i].numel ||
+        (dims == 2 && blocks[i].size(0) != blocks.front().size(0)))
+      throw InvalidArgument(fmt::format("model '{}': block {} ({}) must be [{}] or [S, {}] like the others", spec_,
+                                        i, layout[i].name, layout[i].numel, layout[i].numel));
+  return run_blocks(x, blocks, ops_.size(), dims == 1 ? trace : nullptr, nullptr);
+}
+
+torch::Tensor NetworkModel::run_blocks(const torch::Tensor& x, const std::vector<torch::Tensor>& parts,
+                                       size_t num_ops, ForwardTrace* trace, DropoutMasks* dropout) const {
+  const bool stacked = !parts.empty() && parts.front().dim() == 2;
+  const int64_t S = stacked ? parts.front().size(0) : 1;
   const bool per_set_input = stacked && x.dim() == 5;
   if (per_set_input && x.size(0) != S)
     throw InvalidArgument(fmt::format("{} input sets for {} parameter vectors", x.size(0), S));
   if (x.dim() != (per_set_input ? 5 : 4))
     throw InvalidArgument(fmt::format("model '{}' takes images [N, C, H, W], got {} dims", spec_, x.dim()));
   const int64_t N = per_set_input ? x.size(1) : x.size(0);
-  auto parts = theta.split_with_sizes(layout_.numels(), stacked ? 1 : 0);
-  const bool grads = at::GradMode::is_enabled() && theta.requires_grad();
   Activation a{per_set_input ? x.transpose(0, 1).reshape({N, -1, x.size(-2), x.size(-1)}) : x, true, !stacked || per_set_input};
   std::vector<Activation> slots(num_slots_);
   for (size_t i = 0; i < num_ops; ++i) {
     const auto& op = ops_[i];
     auto& h = a.h;
-    // Predicting, while every set still shares the activation, an op whose parameters are the
-    // same in every set (a frozen backbone's) runs once for all of them. (Under autograd each set
-    // needs its own path to its gradient.)
-    const bool shared_op = stacked && !grads && !a.per_set && op.weight_block >= 0 &&
-                           !(dropout && i + 1 == ops_.size()) && same_in_every_set(parts, op);
+    // While every set still shares the activation, an op whose parameters are constants (a
+    // frozen backbone's, or anything when predicting) and the same in every set runs once for all.
+    const bool shared_op = stacked && !a.per_set && op.weight_block >= 0 && !(dropout && i + 1 == ops_.size()) &&
+                           constant_in_every_set(parts, op);
     const bool st = stacked && !shared_op;
     auto param = [&](int block) { return shared_op ? parts[block][0] : parts[block]; };
     switch (op.kind) {
@@ -293,7 +313,7 @@ torch::Tensor NetworkModel::run(const torch::Tensor& x, const torch::Tensor& the
 }
 
 torch::Tensor NetworkModel::forward(const torch::Tensor& x, const torch::Tensor& theta, ForwardTrace* trace) const {
-  return run(x, theta, ops_.size(), theta.dim() == 1 ? trace : nullptr);
+  return run(x, theta, ops_.size(), trace);
 }
 
 torch::Tensor NetworkModel::features(const torch::Tensor& x, const torch::Tensor& theta) const {
@@ -320,6 +340,7 @@ const Capability* NetworkModel::find_capability(const std::type_info& type) cons
   if (type == typeid(LastLayerAccess)) return static_cast<const LastLayerAccess*>(this);
   if (type == typeid(DropoutForward)) return static_cast<const DropoutForward*>(this);
   if (type == typeid(Architecture)) return static_cast<const Architecture*>(this);
+  if (type == typeid(BlockForward)) return static_cast<const BlockForward*>(this);
   return nullptr;
 }
 

@@ -82,6 +82,30 @@ TEST(Adapters, EqualTheBackboneWithMergedWeights) {
   }
 }
 
+TEST(Adapters, FrozenBlocksEnterAsConstantsWithTheSameOutputsAndGradients) {
+  // The frozen model hands the backbone to the network block by block, frozen ones as constants
+  // (run once for all stacked sets up to the first adapter); outputs and gradients equal those of
+  // the plain forward over the full parameter vector.
+  at::manual_seed(2);
+  auto backbone = pretrained("resnet:8?width=4&groups=2", {1, 8, 8}, 3);
+  auto adapted = add_adapters(backbone, "lora:rank=2,targets=stage3", 7);
+  const auto& frozen = adapted->require<FrozenParameters>("the test");
+  auto arch = parse_architecture("a", adapted->require<Architecture>("the test").architecture());
+  auto plain = make_network("a", arch.input_shape, arch.ops, at::kDouble);
+  auto x = images(6, {1, 8, 8});
+  for (int64_t S : {0, 3}) {
+    auto theta = (S == 0 ? at::randn({adapted->layout().size}, kF64) : at::randn({S, adapted->layout().size}, kF64))
+                     .requires_grad_(true);
+    auto out = adapted->forward(x, theta);
+    auto grad = torch::autograd::grad({out.pow(2).sum()}, {theta})[0];
+    auto ref_theta = theta.detach().clone().requires_grad_(true);
+    auto ref = plain->forward(x, frozen.full_theta(ref_theta));
+    auto ref_grad = torch::autograd::grad({ref.pow(2).sum()}, {ref_theta})[0];
+    EXPECT_TRUE(at::allclose(out, ref, 1e-10, 1e-12)) << "S = " << S;
+    EXPECT_TRUE(at::allclose(grad, ref_grad, 1e-9, 1e-11)) << "S = " << S;
+  }
+}
+
 TEST(Adapters, TargetsChooseLayersAndBadSpecsSayWhy) {
   auto backbone = pretrained("resnet:8?width=4&groups=2", {1, 8, 8}, 3);
   auto names = [](const Model& m) {

@@ -120,6 +120,19 @@ class HandBackward : public Capability {
                         torch::Tensor& grad) const = 0;
 };
 
+/// The forward over one tensor per parameter block (layout order) instead of one theta, so a
+/// wrapper can pass some blocks as constants: a frozen backbone then has no weight gradient
+/// computed at all, and its leading ops run once for every stacked set.
+class BlockForward : public Capability {
+ public:
+  static constexpr const char* kName = "a per-block forward";
+  static constexpr const char* kHint = "networks built from credence's op list (NetworkModel) have it";
+  /// blocks[i]: [numel_i], or [S, numel_i] for S stacked parameter sets (all blocks alike); as
+  /// forward(x, theta, trace) with theta their concatenation.
+  virtual torch::Tensor forward_blocks(const torch::Tensor& x, const std::vector<torch::Tensor>& blocks,
+                                       ForwardTrace* trace) const = 0;
+};
+
 /// A self-description from which the model can be rebuilt: a network defined in code (no --model
 /// spec rebuilds it) still round-trips through a posterior file. JSON text, see network.h.
 class Architecture : public Capability {

@@ -44,7 +44,11 @@ NetOp net_conv(std::string name, int64_t in, int64_t out, int64_t kernel, int64_
 /// A GroupNorm (`groups` groups) or LayerNorm over `channels`.
 NetOp net_norm(NetOp::Kind kind, std::string name, int64_t channels, int64_t groups = 1);
 
-class NetworkModel : public Model, public LastLayerAccess, public DropoutForward, public Architecture {
+class NetworkModel : public Model,
+                     public LastLayerAccess,
+                     public DropoutForward,
+                     public Architecture,
+                     public BlockForward {
  public:
   NetworkModel(std::string spec, std::vector<int64_t> input_shape, std::vector<NetOp> ops, torch::Dtype dtype,
                torch::Device device);
@@ -66,10 +70,14 @@ class NetworkModel : public Model, public LastLayerAccess, public DropoutForward
   const Capability* find_capability(const std::type_info& type) const override;
   /// {"input_shape": [...], "ops": [{"op": "conv", "name": ..., "in": ..., ...}, ...]}
   std::string architecture() const override;
+  torch::Tensor forward_blocks(const torch::Tensor& x, const std::vector<torch::Tensor>& blocks,
+                               ForwardTrace* trace) const override;
 
  private:
   torch::Tensor run(const torch::Tensor& x, const torch::Tensor& theta, size_t num_ops, ForwardTrace* trace,
                     DropoutMasks* dropout = nullptr) const;
+  torch::Tensor run_blocks(const torch::Tensor& x, const std::vector<torch::Tensor>& parts, size_t num_ops,
+                           ForwardTrace* trace, DropoutMasks* dropout) const;
   std::string spec_;
   std::vector<int64_t> input_shape_;
   std::vector<NetOp> ops_;
