@@ -15,6 +15,8 @@
 #include "credence/core/tensor_io.h"
 #include "credence/model/adapters.h"
 #include "credence/model/frozen.h"
+#include "credence/model/subspace.h"
+#include "credence/posterior/swag.h"
 #include "credence/model/weights.h"
 #include "credence/eval/metrics.h"
 
@@ -134,9 +136,49 @@ torch::Tensor initial_theta(const std::string& path, const Model& model) {
 
 }  // namespace
 
+// subset=pca:K or random:K names a subspace the method runs in (on a subspace model, where its
+// subset is all of it): the spec with subset=all, and the subspace's kind and K.
+std::tuple<std::string, std::string, int64_t> split_subspace(const std::string& method) {
+  auto spec = MethodSpec::parse(method);
+  auto it = spec.values.find("subset");
+  if (it == spec.values.end()) return {method, "", 0};
+  auto [kind, k] = parse_subspace_spec(it->second);
+  if (kind.empty()) return {method, "", 0};
+  if (spec.name != "nuts" && spec.name != "hmc" && spec.name != "vi")
+    throw NotSupported(fmt::format("{}: subset={} is for nuts, hmc and vi (inference inside the subspace)", spec.name,
+                                   it->second));
+  it->second = "all";
+  std::string text = spec.name + ":";
+  for (const auto& [key, value] : spec.values) text += key + "=" + value + ",";
+  text.pop_back();
+  return {text, kind, k};
+}
+
+// The subspace of `kind` with K directions around `map`'s fit: pca from SWAG's trajectory
+// started at the MAP (its mean the origin), random around the MAP itself.
+std::shared_ptr<Model> make_subspace(const FitRequest& given, const FittedModel& map, const std::string& kind,
+                                     int64_t K) {
+  auto map_theta = map.posterior->sample(1, 0)[0].detach();
+  const std::string description = fmt::format("{}:{}", kind, K);
+  if (kind == "random")
+    return restrict_to_subspace(map.model, map_theta,
+                                random_directions(map_theta.size(0), K, given.train.seed, map_theta.options()),
+                                description);
+  FitRequest swag = given;
+  swag.method = fmt::format("swag:start=0,rank={}", std::max<int64_t>(K, 20));
+  swag.built_model = with_initial_weights(map.model, map_theta);
+  swag.init = swag.freeze = swag.adapters = "";
+  swag.map = nullptr;
+  auto fitted = fit(swag);
+  const auto& post = dynamic_cast<const SwagPosterior&>(*fitted.posterior);
+  return restrict_to_subspace(map.model, post.means()[0], principal_directions(post.deviations()[0], K),
+                              description);
+}
+
 FittedModel fit(const FitRequest& given) {
   given.train.validate();
-  auto [info, options] = resolve_method(given.method);
+  auto [method_text, subspace_kind, subspace_k] = split_subspace(given.method);
+  auto [info, options] = resolve_method(method_text);
   FitRequest request = given;  // with the method's own step size where none was given
   if (request.train.lr == 0) request.train.lr = info->default_lr;
   const Dataset& raw = request.data.fit;
@@ -156,7 +198,7 @@ FittedModel fit(const FitRequest& given) {
   // A post-hoc method refines a MAP fit of the same model; fit one if none was given.
   FittedModel map_fit;
   const FittedModel* map = request.map;
-  if (info->starts_from_map(options) && !map) {
+  if ((info->starts_from_map(options) || !subspace_kind.empty()) && !map) {
     FitRequest map_request = given;
     map_request.method = "map";
     map_fit = fit(map_request);
@@ -198,6 +240,14 @@ FittedModel fit(const FitRequest& given) {
   }
   if (!map && !request.freeze.empty())
     problem.model = freeze_parameters(problem.model, request.freeze, problem.model->init_params(request.train.seed));
+  FittedModel subspace_map;  // the MAP's stand-in inside the subspace: its origin
+  if (!subspace_kind.empty()) {
+    problem.model = make_subspace(given, *map, subspace_kind, subspace_k);
+    subspace_map = *map;
+    subspace_map.model = problem.model;
+    subspace_map.posterior = std::make_shared<ParticlePosterior>(problem.model->init_params(0).unsqueeze(0));
+    map = &subspace_map;
+  }
   problem.prior = request.train.prior == "auto"
                       ? GaussianPrior::isotropic(kDefaultWeightDecay * raw.size(), *problem.model)
                       : GaussianPrior::parse(request.train.prior, *problem.model);

@@ -249,7 +249,7 @@ std::vector<Field> sampler_fields() {
            "chain starts: map (the MAP fit), laplace or vi (draws from a Laplace or mean-field VI approximation "
            "around it; VI trains for --epochs) or random",
            {"map", "laplace", "vi", "random"}},
-          {"subset", FieldType::String, "all", "parameters sampled: all, last_layer or names:PATTERN (others stay at the MAP)", {}},
+          {"subset", FieldType::String, "all", "parameters sampled: all, last_layer, names:PATTERN (others stay at the MAP), or a subspace: pca:K (SWA mean and top-K directions of the SGD trajectory), random:K", {}},
           {"thin", FieldType::Int, "1", "keep every k-th draw", {}},
           {"metric", FieldType::Choice, "auto",
            "mass matrix adapted in warm-up: diag, dense, or auto (dense up to 256 sampled coordinates)",

@@ -10,6 +10,7 @@
 #include "credence/core/rng.h"
 #include "credence/core/spec.h"
 #include "credence/model/subset.h"
+#include "credence/model/subspace.h"
 #include "credence/posterior/lowrank_gaussian.h"
 
 namespace credence {
@@ -336,7 +337,7 @@ MethodInfo vi_method_info() {
       {"subset",
        FieldType::String,
        "all",
-       "random parameters: all, last_layer, names:PATTERN; the others are trained as point estimates (MAP)",
+       "random parameters: all, last_layer, names:PATTERN (the others are trained as point estimates), or a subspace: pca:K, random:K",
        {}},
       {"estimator",
        FieldType::Choice,
@@ -372,9 +373,10 @@ MethodInfo vi_method_info() {
   info.validate = [](const Options& o) {
     parse_family(o.get_string("family"));
     const std::string subset = o.get_string("subset");
-    if (subset != "all" && subset != "last_layer" && subset.rfind("names:", 0) != 0)
-      throw InvalidArgument(
-          fmt::format("vi: unknown subset '{}' (known: all, last_layer, names:PATTERN)", subset));
+    if (subset != "all" && subset != "last_layer" && subset.rfind("names:", 0) != 0 &&
+        parse_subspace_spec(subset).first.empty())
+      throw InvalidArgument(fmt::format(
+          "vi: unknown subset '{}' (known: all, last_layer, names:PATTERN, pca:K, random:K)", subset));
     if (o.get_int("samples") < 1)
       throw InvalidArgument(fmt::format("vi: samples must be >= 1, got {}", o.get_int("samples")));
     if (!(o.get_double("temperature") > 0))

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "credence/core/error.h"
+#include "credence/model/subspace.h"
 
 namespace credence {
 namespace {
@@ -53,6 +54,11 @@ ParamSubset ParamSubset::parse(const std::string& spec, const Model& model) {
   ParamSubset s;
   s.spec = spec;
   const auto& blocks = model.layout().blocks;
+  if (spec == "all" && model.find<Subspace>()) {  // coordinates, not layers: every one of them
+    s.size = model.layout().size;
+    s.index = at::arange(s.size, at::TensorOptions().dtype(at::kLong).device(model.device()));
+    return s;
+  }
   if (spec == "last_layer") {
     auto ll = model.require<LastLayerAccess>("subset=last_layer").last_layer();
     s.last_layer = true;

@@ -7,6 +7,7 @@
 #include "credence/core/error.h"
 #include "credence/eval/diagnostics.h"
 #include "credence/model/frozen.h"
+#include "credence/model/subspace.h"
 
 namespace credence {
 
@@ -46,9 +47,16 @@ void FittedModel::save(const std::string& path, bool overwrite) const {
       {"method", method},
       {"posterior_kind", posterior->kind()},
       {"info", info}};
-  if (const auto* arch = model->find<Architecture>())  // rebuilds a network that no spec names
+  const auto* subspace = model->find<Subspace>();
+  const Model* full = subspace ? subspace->full_model().get() : model.get();
+  if (subspace) {  // theta = origin + z basis: the file keeps both
+    meta["subspace"] = subspace->description();
+    tensors["model.subspace_origin"] = subspace->origin();
+    tensors["model.subspace_basis"] = subspace->basis();
+  }
+  if (const auto* arch = full->find<Architecture>())  // rebuilds a network that no spec names
     meta["architecture"] = arch->architecture();
-  if (const auto* frozen = model->find<FrozenParameters>()) {  // the fixed weights travel with the file
+  if (const auto* frozen = full->find<FrozenParameters>()) {  // the fixed weights travel with the file
     meta["freeze"] = frozen->freeze_pattern();
     tensors["model.frozen_values"] = frozen->frozen_values();
   }
@@ -80,6 +88,12 @@ FittedModel FittedModel::load(const std::string& path, torch::Device device, con
       if (!tensors.count("model.frozen_values"))
         throw IoError(fmt::format("'{}' names frozen parameters but lacks their values", path));
       f.model = freeze_parameters(f.model, meta.at("freeze").get<std::string>(), tensors.at("model.frozen_values"));
+    }
+    if (meta.contains("subspace")) {
+      if (!tensors.count("model.subspace_origin") || !tensors.count("model.subspace_basis"))
+        throw IoError(fmt::format("'{}' names a parameter subspace but lacks its origin or basis", path));
+      f.model = restrict_to_subspace(f.model, tensors.at("model.subspace_origin"), tensors.at("model.subspace_basis"),
+                                     meta.at("subspace").get<std::string>());
     }
     f.num_classes = meta.at("num_classes").get<int64_t>();
     Dataset shape_only;
