@@ -133,23 +133,30 @@ def fit(model, data, method="map", *, likelihood="", epochs=20, lr=0.0, batch_si
         **options):
     """Fits `method` (any `credence describe` name; its options as keywords) to `data`.
 
-    model: a --model spec ("mlp:50", "cnn:lenet", "resnet:8", ...). init: pretrained weights, as
+    model: a --model spec ("mlp:50", "cnn:lenet", "resnet:8", ...), or a torch.nn.Module built from
+    convolutions, linear layers, GroupNorm/LayerNorm, ReLU/GELU, pooling and residual additions
+    (converted by torch.fx; its own weights are the starting point). init: pretrained weights, as
     a credence file, a torch.save state-dict file, a state dict or a torch module whose parameter
     names match the spec's (or come in the same order); with epochs=0 they are the MAP as they
     are (post-hoc methods such as "laplace" then add uncertainty to a network trained elsewhere).
     adapters: low-rank adapters on the frozen backbone `init`, e.g. "lora:rank=4,alpha=8".
     Integer labels make a classification task, floating targets a regression.
     """
-    if not isinstance(model, str):
-        raise NotSupported("model must be a --model spec string (see credence.describe()); to use a trained "
-                           "PyTorch module, pass its spec and init=module")
     x, y = _arrays(data)
+    arch = ""
+    if not isinstance(model, str):
+        if not hasattr(model, "state_dict"):
+            raise NotSupported("model must be a --model spec string (see credence.describe()) or a torch.nn.Module")
+        from .convert import architecture
+        arch = architecture(model, x.shape[1:])
+        init = model if init is None else init
+        model = type(model).__name__
     classes = _task(y, num_classes)
     temporaries = []
     try:
         fitted = _credence.fit(x, y, classes, model, _method_spec(method, options), likelihood, int(epochs), float(lr),
                                int(batch_size), str(prior_precision), int(seed), dtype,
-                               _init_file(init, temporaries), freeze, adapters, _map, quiet)
+                               _init_file(init, temporaries), freeze, adapters, arch, _map, quiet)
     finally:
         for path in temporaries:
             os.unlink(path)

@@ -17,6 +17,7 @@
 #include "credence/eval/metrics.h"
 #include "credence/fit/fit.h"
 #include "credence/methods/method.h"
+#include "credence/model/network.h"
 #include "credence/posterior/fitted.h"
 
 namespace py = pybind11;
@@ -142,13 +143,16 @@ PYBIND11_MODULE(_credence, m) {
       [](const py::array& x, const py::array& y, int64_t num_classes, const std::string& model,
          const std::string& method, const std::string& likelihood, int64_t epochs, double lr, int64_t batch_size,
          const std::string& prior, uint64_t seed, const std::string& dtype, const std::string& init,
-         const std::string& freeze, const std::string& adapters, const FittedModel* map, bool quiet) {
+         const std::string& freeze, const std::string& adapters, const std::string& architecture,
+         const FittedModel* map, bool quiet) {
         FitRequest req;
         req.dtype = dtype == "float64" ? torch::kFloat64 : torch::kFloat32;
         if (dtype != "float64" && dtype != "float32")
           throw InvalidArgument(fmt::format("dtype must be float32 or float64, got '{}'", dtype));
         req.data.fit = make_dataset(x, y, num_classes, req.dtype);
         req.model = model;
+        if (!architecture.empty())  // a network converted from a PyTorch module
+          req.built_model = network_from_architecture(model, architecture, req.dtype, torch::kCPU);
         req.method = method;
         req.likelihood = likelihood;
         req.init = init;
@@ -167,7 +171,8 @@ PYBIND11_MODULE(_credence, m) {
       py::arg("x"), py::arg("y"), py::arg("num_classes"), py::arg("model"), py::arg("method"),
       py::arg("likelihood") = "", py::arg("epochs") = 20, py::arg("lr") = 0.0, py::arg("batch_size") = 128,
       py::arg("prior_precision") = "auto", py::arg("seed") = 0, py::arg("dtype") = "float32", py::arg("init") = "",
-      py::arg("freeze") = "", py::arg("adapters") = "", py::arg("map") = nullptr, py::arg("quiet") = true);
+      py::arg("freeze") = "", py::arg("adapters") = "", py::arg("architecture") = "", py::arg("map") = nullptr,
+      py::arg("quiet") = true);
 
   m.def(
       "metrics",

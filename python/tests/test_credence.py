@@ -161,3 +161,45 @@ def test_adapters_on_a_saved_backbone_start_as_it_and_then_learn(tmp_path):
     assert adapted.info["trainable_parameters"] == 1053
     probs = adapted.predict(x).probs
     assert np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_a_torch_module_with_skip_connections_is_converted_with_its_weights(tmp_path):
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.norm1, self.conv1 = nn.GroupNorm(2, cin), nn.Conv2d(cin, cout, 3, stride, 1)
+            self.norm2, self.conv2 = nn.GroupNorm(2, cout), nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.shortcut = nn.Conv2d(cin, cout, 1, stride) if stride != 1 or cin != cout else nn.Identity()
+
+        def forward(self, x):
+            h = self.conv1(torch.relu(self.norm1(x)))
+            return self.shortcut(x) + self.conv2(nn.functional.gelu(self.norm2(h)))
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(1, 4, 3, padding=1)
+            self.blocks = nn.Sequential(Block(4, 4, 1), Block(4, 8, 2))
+            self.pool, self.flat = nn.AdaptiveAvgPool2d(1), nn.Flatten()
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, x):
+            return self.head(self.flat(self.pool(self.blocks(self.stem(x)))))
+
+    torch.manual_seed(0)
+    net = Net().double()
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 3, size=40)
+    x = rng.standard_normal((40, 1, 8, 8)) + y[:, None, None, None]
+    post = credence.fit(net, (x, y), "map", epochs=0, dtype="float64")
+    with torch.no_grad():
+        expected = torch.softmax(net(torch.tensor(x)), 1).numpy()
+    np.testing.assert_allclose(post.predict(x).probs, expected, atol=1e-10)
+    lap = credence.fit(net, (x, y), "laplace", epochs=2, batch_size=8, dtype="float64", subset="all")
+    lap.save(tmp_path / "net.crd")
+    np.testing.assert_array_equal(credence.load(tmp_path / "net.crd").predict(x).probs, lap.predict(x).probs)
+    with pytest.raises(credence.NotSupported, match="BatchNorm2d"):
+        credence.fit(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(72, 3)), (x, y))

@@ -305,6 +305,11 @@ torch::Tensor NetworkModel::run_blocks(const torch::Tensor& x, const std::vector
         a.image = false;
         break;
       }
+      case NetOp::Flatten: {
+        h = stacked && a.per_set ? h.reshape({N, S, -1}).transpose(0, 1) : h.flatten(1);
+        a.image = false;
+        break;
+      }
     }
     if (op.weight_block >= 0 && !shared_op) a.per_set = true;
   }
@@ -351,7 +356,7 @@ const std::vector<std::pair<NetOp::Kind, const char*>>& op_names() {
       {NetOp::LayerNorm, "layer_norm"}, {NetOp::PosEmbed, "pos_embed"}, {NetOp::ReLU, "relu"},
       {NetOp::GELU, "gelu"},         {NetOp::Save, "save"},           {NetOp::Add, "add"},
       {NetOp::Swap, "swap"},         {NetOp::Attention, "attention"}, {NetOp::ToTokens, "to_tokens"},
-      {NetOp::MeanTokens, "mean_tokens"}, {NetOp::GlobalPool, "global_pool"}};
+      {NetOp::MeanTokens, "mean_tokens"}, {NetOp::GlobalPool, "global_pool"}, {NetOp::Flatten, "flatten"}};
   return names;
 }
 }  // namespace

@@ -26,6 +26,7 @@ struct NetOp {
     ToTokens,    ///< images [N, C, H, W] -> tokens [N, H * W, C]
     MeanTokens,  ///< tokens [N, T, C] -> [N, C]
     GlobalPool,  ///< images [N, C, H, W] -> [N, C] by averaging
+    Flatten,     ///< images [N, C, H, W] -> [N, C * H * W]
   } kind = Linear;
   std::string name;  ///< parameter name prefix, e.g. "stage1.0.conv1"
   int64_t in = 0, out = 0, kernel = 1, stride = 1, padding = 0;
