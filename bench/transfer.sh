@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# Transfer with few labels: a backbone pretrained on Fashion-MNIST classes 0-4 (all their training
-# images), adapted to classes 5-9 with BUDGET labels per class (each seed draws other labels, and
-# as many more held out for MAP's temperature), tested on every test image of classes 5-9, with
-# the test images of classes 0-4 as out-of-distribution inputs. Rows: full fine-tune MAP, LoRA MAP,
+# Transfer with few labels: a backbone pretrained on classes 0-4 (all their training images),
+# adapted to classes 5-9 with BUDGET labels per class (each seed draws other labels, and as many
+# more held out for MAP's temperature), tested on every test image of classes 5-9, with the test
+# images of classes 0-4 as out-of-distribution inputs. DATA=fmnist (Fashion-MNIST) or digits
+# (scikit-learn's 8x8 digits in data/digits). Rows: full fine-tune MAP, LoRA MAP,
 # LoRA MAP + temperature, LoRA Laplace (KFAC over adapters and head, marglik prior), LoRA IVON,
 # LoRA ensemble, and last-layer Laplace on the LoRA fit. Prints mean and standard error per row.
 #
 #   bench/transfer.sh                       # resnet:8, budgets 10 and 50, seeds 0-4
 #   MODEL=transformer:2 PRE_EPOCHS=10 bench/transfer.sh
+#   DATA=digits PRE_EPOCHS=30 bench/transfer.sh
 #   SEEDS=0 BUDGETS=10 PRE_EPOCHS=1 EPOCHS=20 bench/transfer.sh   # a quick check of the harness
+#   SUMMARY_ONLY=1 bench/transfer.sh        # the table from the JSON files already in OUT
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 BUILD="${BUILD:-build}"
+DATA="${DATA:-fmnist}"
 MODEL="${MODEL:-resnet:8}"
 PRE_EPOCHS="${PRE_EPOCHS:-5}"
 BUDGETS="${BUDGETS:-10 50}"
@@ -25,22 +29,29 @@ THREADS="${THREADS:-1}"
 OUT="${OUT:-bench/results/transfer}"
 METHODS="${METHODS:-map;laplace:subset=all,hessian=kron;ivon;ensemble:members=5;laplace}"
 
-"$root/bench/build.sh" "$BUILD" credence_cli
+[ -n "${CLI:-}" ] || "$root/bench/build.sh" "$BUILD" credence_cli
 mkdir -p "$OUT"
-cli="$BUILD/credence"
-tag="$(echo "$MODEL" | tr ':?&=,' '_____')"
+cli="${CLI:-$BUILD/credence}"
+case "$DATA" in
+  fmnist) train="fmnist:train?"; test="fmnist:test?";;
+  digits) d="csv:data/digits"; train="$d/train.csv?target=label&task=classification&shape=1x8x8&"
+          test="$d/test.csv?target=label&task=classification&shape=1x8x8&";;
+  *) echo "transfer.sh: DATA must be fmnist or digits" >&2; exit 1;;
+esac
+tag="${DATA}_$(echo "$MODEL" | tr ':?&=,' '_____')"
 backbone="$OUT/backbone_$tag.crd"
-if [ ! -f "$backbone" ]; then
+if [ ! -f "$backbone" ] && [ -z "${SUMMARY_ONLY:-}" ]; then
   echo "== pretraining $MODEL on classes 0-4 ($PRE_EPOCHS epochs)" >&2
-  "$cli" fit --data "fmnist:train?classes=0-4" --model "$MODEL" --method map --epochs "$PRE_EPOCHS" \
+  "$cli" fit --data "${train}labels=0-4" --model "$MODEL" --method map --epochs "$PRE_EPOCHS" \
     --threads "$THREADS" -q --out "$backbone"
 fi
-"$cli" evaluate --posterior "$backbone" --data "fmnist:test?classes=0-4" -q | sed 's/^/backbone on test classes 0-4: /' >&2
+[ -n "${SUMMARY_ONLY:-}" ] || "$cli" evaluate --posterior "$backbone" --data "${test}labels=0-4" -q | sed 's/^/backbone on test classes 0-4: /' >&2
 
 for budget in $BUDGETS; do
+  [ -z "${SUMMARY_ONLY:-}" ] || break
   for seed in $SEEDS; do
-    data="fmnist:train?classes=5-9&per_class=$((2 * budget))&per_class_seed=$seed&holdout=val:0.5&holdout_seed=$seed"
-    common=(--data "$data" --test "fmnist:test?classes=5-9" --ood "fmnist:test?classes=0-4" --model "$MODEL"
+    data="${train}labels=5-9&per_class=$((2 * budget))&per_class_seed=$seed&holdout=val:0.5&holdout_seed=$seed"
+    common=(--data "$data" --test "${test}labels=5-9" --ood "${test}labels=0-4" --model "$MODEL"
             --init "$backbone" --epochs "$EPOCHS" --batch-size "$BATCH" --seed "$seed" --samples "$SAMPLES"
             --threads "$THREADS" -q --force)
     echo "== budget $budget per class, seed $seed" >&2
@@ -51,7 +62,7 @@ for budget in $BUDGETS; do
 done
 
 echo
-echo "$MODEL pretrained on classes 0-4, adapted to 5-9 with $ADAPTERS; mean (standard error) over seeds $SEEDS"
+echo "$DATA, $MODEL pretrained on classes 0-4, adapted to 5-9 with $ADAPTERS; mean (standard error) over seeds $SEEDS"
 for budget in $BUDGETS; do
   echo
   echo "budget: $budget labels per class"

@@ -51,6 +51,7 @@ std::set<std::string> with_common_keys(std::set<std::string> keys) {
   keys.insert("holdout_seed");
   keys.insert("per_class");
   keys.insert("per_class_seed");
+  keys.insert("labels");
   return keys;
 }
 
@@ -153,6 +154,41 @@ int64_t holdout_count(const Spec& spec, const std::string& part, const std::stri
         "use a larger fraction or a count",
         spec.text, part, value, n, part));
   return count;
+}
+
+// labels=A-B or a,b,c: only the examples with those labels (the label space stays).
+Dataset keep_labels(const Spec& spec, Dataset all) {
+  if (!spec.has("labels")) return all;
+  const std::string value = spec.get("labels", "");
+  if (all.task != Task::Classification)
+    throw DataError(fmt::format("spec '{}': labels= applies to classification data only", spec.text));
+  auto bad = [&]() {
+    return DataError(fmt::format("spec '{}': labels '{}' must be a range A-B or a list a,b,c of labels in 0..{} "
+                                 "(e.g. 'labels=0-4')",
+                                 spec.text, value, all.num_classes - 1));
+  };
+  auto label = [&](const std::string& text) {
+    double v = 0;
+    if (!parse_number(trim(text), v) || v != std::floor(v) || v < 0 || v >= static_cast<double>(all.num_classes))
+      throw bad();
+    return static_cast<int64_t>(v);
+  };
+  std::vector<bool> keep(all.num_classes, false);
+  const size_t dash = value.find('-');
+  if (dash != std::string::npos) {
+    const int64_t a = label(value.substr(0, dash)), b = label(value.substr(dash + 1));
+    if (a > b) throw bad();
+    for (int64_t c = a; c <= b; ++c) keep[c] = true;
+  } else {
+    for (const auto& item : split(value, ',')) keep[label(item)] = true;
+  }
+  auto y = all.y.to(at::kCPU);
+  auto acc = y.accessor<int64_t, 1>();
+  std::vector<int64_t> chosen;
+  for (int64_t i = 0; i < y.size(0); ++i)
+    if (keep[acc[i]]) chosen.push_back(i);
+  if (chosen.empty()) throw DataError(fmt::format("spec '{}': no example has labels {}", spec.text, value));
+  return all.subset(at::tensor(chosen, at::kLong));
 }
 
 // per_class=K: K examples of each class present, drawn by per_class_seed (few-label tasks).
@@ -269,7 +305,7 @@ DataParts load_data(const std::string& text, const DataOptions& options) {
   if (all.size() == 0)
     throw DataError(fmt::format("data spec '{}': empty split: no examples were loaded", text));
   check_finite(all);
-  return carve(spec, draw_per_class(spec, std::move(all)));
+  return carve(spec, draw_per_class(spec, keep_labels(spec, std::move(all))));
 }
 
 }  // namespace credence

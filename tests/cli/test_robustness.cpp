@@ -275,7 +275,7 @@ TEST_F(Robustness, AnUnreadableFileIsNamedAsSuchNotAsMissing) {
 
 TEST_F(Robustness, AdaptersFitOnASavedBackboneFromTheCommandLine) {
   const std::string digits =
-      std::string("'csv:") + CREDENCE_DATA_DIR + "/digits/digits.csv?target=label&task=classification&shape=1x8x8";
+      std::string("'csv:") + CREDENCE_DATA_DIR + "/digits/train.csv?target=label&task=classification&shape=1x8x8";
   const std::string model = " --model 'resnet:8?width=4&groups=2'";
   auto backbone = path("backbone.crd"), adapted = path("adapted.crd");
   auto r = run("fit -q --data " + digits + "&per_class=20'" + model + " --epochs 1 --out '" + backbone + "'");

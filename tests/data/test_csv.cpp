@@ -70,6 +70,21 @@ TEST(Csv, PerClassDrawsThatManyOfEachClassBySeed) {
                             {"per_class_seed given without per_class"}));
 }
 
+TEST(Csv, LabelsKeepThoseClassesAndTheLabelSpace) {
+  TempDir dir;
+  std::string text = "x,y\n";
+  for (int i = 0; i < 12; ++i) text += std::to_string(i) + "," + std::to_string(i % 4) + "\n";
+  auto path = dir.write("l.csv", text);
+  const auto spec = "csv:" + path + "?target=y&task=classification";
+  Dataset d = load_data(spec + "&labels=1-2").fit;
+  EXPECT_TRUE(d.y.equal(at::tensor({1, 2, 1, 2, 1, 2}, at::kLong)));
+  EXPECT_EQ(d.num_classes, 4);
+  EXPECT_TRUE(load_data(spec + "&labels=0,3").fit.y.equal(at::tensor({0, 3, 0, 3, 0, 3}, at::kLong)));
+  EXPECT_EQ(load_data(spec + "&labels=3&per_class=2").fit.size(), 2);
+  EXPECT_TRUE(DataErrorWith(spec + "&labels=2-7", {"labels '2-7' must be a range"}));
+  EXPECT_TRUE(DataErrorWith("csv:" + path + "?target=y&labels=1", {"classification data only"}));
+}
+
 TEST(Csv, ShapeMakesRowsImages) {
   TempDir dir;
   auto path = dir.write("i.csv", "a,b,c,d,label\n1,2,3,4,0\n5,6,7,8,1\n");
