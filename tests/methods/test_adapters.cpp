@@ -263,5 +263,39 @@ TEST(Adapters, KfacWithOneExampleIsTheExactGgnBlock) {
   }
 }
 
+TEST(Adapters, KronAndDiagGlmVariancesEqualTheirDenseCovariances) {
+  // The linearized predictive over adapter factors (bias-free layers) in the eigenbases equals
+  // J Sigma J^T with Sigma the inverse of the same curvature made dense, plus the prior.
+  at::manual_seed(6);
+  for (const char* spec : {"resnet:8?width=4&groups=2", "transformer:1?dim=8&heads=2&patch=4"}) {
+    auto adapted = add_adapters(pretrained(spec, {1, 8, 8}, 3), "lora:rank=2", 1);
+    Dataset data;
+    data.x = images(6, {1, 8, 8});
+    data.y = at::randint(3, {6}, at::TensorOptions().dtype(at::kLong));
+    data.task = Task::Classification;
+    data.num_classes = 3;
+    auto lik = Likelihood::parse("categorical", data);
+    auto theta = at::randn({adapted->layout().size}, kF64) * 0.3;
+    auto subset = ParamSubset::parse("all", *adapted);
+    auto x = images(3, {1, 8, 8});
+    for (auto structure : {Structure::Kron, Structure::Diag}) {
+      auto curv = compute_curvature(*adapted, lik, subset, theta, data, structure, CurvatureKind::GGN, 4);
+      const double delta = 0.7;
+      auto H = curv.dense();
+      LaplacePosterior post(theta, subset, curv, at::full({1}, delta, kF64), 1.0, 1.0);
+      auto fvar = post.function_variance(*adapted, x, false, nullptr);
+      auto cov = at::inverse(H + delta * at::eye(H.size(0), kF64));
+      for (int64_t i = 0; i < x.size(0); ++i) {
+        auto th = theta.clone().requires_grad_(true);
+        auto f = adapted->forward(x.narrow(0, i, 1), th).squeeze(0);
+        std::vector<torch::Tensor> rows;
+        for (int64_t k = 0; k < 3; ++k) rows.push_back(torch::autograd::grad({f[k]}, {th}, {}, true)[0]);
+        auto J = at::stack(rows);
+        EXPECT_TRUE(at::allclose(fvar[i], J.mm(cov).mm(J.t()), 1e-8, 1e-10)) << spec << " example " << i;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace credence
