@@ -147,9 +147,9 @@ def fit(model, data, method="map", *, likelihood="", epochs=20, lr=0.0, batch_si
     if not isinstance(model, str):
         if not hasattr(model, "state_dict"):
             raise NotSupported("model must be a --model spec string (see credence.describe()) or a torch.nn.Module")
-        from .convert import architecture
+        from .convert import architecture, weights
         arch = architecture(model, x.shape[1:])
-        init = model if init is None else init
+        init = weights(model) if init is None else init
         model = type(model).__name__
     classes = _task(y, num_classes)
     temporaries = []

@@ -7,8 +7,9 @@ import operator
 from ._credence import NotSupported
 
 SUPPORTED = ("nn.Conv2d (square kernel, no dilation or groups), nn.Linear, nn.GroupNorm, nn.LayerNorm (affine, "
-             "eps 1e-5), nn.ReLU, nn.GELU, nn.AdaptiveAvgPool2d(1), nn.Flatten, nn.Identity, nn.Dropout (identity), "
-             "residual additions, relu/gelu/flatten/mean over (2, 3) as functions")
+             "eps 1e-5), nn.BatchNorm2d (its running statistics, frozen), nn.MaxPool2d, nn.ReLU, nn.GELU, "
+             "nn.AdaptiveAvgPool2d(1), nn.Flatten, nn.Identity, nn.Dropout (identity), residual additions, "
+             "relu/gelu/flatten/mean over (2, 3) as functions")
 
 
 def _op(kind, name="", inp=0, out=0, **extra):
@@ -44,6 +45,15 @@ def _module_op(name, m, nn):
         if len(m.normalized_shape) != 1 or not m.elementwise_affine or m.eps != 1e-5:
             raise NotSupported(f"layer '{name}': LayerNorm must be over the last axis, affine, with eps 1e-5")
         return _op("layer_norm", name, m.normalized_shape[0], m.normalized_shape[0])
+    if isinstance(m, nn.BatchNorm2d):
+        if m.running_mean is None:
+            raise NotSupported(f"layer '{name}': BatchNorm2d without running statistics has nothing to freeze")
+        return _op("channel_affine", name, m.num_features, m.num_features)
+    if isinstance(m, nn.MaxPool2d):
+        if m.dilation not in (1, (1, 1)) or m.ceil_mode:
+            raise NotSupported(f"layer '{name}': MaxPool2d with dilation or ceil_mode is not supported")
+        return _op("max_pool", kernel=_pair(m.kernel_size, "kernel", name), stride=_pair(m.stride, "stride", name),
+                   padding=_pair(m.padding, "padding", name))
     if isinstance(m, nn.ReLU):
         return _op("relu")
     if isinstance(m, nn.GELU):
@@ -76,6 +86,25 @@ def _function_op(node, torch, F):
     if t is F.adaptive_avg_pool2d and args[1] in (1, (1, 1)):
         return _op("global_pool")
     raise NotSupported(f"operation '{node.format_node()}' has no credence op; supported: {SUPPORTED}")
+
+
+def weights(module):
+    """The module's parameters by name as the converted network holds them: each BatchNorm2d folded
+    into the per-channel scale and shift of its running statistics, buffers left out."""
+    import collections
+
+    import torch
+    import torch.nn as nn
+
+    state = collections.OrderedDict((k, v.detach()) for k, v in module.named_parameters())
+    for name, m in module.named_modules():
+        if isinstance(m, nn.BatchNorm2d):
+            scale = torch.rsqrt(m.running_var + m.eps)
+            w = m.weight.detach() if m.weight is not None else torch.ones_like(scale)
+            b = m.bias.detach() if m.bias is not None else torch.zeros_like(scale)
+            state[f"{name}.weight"] = w * scale
+            state[f"{name}.bias"] = b - m.running_mean * w * scale
+    return state
 
 
 def architecture(module, input_shape):

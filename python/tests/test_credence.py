@@ -201,5 +201,39 @@ def test_a_torch_module_with_skip_connections_is_converted_with_its_weights(tmp_
     lap = credence.fit(net, (x, y), "laplace", epochs=2, batch_size=8, dtype="float64", subset="all")
     lap.save(tmp_path / "net.crd")
     np.testing.assert_array_equal(credence.load(tmp_path / "net.crd").predict(x).probs, lap.predict(x).probs)
-    with pytest.raises(credence.NotSupported, match="BatchNorm2d"):
-        credence.fit(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(72, 3)), (x, y))
+    with pytest.raises(credence.NotSupported, match="Sigmoid"):
+        credence.fit(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Sigmoid(), nn.Flatten(), nn.Linear(72, 3)), (x, y))
+
+
+def test_a_torchvision_style_network_with_batch_norm_and_max_pooling_keeps_its_predictions():
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class Net(nn.Module):  # a ResNet stem and a basic block, BatchNorm after each convolution
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(1, 4, 3, 1, 1, bias=False), nn.BatchNorm2d(4)
+            self.maxpool = nn.MaxPool2d(2, 2)
+            self.conv2, self.bn2 = nn.Conv2d(4, 4, 3, 1, 1, bias=False), nn.BatchNorm2d(4)
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
+            x = torch.relu(x + self.bn2(self.conv2(x)))
+            return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+    torch.manual_seed(1)
+    net = Net().double()
+    rng = np.random.default_rng(6)
+    y = rng.integers(0, 3, size=30)
+    x = rng.standard_normal((30, 1, 8, 8)) + y[:, None, None, None]
+    net.train()
+    with torch.no_grad():  # running statistics away from 0 and 1
+        for _ in range(5):
+            net(torch.tensor(x) * 3 + 1)
+    net.eval()
+    post = credence.fit(net, (x, y), "map", epochs=0, dtype="float64")
+    with torch.no_grad():
+        expected = torch.softmax(net(torch.tensor(x)), 1).numpy()
+    np.testing.assert_allclose(post.predict(x).probs, expected, atol=1e-10)
+    assert credence.fit(net, (x, y), "laplace", epochs=1, dtype="float64", subset="all").predict(x).probs.shape == (30, 3)

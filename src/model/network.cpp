@@ -49,6 +49,7 @@ NetworkModel::NetworkModel(std::string spec, std::vector<int64_t> input_shape, s
         break;
       case NetOp::GroupNorm:
       case NetOp::LayerNorm:
+      case NetOp::ChannelAffine:
         op.weight_block = add(op.name + ".weight", {op.out});
         op.bias_block = add(op.name + ".bias", {op.out});
         layout_.kinds.push_back(LayerKind::Scale);
@@ -78,6 +79,7 @@ torch::Tensor NetworkModel::init_params(uint64_t seed) const {
       }
       case NetOp::GroupNorm:
       case NetOp::LayerNorm:
+      case NetOp::ChannelAffine:
         block(op.weight_block).fill_(1.0);
         block(op.bias_block).zero_();
         break;
@@ -231,6 +233,23 @@ torch::Tensor NetworkModel::run_blocks(const torch::Tensor& x, const std::vector
         }
         break;
       }
+      case NetOp::ChannelAffine: {
+        if (!a.image) throw InvalidArgument(fmt::format("model '{}': channel_affine '{}' needs images", spec_, op.name));
+        const auto w = param(op.weight_block);
+        const auto b = param(op.bias_block);
+        if (!st) {  // the input itself is this Scale layer's factor
+          if (trace) trace->inputs.push_back(h.detach());
+          h = h * w.view({1, op.out, 1, 1}) + b.view({1, op.out, 1, 1});
+          if (trace) trace->outputs.push_back(h);
+        } else {  // grouped channels: set s's channels are s * C ... (s + 1) * C - 1
+          h = per_set_copy(a, S) * w.reshape({1, S * op.out, 1, 1}) + b.reshape({1, S * op.out, 1, 1});
+        }
+        break;
+      }
+      case NetOp::MaxPool:
+        if (!a.image) throw InvalidArgument(fmt::format("model '{}': max_pool needs images", spec_));
+        h = at::max_pool2d(h, {op.kernel, op.kernel}, {op.stride, op.stride}, {op.padding, op.padding});
+        break;
       case NetOp::LayerNorm: {
         const auto w = param(op.weight_block);
         const auto b = param(op.bias_block);
@@ -356,7 +375,8 @@ const std::vector<std::pair<NetOp::Kind, const char*>>& op_names() {
       {NetOp::LayerNorm, "layer_norm"}, {NetOp::PosEmbed, "pos_embed"}, {NetOp::ReLU, "relu"},
       {NetOp::GELU, "gelu"},         {NetOp::Save, "save"},           {NetOp::Add, "add"},
       {NetOp::Swap, "swap"},         {NetOp::Attention, "attention"}, {NetOp::ToTokens, "to_tokens"},
-      {NetOp::MeanTokens, "mean_tokens"}, {NetOp::GlobalPool, "global_pool"}, {NetOp::Flatten, "flatten"}};
+      {NetOp::MeanTokens, "mean_tokens"}, {NetOp::GlobalPool, "global_pool"}, {NetOp::Flatten, "flatten"},
+      {NetOp::ChannelAffine, "channel_affine"}, {NetOp::MaxPool, "max_pool"}};
   return names;
 }
 }  // namespace

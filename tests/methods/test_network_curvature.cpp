@@ -7,6 +7,7 @@
 
 #include "credence/credence.h"
 #include "credence/curvature/curvature.h"
+#include "credence/model/network.h"
 #include "credence/posterior/laplace.h"
 
 namespace credence {
@@ -86,6 +87,20 @@ TEST(NetworkCurvature, ResNetFullAndDiagGgnEqualBruteForce) {
 
 TEST(NetworkCurvature, TransformerFullAndDiagGgnEqualBruteForce) {
   expect_full_and_diag_equal_brute_force(make_case("transformer:1?dim=4&heads=2&patch=4&mlp=1", {1, 8, 8}, 4));
+}
+
+TEST(NetworkCurvature, FoldedBatchNormAndMaxPoolingHaveExactCurvature) {
+  // A torchvision-style stem: convolution, a frozen-statistics BatchNorm folded into a per-channel
+  // scale and shift (a Scale layer), max pooling, then global pooling and a head.
+  Case c = make_case("resnet:8?width=2&groups=1", {1, 8, 8}, 4);
+  std::vector<NetOp> ops = {net_conv("conv1", 1, 3, 3, 1, 1), net_norm(NetOp::ChannelAffine, "bn1", 3),
+                            net_op(NetOp::ReLU), net_conv("pool", 0, 0, 2, 2, 0), net_op(NetOp::GlobalPool),
+                            net_op(NetOp::Linear, "fc", 3, 3)};
+  ops[3].kind = NetOp::MaxPool;
+  c.model = make_network("stem", {1, 8, 8}, ops, at::kDouble);
+  c.theta = c.model->init_params(3) + 0.3 * at::randn({c.model->layout().size}, kF64);
+  c.subset = ParamSubset::parse("all", *c.model);
+  expect_full_and_diag_equal_brute_force(c);
 }
 
 TEST(NetworkCurvature, ConvKfacWithOneExampleAtOneLocationIsTheExactBlock) {

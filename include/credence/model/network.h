@@ -27,6 +27,8 @@ struct NetOp {
     MeanTokens,  ///< tokens [N, T, C] -> [N, C]
     GlobalPool,  ///< images [N, C, H, W] -> [N, C] by averaging
     Flatten,     ///< images [N, C, H, W] -> [N, C * H * W]
+    ChannelAffine,  ///< images: a per-channel scale and shift (a BatchNorm with frozen statistics, folded)
+    MaxPool,     ///< images: max over kernel x kernel windows (stride, padding)
   } kind = Linear;
   std::string name;  ///< parameter name prefix, e.g. "stage1.0.conv1"
   int64_t in = 0, out = 0, kernel = 1, stride = 1, padding = 0;
