@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Transfer with few labels: a backbone pretrained on classes 0-4 (all their training images),
-# adapted to classes 5-9 with BUDGET labels per class (each seed draws other labels, and as many
+# adapted to classes 5-9 (a five-class task of its own: labels renumbered, a new head drawn) with
+# BUDGET labels per class (each seed draws other labels, and as many
 # more held out for MAP's temperature), tested on every test image of classes 5-9, with the test
 # images of classes 0-4 as out-of-distribution inputs. DATA=fmnist (Fashion-MNIST) or digits
 # (scikit-learn's 8x8 digits in data/digits). Rows: full fine-tune MAP, LoRA MAP,
@@ -23,7 +24,7 @@ BUDGETS="${BUDGETS:-10 50}"
 SEEDS="${SEEDS:-0 1 2 3 4}"
 EPOCHS="${EPOCHS:-100}"      # adapter epochs (a few steps each: the labelled sets are small)
 BATCH="${BATCH:-16}"
-ADAPTERS="${ADAPTERS:-lora:rank=4,alpha=8}"
+ADAPTERS="${ADAPTERS:-lora:rank=4,alpha=8,head=new}"
 SAMPLES="${SAMPLES:-10}"
 THREADS="${THREADS:-1}"
 OUT="${OUT:-bench/results/transfer}"
@@ -42,16 +43,16 @@ tag="${DATA}_$(echo "$MODEL" | tr ':?&=,' '_____')"
 backbone="$OUT/backbone_$tag.crd"
 if [ ! -f "$backbone" ] && [ -z "${SUMMARY_ONLY:-}" ]; then
   echo "== pretraining $MODEL on classes 0-4 ($PRE_EPOCHS epochs)" >&2
-  "$cli" fit --data "${train}labels=0-4" --model "$MODEL" --method map --epochs "$PRE_EPOCHS" \
+  "$cli" fit --data "${train}labels=0-4&renumber=1" --model "$MODEL" --method map --epochs "$PRE_EPOCHS" \
     --threads "$THREADS" -q --out "$backbone"
 fi
-[ -n "${SUMMARY_ONLY:-}" ] || "$cli" evaluate --posterior "$backbone" --data "${test}labels=0-4" -q | sed 's/^/backbone on test classes 0-4: /' >&2
+[ -n "${SUMMARY_ONLY:-}" ] || "$cli" evaluate --posterior "$backbone" --data "${test}labels=0-4&renumber=1" -q | sed 's/^/backbone on test classes 0-4: /' >&2
 
 for budget in $BUDGETS; do
   [ -z "${SUMMARY_ONLY:-}" ] || break
   for seed in $SEEDS; do
-    data="${train}labels=5-9&per_class=$((2 * budget))&per_class_seed=$seed&holdout=val:0.5&holdout_seed=$seed"
-    common=(--data "$data" --test "${test}labels=5-9" --ood "${test}labels=0-4" --model "$MODEL"
+    data="${train}labels=5-9&renumber=1&per_class=$((2 * budget))&per_class_seed=$seed&holdout=val:0.5&holdout_seed=$seed"
+    common=(--data "$data" --test "${test}labels=5-9&renumber=1" --ood "${test}labels=0-4&renumber=1" --model "$MODEL"
             --init "$backbone" --epochs "$EPOCHS" --batch-size "$BATCH" --seed "$seed" --samples "$SAMPLES"
             --threads "$THREADS" -q --force)
     echo "== budget $budget per class, seed $seed" >&2

@@ -52,6 +52,7 @@ std::set<std::string> with_common_keys(std::set<std::string> keys) {
   keys.insert("per_class");
   keys.insert("per_class_seed");
   keys.insert("labels");
+  keys.insert("renumber");
   return keys;
 }
 
@@ -156,8 +157,11 @@ int64_t holdout_count(const Spec& spec, const std::string& part, const std::stri
   return count;
 }
 
-// labels=A-B or a,b,c: only the examples with those labels (the label space stays).
+// labels=A-B or a,b,c: only the examples with those labels (the label space stays, unless
+// renumber=1 numbers the kept labels 0..K-1 in order: a task of its own).
 Dataset keep_labels(const Spec& spec, Dataset all) {
+  if (spec.has("renumber") && !spec.has("labels"))
+    throw DataError(fmt::format("spec '{}': renumber= needs labels= (e.g. 'labels=5-9&renumber=1')", spec.text));
   if (!spec.has("labels")) return all;
   const std::string value = spec.get("labels", "");
   if (all.task != Task::Classification)
@@ -188,7 +192,16 @@ Dataset keep_labels(const Spec& spec, Dataset all) {
   for (int64_t i = 0; i < y.size(0); ++i)
     if (keep[acc[i]]) chosen.push_back(i);
   if (chosen.empty()) throw DataError(fmt::format("spec '{}': no example has labels {}", spec.text, value));
-  return all.subset(at::tensor(chosen, at::kLong));
+  auto kept = all.subset(at::tensor(chosen, at::kLong));
+  if (spec_int(spec, "renumber", 0) != 0) {
+    std::vector<int64_t> code(all.num_classes, -1);
+    int64_t k = 0;
+    for (int64_t c = 0; c < all.num_classes; ++c)
+      if (keep[c]) code[c] = k++;
+    kept.y = at::tensor(code, at::kLong).to(kept.y.device()).index_select(0, kept.y);
+    kept.num_classes = k;
+  }
+  return kept;
 }
 
 // per_class=K: K examples of each class present, drawn by per_class_seed (few-label tasks).

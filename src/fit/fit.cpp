@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 
@@ -108,10 +109,38 @@ void check_not_diverged(const FittedModel& fitted, const Dataset& raw, const Tra
       nll, baseline, d.task == Task::Classification ? "the class frequencies" : "the mean", train.lr));
 }
 
-// theta for `model` from an --init file; see FitRequest::init.
-torch::Tensor initial_theta(const std::string& path, const Model& model) {
+// The head= option of an --adapters spec ("" without adapters).
+std::string adapter_head(const std::string& adapters) {
+  if (adapters.empty()) return "";
+  auto spec = MethodSpec::parse(adapters);
+  auto it = spec.values.find("head");
+  return it == spec.values.end() ? "train" : it->second;
+}
+
+// `weights` with the model's final layer replaced by its own seeded draw (a new head for a task
+// with other classes: --adapters head=new).
+NamedWeights with_new_head(const Model& model, NamedWeights weights, uint64_t seed) {
+  const auto& last = model.require<LastLayerAccess>("--adapters head=new").last_layer();
+  const auto& blocks = model.layout().blocks;
+  std::vector<std::string> head = {blocks[last.weight_block].name};
+  if (last.bias_block >= 0) head.push_back(blocks[last.bias_block].name);
+  NamedWeights out;
+  for (auto& [name, w] : weights)
+    if (std::find(head.begin(), head.end(), name) == head.end()) out.emplace_back(name, w);
+  for (auto& [name, w] : named_weights(model, model.init_params(seed)))
+    if (std::find(head.begin(), head.end(), name) != head.end()) out.emplace_back(name, w);
+  return out;
+}
+
+// theta for `model` from an --init file; see FitRequest::init. A new head (seeded) replaces the
+// file's when `new_head`.
+torch::Tensor initial_theta(const std::string& path, const Model& model, bool new_head, uint64_t seed) {
   check_input_file(path, "--init file");
-  if (!is_tensor_file(path)) return weights_to_theta(model, load_state_dict(path), path);
+  auto load = [&](NamedWeights weights) {
+    return weights_to_theta(model, new_head ? with_new_head(model, std::move(weights), seed) : std::move(weights),
+                            path);
+  };
+  if (!is_tensor_file(path)) return load(load_state_dict(path));
   auto source = FittedModel::load(path);
   TensorMap tensors;  // the posterior's tensors as its file holds them, without reading it again
   nlohmann::json meta;
@@ -131,7 +160,7 @@ torch::Tensor initial_theta(const std::string& path, const Model& model) {
     throw InvalidArgument(fmt::format("--init '{}': its {} posterior holds no single vector of all {} weights; "
                                       "start from a map fit",
                                       path, source.method, source.model->layout().size));
-  return weights_to_theta(model, named_weights(*source.model, point), path);
+  return load(named_weights(*source.model, point));
 }
 
 }  // namespace
@@ -230,7 +259,9 @@ FittedModel fit(const FitRequest& given) {
           request.device.str()));
   }
   if (!map && !request.init.empty())
-    problem.model = with_initial_weights(problem.model, initial_theta(request.init, *problem.model));
+    problem.model = with_initial_weights(
+        problem.model, initial_theta(request.init, *problem.model, adapter_head(request.adapters) == "new",
+                                     request.train.seed));
   if (!map && !request.adapters.empty()) {
     if (!request.freeze.empty())
       throw InvalidArgument(fmt::format("--freeze '{}' with --adapters: adapters freeze the backbone themselves; "

@@ -50,8 +50,10 @@ const std::vector<Field>& lora_fields() {
       {"targets", FieldType::String, "all",
        "layers to adapt: 'all' (every conv and linear layer before the head) or comma-separated names or dotted "
        "prefixes (e.g. stage3,blocks.1.attn)", {}},
-      {"head", FieldType::Choice, "train", "the final linear layer: trained in full, or frozen with the backbone",
-       {"train", "frozen"}},
+      {"head", FieldType::Choice, "train",
+       "the final linear layer: trained in full, trained from a fresh draw (new: a task with other classes; "
+       "--init's head is not read), or frozen with the backbone",
+       {"train", "new", "frozen"}},
       {"a", FieldType::Choice, "train",
        "the A factors: trained, or frozen at their random draw (LoRA-FA: the network is then linear in B)",
        {"train", "frozen"}},
@@ -78,7 +80,7 @@ std::shared_ptr<Model> add_adapters(std::shared_ptr<Model> backbone, const std::
   const double alpha = options.get_double("alpha");
   if (rank < 1) throw InvalidArgument(fmt::format("--adapters '{}': rank must be >= 1, got {}", text, rank));
   if (!(alpha > 0)) throw InvalidArgument(fmt::format("--adapters '{}': alpha must be > 0, got {}", text, alpha));
-  const bool train_head = options.get_string("head") == "train";
+  const bool train_head = options.get_string("head") != "frozen";
   const bool train_a = options.get_string("a") == "train";
 
   auto d = describe_network(*backbone, "--adapters");

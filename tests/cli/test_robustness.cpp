@@ -291,6 +291,14 @@ TEST_F(Robustness, AdaptersFitOnASavedBackboneFromTheCommandLine) {
   expect_failure("fit -q --data " + digits + "'" + model + " --epochs 1 --init '" + backbone +
                      "' --adapters lora --freeze stem --out '" + path("x.crd") + "'",
                  "adapters freeze the backbone themselves");
+  // A task with other classes: five outputs where the backbone has ten; head=new draws a new head.
+  const std::string five = digits + "&labels=5-9&renumber=1&per_class=10'";
+  expect_failure("fit -q --data " + five + model + " --epochs 1 --init '" + backbone + "' --adapters lora --out '" +
+                     path("x.crd") + "'",
+                 "head.weight is [10, 16] in the file, [5, 16] in the model");
+  r = run("fit -q --data " + five + model + " --epochs 2 --init '" + backbone +
+          "' --adapters lora:head=new --method 'laplace:subset=all,hessian=kron' --out '" + path("five.crd") + "'");
+  EXPECT_EQ(r.code, 0) << r.output;
   expect_failure("fit -q --data " + digits + "'" + model + " --epochs 1 --adapters 'lora:targets=stem9' --out '" +
                      path("x.crd") + "'",
                  "matches no adaptable layer");

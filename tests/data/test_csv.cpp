@@ -81,6 +81,10 @@ TEST(Csv, LabelsKeepThoseClassesAndTheLabelSpace) {
   EXPECT_EQ(d.num_classes, 4);
   EXPECT_TRUE(load_data(spec + "&labels=0,3").fit.y.equal(at::tensor({0, 3, 0, 3, 0, 3}, at::kLong)));
   EXPECT_EQ(load_data(spec + "&labels=3&per_class=2").fit.size(), 2);
+  Dataset renumbered = load_data(spec + "&labels=1,3&renumber=1").fit;
+  EXPECT_TRUE(renumbered.y.equal(at::tensor({0, 1, 0, 1, 0, 1}, at::kLong)));
+  EXPECT_EQ(renumbered.num_classes, 2);
+  EXPECT_TRUE(DataErrorWith(spec + "&renumber=1", {"renumber= needs labels="}));
   EXPECT_TRUE(DataErrorWith(spec + "&labels=2-7", {"labels '2-7' must be a range"}));
   EXPECT_TRUE(DataErrorWith("csv:" + path + "?target=y&labels=1", {"classification data only"}));
 }
