@@ -105,6 +105,41 @@ class Posterior:
     def info(self):
         return json.loads(self._fitted.info)
 
+    def state_dict(self):
+        """The fitted weights by parameter name (MAP, Laplace's mode, a Gaussian's mean), the full
+        network's: frozen tensors included and adapters folded into their layers. Torch tensors
+        when torch is installed, else NumPy arrays."""
+        import collections
+        items = self._fitted.state_dict()
+        try:
+            import torch
+            return collections.OrderedDict((k, torch.from_numpy(v)) for k, v in items)
+        except ImportError:
+            return collections.OrderedDict(items)
+
+    def to_module(self, module):
+        """Writes the fitted weights into `module` (the one the model was converted from, or one
+        with the same parameter names) and returns it; BatchNorm layers get their scale and shift
+        back from the folded form, their running statistics unchanged."""
+        import torch
+        state = self.state_dict()
+        with torch.no_grad():
+            for name, m in module.named_modules():
+                if isinstance(m, torch.nn.BatchNorm2d) and f"{name}.weight" in state:
+                    std = torch.sqrt(m.running_var + m.eps)
+                    w, b = state[f"{name}.weight"].to(std.dtype), state[f"{name}.bias"].to(std.dtype)
+                    state[f"{name}.weight"] = w * std
+                    state[f"{name}.bias"] = b + m.running_mean * w
+            params = dict(module.named_parameters())
+            unknown = [k for k in state if k not in params]
+            missing = [k for k in params if k not in state]
+            if unknown or missing:
+                raise InvalidArgument(f"the fitted weights do not fit this module (not in the module: {unknown}; "
+                                      f"not fitted: {missing})")
+            for k, v in state.items():
+                params[k].copy_(v.to(params[k].dtype).reshape(params[k].shape))
+        return module
+
     def predict(self, x, samples=32, seed=0):
         return Prediction(self._fitted.predict(_as_numpy(x, "x"), samples, seed))
 

@@ -134,7 +134,13 @@ PYBIND11_MODULE(_credence, m) {
       .def_property_readonly("method", [](const FittedModel& f) { return f.method; })
       .def_property_readonly("model", [](const FittedModel& f) { return f.model->spec(); })
       .def_property_readonly("num_classes", [](const FittedModel& f) { return f.num_classes; })
-      .def_property_readonly("info", [](const FittedModel& f) { return f.info.dump(); });
+      .def_property_readonly("info", [](const FittedModel& f) { return f.info.dump(); })
+      .def("state_dict", [](const FittedModel& f) {
+        py::list out;
+        for (const auto& [name, w] : f.full_weights(f.point()))
+          out.append(py::make_tuple(name, to_numpy(w.contiguous())));
+        return out;
+      });
 
   m.def("load", [](const std::string& path) { return FittedModel::load(path); }, py::arg("path"));
 

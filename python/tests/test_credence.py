@@ -237,3 +237,25 @@ def test_a_torchvision_style_network_with_batch_norm_and_max_pooling_keeps_its_p
         expected = torch.softmax(net(torch.tensor(x)), 1).numpy()
     np.testing.assert_allclose(post.predict(x).probs, expected, atol=1e-10)
     assert credence.fit(net, (x, y), "laplace", epochs=1, dtype="float64", subset="all").predict(x).probs.shape == (30, 3)
+    # Trained weights go back into the module, BatchNorm unfolded: it then predicts as the fit.
+    trained = credence.fit(net, (x, y), "map", epochs=3, batch_size=10, dtype="float64")
+    trained.to_module(net)
+    with torch.no_grad():
+        np.testing.assert_allclose(torch.softmax(net(torch.tensor(x)), 1).numpy(), trained.predict(x).probs,
+                                   atol=1e-10)
+
+
+def test_adapted_weights_fold_into_the_backbones_state_dict():
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 3, size=48)
+    x = rng.standard_normal((48, 1, 8, 8)) + y[:, None, None, None]
+    spec = "resnet:8?width=4&groups=2"
+    backbone = credence.fit(spec, (x, y), "map", epochs=2, batch_size=16, dtype="float64")
+    adapted = credence.fit(spec, (x, y), "map", epochs=3, batch_size=16, dtype="float64",
+                           init=backbone.state_dict(), adapters="lora:rank=2,alpha=3")
+    state = adapted.state_dict()
+    assert list(state) == list(backbone.state_dict())  # the backbone's names, no adapter factors
+    merged = credence.fit(spec, (x, y), "map", epochs=0, dtype="float64", init=state)
+    np.testing.assert_allclose(merged.predict(x).probs, adapted.predict(x).probs, atol=1e-10)
+    with pytest.raises(credence.InvalidArgument, match="weight vectors"):
+        credence.fit(spec, (x, y), "ensemble", epochs=1, members=2).state_dict()

@@ -142,25 +142,13 @@ torch::Tensor initial_theta(const std::string& path, const Model& model, bool ne
   };
   if (!is_tensor_file(path)) return load(load_state_dict(path));
   auto source = FittedModel::load(path);
-  TensorMap tensors;  // the posterior's tensors as its file holds them, without reading it again
-  nlohmann::json meta;
-  source.posterior->save(tensors, meta);
   torch::Tensor point;
-  for (const char* key : {"laplace.theta", "posterior.theta", "posterior.mean"})
-    if (tensors.count(key)) point = tensors.at(key);
-  if (!point.defined() && tensors.count("posterior.particles")) {
-    const auto& particles = tensors.at("posterior.particles");
-    if (particles.size(0) != 1)
-      throw InvalidArgument(fmt::format("--init '{}' holds {} weight vectors ({}); start from a fit with one "
-                                        "(map, laplace, vi, ...)",
-                                        path, particles.size(0), source.method));
-    point = particles[0];
+  try {
+    point = source.point();
+  } catch (const InvalidArgument& e) {
+    throw InvalidArgument(fmt::format("--init '{}': {}", path, e.what()));
   }
-  if (!point.defined() || point.dim() != 1 || point.size(0) != source.model->layout().size)
-    throw InvalidArgument(fmt::format("--init '{}': its {} posterior holds no single vector of all {} weights; "
-                                      "start from a map fit",
-                                      path, source.method, source.model->layout().size));
-  return load(named_weights(*source.model, point));
+  return load(source.full_weights(point));
 }
 
 }  // namespace

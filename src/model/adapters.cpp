@@ -2,6 +2,8 @@
 // output is added to its own, so curvature, stacking and saving need nothing new.
 #include "credence/model/adapters.h"
 
+#include <ATen/ATen.h>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -146,6 +148,25 @@ std::shared_ptr<Model> add_adapters(std::shared_ptr<Model> backbone, const std::
   }
   auto initialized = with_initial_weights(adapted, theta, seeded);
   return freeze_parameters(initialized, fmt::format("{}", fmt::join(frozen, ",")), initialized->init_params(seed));
+}
+
+NamedWeights merge_adapters(const std::string& architecture, NamedWeights weights) {
+  auto d = parse_architecture("adapted", architecture);
+  std::map<std::string, torch::Tensor> by_name(weights.begin(), weights.end());
+  for (const auto& op : d.ops) {
+    const std::string suffix = ".lora_B";
+    if (op.name.size() <= suffix.size() || op.name.compare(op.name.size() - suffix.size(), suffix.size(), suffix) != 0)
+      continue;
+    const std::string layer = op.name.substr(0, op.name.size() - suffix.size());
+    auto B = by_name.at(op.name + ".weight"), A = by_name.at(layer + ".lora_A.weight");
+    auto& W = by_name.at(layer + ".weight");
+    W = W + (op.scale * B.reshape({B.size(0), -1}).mm(A.reshape({A.size(0), -1}))).view_as(W);
+  }
+  NamedWeights out;
+  for (const auto& [name, w] : weights)
+    if (name.find(".lora_A.") == std::string::npos && name.find(".lora_B.") == std::string::npos)
+      out.emplace_back(name, by_name.at(name));
+  return out;
 }
 
 }  // namespace credence

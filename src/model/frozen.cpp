@@ -86,6 +86,7 @@ class FrozenModel : public Model,
   }
 
   const std::string& freeze_pattern() const override { return pattern_; }
+  const Model& unfrozen_model() const override { return *inner_; }
   const torch::Tensor& frozen_values() const override { return values_; }
   void check_size(const torch::Tensor& theta) const {
     if (theta.size(-1) != layout_.size)

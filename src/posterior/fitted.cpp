@@ -8,6 +8,7 @@
 #include "credence/eval/diagnostics.h"
 #include "credence/model/frozen.h"
 #include "credence/model/subspace.h"
+#include "credence/model/adapters.h"
 
 namespace credence {
 
@@ -132,6 +133,44 @@ std::map<std::string, double> convergence_metrics(const FittedModel& fitted, con
   if (warnings)
     for (const auto& w : d.warnings()) warnings->push_back(w);
   return {{"rhat", d.rhat_p90}, {"rhat_max", d.rhat_max}, {"ess", d.ess_bulk_min}, {"ess_tail", d.ess_tail_min}};
+}
+
+
+
+torch::Tensor FittedModel::point() const {
+  TensorMap tensors;  // the posterior's tensors as its file would hold them
+  nlohmann::json meta;
+  posterior->save(tensors, meta);
+  for (const char* key : {"laplace.theta", "posterior.theta", "posterior.mean"})
+    if (tensors.count(key) && tensors.at(key).dim() == 1 && tensors.at(key).size(0) == model->layout().size)
+      return tensors.at(key);
+  if (tensors.count("posterior.particles")) {
+    const auto& particles = tensors.at("posterior.particles");
+    if (particles.size(0) == 1) return particles[0];
+    throw InvalidArgument(fmt::format("the {} posterior holds {} weight vectors; use a fit with one (map, laplace, "
+                                      "vi, ...)",
+                                      method, particles.size(0)));
+  }
+  throw InvalidArgument(fmt::format("the {} posterior holds no single vector of all {} weights; use a map fit", method,
+                                    model->layout().size));
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> FittedModel::full_weights(const torch::Tensor& theta) const {
+  const Model* m = model.get();
+  torch::Tensor full = theta.detach();
+  if (const auto* sub = m->find<Subspace>()) {
+    full = sub->origin() + full.to(sub->basis().scalar_type()).matmul(sub->basis());
+    m = sub->full_model().get();
+  }
+  if (const auto* frozen = m->find<FrozenParameters>()) {
+    full = frozen->full_theta(full);
+    m = &frozen->unfrozen_model();
+  }
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& b : m->layout().blocks) out.emplace_back(b.name, full.narrow(0, b.offset, b.numel).view(b.shape));
+  const auto* arch = m->find<Architecture>();
+  if (arch && arch->architecture().find(".lora_B\"") != std::string::npos) return merge_adapters(arch->architecture(), out);
+  return out;
 }
 
 }  // namespace credence

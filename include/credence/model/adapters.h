@@ -28,4 +28,9 @@ std::vector<std::string> adaptable_layers(const Model& model);
 /// naming the adaptable layers.
 std::shared_ptr<Model> add_adapters(std::shared_ptr<Model> backbone, const std::string& spec, uint64_t seed);
 
+/// The named weights of an adapted network (`architecture`: its Architecture JSON) with each
+/// adapter folded into its layer, W + (alpha / rank) B A, and the factors dropped.
+std::vector<std::pair<std::string, torch::Tensor>> merge_adapters(
+    const std::string& architecture, std::vector<std::pair<std::string, torch::Tensor>> weights);
+
 }  // namespace credence

@@ -21,6 +21,8 @@ class FrozenParameters : public Capability {
   virtual const torch::Tensor& frozen_values() const = 0;
   /// theta [P] or [S, P] of the trainable parameters -> the unfrozen model's [P_all] or [S, P_all].
   virtual torch::Tensor full_theta(const torch::Tensor& theta) const = 0;
+  /// The unfrozen model (its layout names the [P_all] entries).
+  virtual const Model& unfrozen_model() const = 0;
 };
 
 /// `inner` with the parameter tensors named by any comma-separated part of `pattern` (a whole

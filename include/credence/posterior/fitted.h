@@ -21,6 +21,13 @@ struct FittedModel {
   /// count differ from what the model was fitted on.
   Predictive predict(const Dataset& data, const PredictOptions& options = {}) const;
   void check_data(const Dataset& data) const;
+  /// The single weight vector [P] of the posterior (MAP, Laplace's mode, a Gaussian's mean, a
+  /// one-particle fit); InvalidArgument for posteriors of several weight vectors.
+  torch::Tensor point() const;
+  /// `theta` [P] as the full network's named tensors: frozen ones included, a subspace mapped
+  /// back, and adapters folded into their layers (W + alpha / rank B A), so the names and shapes
+  /// are the backbone's (a PyTorch module's state_dict where the network came from one).
+  std::vector<std::pair<std::string, torch::Tensor>> full_weights(const torch::Tensor& theta) const;
 
   static constexpr int kFormatVersion = 1;
   /// Refuses to replace an existing file unless `overwrite`.
