@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "credence/core/error.h"
+#include "credence/core/progress.h"
 #include "credence/core/runtime.h"
 #include "credence/credence.h"
 #include "credence/eval/metrics.h"
@@ -141,6 +142,12 @@ PYBIND11_MODULE(_credence, m) {
           out.append(py::make_tuple(name, to_numpy(w.contiguous())));
         return out;
       });
+
+  // Ctrl-C during a fit: progress updates (every training step) check Python's signals.
+  set_interrupt_check([] {
+    py::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+  });
 
   m.def("load", [](const std::string& path) { return FittedModel::load(path); }, py::arg("path"));
 

@@ -259,3 +259,28 @@ def test_adapted_weights_fold_into_the_backbones_state_dict():
     np.testing.assert_allclose(merged.predict(x).probs, adapted.predict(x).probs, atol=1e-10)
     with pytest.raises(credence.InvalidArgument, match="weight vectors"):
         credence.fit(spec, (x, y), "ensemble", epochs=1, members=2).state_dict()
+
+
+def test_ctrl_c_stops_a_long_fit(tmp_path):
+    import signal
+    import sys
+    import time
+    script = tmp_path / "long_fit.py"
+    script.write_text(
+        "import numpy as np, credence\n"
+        "x = np.random.default_rng(0).standard_normal((4000, 20))\n"
+        "y = (x[:, 0] > 0).astype(np.int64)\n"
+        "print('started', flush=True)\n"
+        "credence.fit('mlp:64,64', (x, y), 'map', epochs=100000)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=os.environ.copy())
+    assert proc.stdout.readline().strip() == "started"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("the fit went on after Ctrl-C")
+    assert proc.returncode != 0
+    assert "KeyboardInterrupt" in err

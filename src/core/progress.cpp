@@ -1,5 +1,7 @@
 #include "credence/core/progress.h"
 
+#include <thread>
+
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -14,7 +16,19 @@ Progress::Progress(std::string label, long total, bool quiet)
 
 Progress::~Progress() { finish(); }
 
+namespace {
+std::function<void()> interrupt_check;
+std::thread::id interrupt_thread;
+}  // namespace
+
+void set_interrupt_check(std::function<void()> check) {
+  interrupt_check = std::move(check);
+  interrupt_thread = std::this_thread::get_id();
+}
+
 void Progress::update(long done, const std::string& status) {
+  // Only on the thread that set the check: workers must not throw out of their threads.
+  if (interrupt_check && std::this_thread::get_id() == interrupt_thread) interrupt_check();
   if (!enabled_ || finished_) return;
   auto now = std::chrono::steady_clock::now();
   // Redraw at most 10 times a second: terminals are slow.

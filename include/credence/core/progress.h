@@ -1,9 +1,14 @@
 #pragma once
 /// A one-line progress display (epochs, batches, ETA) on a terminal; silent otherwise.
 #include <chrono>
+#include <functional>
 #include <string>
 
 namespace credence {
+
+/// A check that every progress update on the thread that set it runs first, so a host language
+/// can stop a long fit (Python's Ctrl-C); it stops the work by throwing. Empty: no check.
+void set_interrupt_check(std::function<void()> check);
 
 class Progress {
  public:
