@@ -117,6 +117,31 @@ uint64_t derive_seed(uint64_t seed, uint64_t stream) {
   return z ^ (z >> 31);
 }
 
+std::vector<bool> parse_label_set(const Spec& spec, const std::string& key, int64_t num_classes) {
+  const std::string value = spec.get(key, "");
+  auto bad = [&]() {
+    return DataError(fmt::format("spec '{}': {} '{}' must be a range A-B or a list a,b,c of labels in 0..{} "
+                                 "(e.g. '{}=0-4' or '{}=0,3,5')",
+                                 spec.text, key, value, num_classes - 1, key, key));
+  };
+  auto label = [&](const std::string& text) {
+    double v = 0;
+    if (!parse_number(trim(text), v) || v != std::floor(v) || v < 0 || v >= static_cast<double>(num_classes))
+      throw bad();
+    return static_cast<int64_t>(v);
+  };
+  std::vector<bool> keep(num_classes, false);
+  const size_t dash = value.find('-');
+  if (dash != std::string::npos) {
+    const int64_t a = label(value.substr(0, dash)), b = label(value.substr(dash + 1));
+    if (a > b) throw bad();
+    for (int64_t c = a; c <= b; ++c) keep[c] = true;
+  } else {
+    for (const auto& item : split(value, ',')) keep[label(item)] = true;
+  }
+  return keep;
+}
+
 }  // namespace data_detail
 
 namespace {
@@ -163,35 +188,16 @@ Dataset keep_labels(const Spec& spec, Dataset all) {
   if (spec.has("renumber") && !spec.has("labels"))
     throw DataError(fmt::format("spec '{}': renumber= needs labels= (e.g. 'labels=5-9&renumber=1')", spec.text));
   if (!spec.has("labels")) return all;
-  const std::string value = spec.get("labels", "");
   if (all.task != Task::Classification)
     throw DataError(fmt::format("spec '{}': labels= applies to classification data only", spec.text));
-  auto bad = [&]() {
-    return DataError(fmt::format("spec '{}': labels '{}' must be a range A-B or a list a,b,c of labels in 0..{} "
-                                 "(e.g. 'labels=0-4')",
-                                 spec.text, value, all.num_classes - 1));
-  };
-  auto label = [&](const std::string& text) {
-    double v = 0;
-    if (!parse_number(trim(text), v) || v != std::floor(v) || v < 0 || v >= static_cast<double>(all.num_classes))
-      throw bad();
-    return static_cast<int64_t>(v);
-  };
-  std::vector<bool> keep(all.num_classes, false);
-  const size_t dash = value.find('-');
-  if (dash != std::string::npos) {
-    const int64_t a = label(value.substr(0, dash)), b = label(value.substr(dash + 1));
-    if (a > b) throw bad();
-    for (int64_t c = a; c <= b; ++c) keep[c] = true;
-  } else {
-    for (const auto& item : split(value, ',')) keep[label(item)] = true;
-  }
+  const auto keep = parse_label_set(spec, "labels", all.num_classes);
   auto y = all.y.to(at::kCPU);
   auto acc = y.accessor<int64_t, 1>();
   std::vector<int64_t> chosen;
   for (int64_t i = 0; i < y.size(0); ++i)
     if (keep[acc[i]]) chosen.push_back(i);
-  if (chosen.empty()) throw DataError(fmt::format("spec '{}': no example has labels {}", spec.text, value));
+  if (chosen.empty())
+    throw DataError(fmt::format("spec '{}': no example has labels {}", spec.text, spec.get("labels", "")));
   auto kept = all.subset(at::tensor(chosen, at::kLong));
   if (spec_int(spec, "renumber", 0) != 0) {
     std::vector<int64_t> code(all.num_classes, -1);

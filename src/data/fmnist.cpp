@@ -65,32 +65,6 @@ class IdxFile {
   std::unique_ptr<gzFile_s, GzCloser> file_;
 };
 
-std::array<bool, kClasses> parse_classes(const Spec& spec) {
-  std::array<bool, kClasses> keep{};
-  const std::string value = spec.get("classes", "");
-  auto bad = [&]() {
-    return DataError(fmt::format(
-        "spec '{}': classes '{}' must be a range A-B or a list a,b,c of labels in 0..9 "
-        "(e.g. 'classes=0-4' or 'classes=0,3,5')",
-        spec.text, value));
-  };
-  auto label = [&](const std::string& s) {
-    double v = 0;
-    if (!parse_number(trim(s), v) || v != static_cast<int64_t>(v) || v < 0 || v >= kClasses)
-      throw bad();
-    return static_cast<int64_t>(v);
-  };
-  size_t dash = value.find('-');
-  if (dash != std::string::npos) {
-    int64_t a = label(value.substr(0, dash)), b = label(value.substr(dash + 1));
-    if (a > b) throw bad();
-    for (int64_t c = a; c <= b; ++c) keep[c] = true;
-  } else {
-    for (const auto& item : split(value, ',')) keep[label(item)] = true;
-  }
-  return keep;
-}
-
 }  // namespace
 
 Dataset load_fmnist(const Spec& spec, const DataOptions& options) {
@@ -102,9 +76,8 @@ Dataset load_fmnist(const Spec& spec, const DataOptions& options) {
   long n_wanted = spec_int(spec, "n", -1);
   if (spec.has("n") && n_wanted < 1)
     throw DataError(fmt::format("spec '{}': n must be >= 1, got {}", spec.text, n_wanted));
-  std::array<bool, kClasses> keep{};
-  keep.fill(true);
-  if (spec.has("classes")) keep = parse_classes(spec);
+  std::vector<bool> keep(kClasses, true);
+  if (spec.has("classes")) keep = parse_label_set(spec, "classes", kClasses);
 
   const std::string dir = fmnist_dir();
   const std::string prefix = spec.body == "train" ? "train" : "t10k";

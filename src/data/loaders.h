@@ -30,6 +30,10 @@ double spec_double(const Spec& spec, const std::string& key, double fallback);
 /// Parses one number token strictly (no trailing junk); false if it is not a number.
 bool parse_number(const std::string& token, double& out);
 
+/// The labels that spec key `key` names, as a range A-B or a list a,b,c of labels in 0..C-1:
+/// keep[c] for each of the `num_classes`. DataError naming the key with an example otherwise.
+std::vector<bool> parse_label_set(const Spec& spec, const std::string& key, int64_t num_classes);
+
 /// Owning tensor copies of host buffers: doubles to `dtype`, labels to int64.
 at::Tensor make_tensor(const std::vector<double>& values, at::IntArrayRef shape, at::ScalarType dtype);
 at::Tensor make_labels(const std::vector<int64_t>& labels);
