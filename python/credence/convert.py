@@ -76,7 +76,7 @@ def _function_op(node, torch, F):
     if t in (F.gelu,) and kw.get("approximate", "none") == "none":
         return _op("gelu")
     if t is torch.flatten or (node.op == "call_method" and t == "flatten"):
-        start = args[1] if len(args) > 1 else kw.get("start_dim", 0 if t is torch.flatten else 0)
+        start = args[1] if len(args) > 1 else kw.get("start_dim", 0)
         if start == 1 and (len(args) < 3 or args[2] == -1):
             return _op("flatten")
     if t is torch.mean or (node.op == "call_method" and t == "mean"):

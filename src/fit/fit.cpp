@@ -109,14 +109,6 @@ void check_not_diverged(const FittedModel& fitted, const Dataset& raw, const Tra
       nll, baseline, d.task == Task::Classification ? "the class frequencies" : "the mean", train.lr));
 }
 
-// The head= option of an --adapters spec ("" without adapters).
-std::string adapter_head(const std::string& adapters) {
-  if (adapters.empty()) return "";
-  auto spec = MethodSpec::parse(adapters);
-  auto it = spec.values.find("head");
-  return it == spec.values.end() ? "train" : it->second;
-}
-
 // `weights` with the model's final layer replaced by its own seeded draw (a new head for a task
 // with other classes: --adapters head=new).
 NamedWeights with_new_head(const Model& model, NamedWeights weights, uint64_t seed) {
@@ -175,7 +167,7 @@ std::tuple<std::string, std::string, int64_t> split_subspace(const std::string& 
 // started at the MAP (its mean the origin), random around the MAP itself.
 std::shared_ptr<Model> make_subspace(const FitRequest& given, const FittedModel& map, const std::string& kind,
                                      int64_t K) {
-  auto map_theta = map.posterior->sample(1, 0)[0].detach();
+  auto map_theta = map.point().detach();
   const std::string description = fmt::format("{}:{}", kind, K);
   if (kind == "random")
     return restrict_to_subspace(map.model, map_theta,
@@ -248,7 +240,7 @@ FittedModel fit(const FitRequest& given) {
   }
   if (!map && !request.init.empty())
     problem.model = with_initial_weights(
-        problem.model, initial_theta(request.init, *problem.model, adapter_head(request.adapters) == "new",
+        problem.model, initial_theta(request.init, *problem.model, draws_new_head(request.adapters),
                                      request.train.seed));
   if (!map && !request.adapters.empty()) {
     if (!request.freeze.empty())
@@ -259,7 +251,7 @@ FittedModel fit(const FitRequest& given) {
   }
   if (!map && !request.freeze.empty())
     problem.model = freeze_parameters(problem.model, request.freeze, problem.model->init_params(request.train.seed));
-  FittedModel subspace_map;  // the MAP's stand-in inside the subspace: its origin
+  FittedModel subspace_map;  // the MAP's stand-in inside the subspace: z at the subspace's point
   if (!subspace_kind.empty()) {
     problem.model = make_subspace(given, *map, subspace_kind, subspace_k);
     subspace_map = *map;

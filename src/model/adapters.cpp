@@ -71,13 +71,23 @@ std::vector<std::string> adaptable_layers(const Model& model) {
   return names;
 }
 
-std::shared_ptr<Model> add_adapters(std::shared_ptr<Model> backbone, const std::string& text, uint64_t seed) {
+namespace {
+Options lora_options(const std::string& text) {
   auto parsed = MethodSpec::parse(text);
   if (parsed.name != "lora")
     throw InvalidArgument(fmt::format("--adapters '{}': unknown adapter kind '{}' (known: lora, e.g. "
                                       "'lora:rank=4,alpha=8')",
                                       text, parsed.name));
-  Options options("adapters lora", lora_fields(), parsed.values);
+  return Options("adapters lora", lora_fields(), parsed.values);
+}
+}  // namespace
+
+bool draws_new_head(const std::string& spec) {
+  return !spec.empty() && lora_options(spec).get_string("head") == "new";
+}
+
+std::shared_ptr<Model> add_adapters(std::shared_ptr<Model> backbone, const std::string& text, uint64_t seed) {
+  const Options options = lora_options(text);
   const long rank = options.get_int("rank");
   const double alpha = options.get_double("alpha");
   if (rank < 1) throw InvalidArgument(fmt::format("--adapters '{}': rank must be >= 1, got {}", text, rank));

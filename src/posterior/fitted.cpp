@@ -135,8 +135,6 @@ std::map<std::string, double> convergence_metrics(const FittedModel& fitted, con
   return {{"rhat", d.rhat_p90}, {"rhat_max", d.rhat_max}, {"ess", d.ess_bulk_min}, {"ess_tail", d.ess_tail_min}};
 }
 
-
-
 torch::Tensor FittedModel::point() const {
   TensorMap tensors;  // the posterior's tensors as its file would hold them
   nlohmann::json meta;
@@ -169,8 +167,7 @@ std::vector<std::pair<std::string, torch::Tensor>> FittedModel::full_weights(con
   std::vector<std::pair<std::string, torch::Tensor>> out;
   for (const auto& b : m->layout().blocks) out.emplace_back(b.name, full.narrow(0, b.offset, b.numel).view(b.shape));
   const auto* arch = m->find<Architecture>();
-  if (arch && arch->architecture().find(".lora_B\"") != std::string::npos) return merge_adapters(arch->architecture(), out);
-  return out;
+  return arch ? merge_adapters(arch->architecture(), std::move(out)) : out;  // adapters fold into their layers
 }
 
 }  // namespace credence

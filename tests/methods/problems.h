@@ -28,6 +28,18 @@ inline FitRequest conjugate_request(const std::string& method, int64_t epochs, d
   return req;
 }
 
+/// The exact posterior of conjugate_request's problem (fixed noise 0.5, prior precision 2) in
+/// standardized units: mean and covariance over [W, b].
+struct LinearPosterior {
+  torch::Tensor mean, cov;
+};
+inline LinearPosterior exact_linear_posterior(const Dataset& raw) {
+  auto data = Standardizer::fit(raw).apply(raw);
+  auto X1 = at::cat({data.x, at::ones({data.size(), 1}, at::kDouble)}, 1);
+  auto cov = at::inverse(X1.t().mm(X1) / 0.25 + 2.0 * at::eye(X1.size(1), at::kDouble));
+  return {cov.mv(X1.t().mv(data.y)) / 0.25, cov};
+}
+
 /// Two-moons classification with a small network, 10 epochs: quick fits of any method.
 inline FitRequest moons_request(const std::string& method) {
   FitRequest req;

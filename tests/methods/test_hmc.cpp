@@ -127,10 +127,7 @@ void expect_conjugate_posterior(const std::string& method) {
   auto f = fit(req);
   auto draws = dynamic_cast<const ParticlePosterior&>(*f.posterior).particles();
   ASSERT_EQ(draws.size(0), 2000);
-  auto data = Standardizer::fit(req.data.fit).apply(req.data.fit);
-  auto X1 = at::cat({data.x, at::ones({data.size(), 1}, at::kDouble)}, 1);
-  auto cov = at::inverse(X1.t().mm(X1) / 0.25 + 2.0 * at::eye(4, at::kDouble));
-  auto mean = cov.mv(X1.t().mv(data.y)) / 0.25;
+  auto [mean, cov] = exact_linear_posterior(req.data.fit);
   auto c = draws - draws.mean(0);
   auto sample_cov = c.t().mm(c) / (draws.size(0) - 1);
   auto sd = cov.diag().sqrt();

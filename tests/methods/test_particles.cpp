@@ -76,23 +76,6 @@ TEST(Particles, BadOptionsAreRefused) {
   EXPECT_THROW(fit(moons_request("repulsive:space=output")), InvalidArgument);
 }
 
-}  // namespace credence
-
-namespace credence {
-namespace {
-// Bayesian linear regression (fixed noise 0.5, prior precision 2) in standardized units: the
-// exact posterior mean and covariance over [W, b].
-struct LinearPosterior {
-  torch::Tensor mean, cov;
-};
-LinearPosterior exact_linear_posterior(const Dataset& raw) {
-  auto data = Standardizer::fit(raw).apply(raw);
-  auto X1 = at::cat({data.x, at::ones({data.size(), 1}, at::kDouble)}, 1);
-  auto cov = at::inverse(X1.t().mm(X1) / 0.25 + 2.0 * at::eye(X1.size(1), at::kDouble));
-  return {cov.mv(X1.t().mv(data.y)) / 0.25, cov};
-}
-}  // namespace
-
 TEST(Particles, SvgdReachesTheConjugatePosterior) {
   auto req = conjugate_request("svgd", 800, 0.03);  // full batch: SVGD's fixed point without minibatch noise
   auto exact = exact_linear_posterior(req.data.fit);

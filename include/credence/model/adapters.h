@@ -28,6 +28,10 @@ std::vector<std::string> adaptable_layers(const Model& model);
 /// naming the adaptable layers.
 std::shared_ptr<Model> add_adapters(std::shared_ptr<Model> backbone, const std::string& spec, uint64_t seed);
 
+/// Whether an --adapters spec asks for a new head (head=new), which --init must not supply;
+/// false for "" (no adapters). InvalidArgument for a bad spec.
+bool draws_new_head(const std::string& spec);
+
 /// The named weights of an adapted network (`architecture`: its Architecture JSON) with each
 /// adapter folded into its layer, W + (alpha / rank) B A, and the factors dropped.
 std::vector<std::pair<std::string, torch::Tensor>> merge_adapters(
