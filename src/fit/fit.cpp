@@ -188,6 +188,11 @@ FittedModel fit(const FitRequest& given) {
   given.train.validate();
   auto [method_text, subspace_kind, subspace_k] = split_subspace(given.method);
   auto [info, options] = resolve_method(method_text);
+  if (!info->uses_network && (!given.init.empty() || !given.freeze.empty() || !given.adapters.empty() ||
+                              !subspace_kind.empty()))
+    throw InvalidArgument(fmt::format("{} does not use a network: --init, --freeze, --adapters and subset= do not "
+                                      "apply to it",
+                                      info->name));
   FitRequest request = given;  // with the method's own step size where none was given
   if (request.train.lr == 0) request.train.lr = info->default_lr;
   const Dataset& raw = request.data.fit;

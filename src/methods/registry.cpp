@@ -4,6 +4,7 @@
 #include "credence/core/error.h"
 #include "credence/core/rng.h"
 #include "credence/methods/ensemble.h"
+#include "credence/methods/gp.h"
 #include "credence/methods/hmc.h"
 #include "credence/methods/ivon.h"
 #include "credence/methods/pacbayes.h"
@@ -59,6 +60,7 @@ const std::vector<MethodInfo>& method_registry() {
       ivon_method_info(),
       vi_method_info(),
       pacbayes_method_info(),
+      gp_method_info(),
   };
   return registry;
 }

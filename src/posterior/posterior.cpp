@@ -10,6 +10,7 @@
 #include "credence/core/rng.h"
 #include "credence/posterior/certified.h"
 #include "credence/posterior/dropout.h"
+#include "credence/posterior/gp.h"
 #include "credence/posterior/laplace.h"
 #include "credence/posterior/lowrank_gaussian.h"
 #include "credence/posterior/swag.h"
@@ -162,6 +163,7 @@ std::unique_ptr<Posterior> load_posterior(const TensorMap& tensors, const nlohma
     return p;
   }
   if (kind == "laplace") return LaplacePosterior::load(tensors, meta, model);
+  if (kind == "gp") return GpPosterior::load(tensors, meta);
   if (kind == "dropout") return DropoutPosterior::load(tensors, meta, model);
   if (kind == "swag") return SwagPosterior::load(tensors, meta, model);
   if (kind == "lowrank_gaussian") return LowRankGaussianPosterior::load(tensors, meta, model);

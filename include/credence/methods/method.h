@@ -88,6 +88,9 @@ struct MethodInfo {
   std::string summary;
   std::vector<Field> fields;
   bool post_hoc = false;  ///< starts from a MAP fit (compare reuses one)
+  /// False for a method that does not use the network (the GP): --model, --init and the like do
+  /// not apply, and its posterior has no weight vectors.
+  bool uses_network = true;
   /// The step size when none is given (--lr): Adam's 1e-3 for most; a method whose step means
   /// something else (IVON's fraction of a Newton step) sets its own.
   double default_lr = 1e-3;

@@ -1,0 +1,45 @@
+#pragma once
+/// Pool-based active learning with any credence method: fit on the labelled rows, score the
+/// unlabelled pool with an acquisition, label the best, repeat; a learning curve comes out.
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "credence/fit/fit.h"
+
+namespace credence {
+
+struct ActiveLearningOptions {
+  std::string model = "mlp:50";
+  std::string method = "ensemble";
+  std::string likelihood;
+  TrainOptions train;           ///< the recipe of every refit (its seed is keyed per round)
+  std::string acquisition = "bald";  ///< bald, entropy, variance, margin or random
+  int64_t initial = 20;         ///< labelled rows to start with
+  bool balanced = true;         ///< classification: the initial rows spread evenly over classes
+  int64_t batch = 10;           ///< rows labelled per round
+  int64_t budget = 500;         ///< labelled rows at the end
+  int64_t samples = 32;         ///< predictive draws of Gaussian posteriors
+  uint64_t seed = 0;
+  void validate() const;
+};
+
+struct ActiveRound {
+  int64_t labels = 0;                       ///< labelled rows the model was fitted on
+  std::vector<int64_t> added;               ///< pool rows labelled for this round (round 0: the initial ones)
+  std::map<std::string, double> metrics;    ///< on the test set (standard_metrics)
+  double fit_seconds = 0, score_seconds = 0;
+};
+
+/// The `k` rows of `pool` among `candidates` (int64 indices) that `acquisition` ranks highest
+/// (ties and "random" broken by `key`), as int64 pool indices.
+torch::Tensor select_queries(const FittedModel& fitted, const Dataset& pool, const torch::Tensor& candidates,
+                             const std::string& acquisition, int64_t k, uint64_t key, int64_t samples = 32);
+
+/// Runs the loop to the budget; `on_round` sees each round as it ends (for progress output).
+std::vector<ActiveRound> run_active_learning(const Dataset& pool, const Dataset& test,
+                                             const ActiveLearningOptions& options,
+                                             const std::function<void(const ActiveRound&)>& on_round = {});
+
+}  // namespace credence
