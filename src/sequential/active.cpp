@@ -83,6 +83,9 @@ std::vector<ActiveRound> run_active_learning(const Dataset& pool, const Dataset&
     request.model = options.model;
     request.method = options.method;
     request.likelihood = options.likelihood;
+    request.init = options.init;
+    request.freeze = options.freeze;
+    request.adapters = options.adapters;
     request.train = options.train;
     request.train.seed = rng_key(options.seed, Stream::Init, 0xa2, round);
     request.train.quiet = true;

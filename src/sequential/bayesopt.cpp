@@ -215,6 +215,9 @@ std::vector<std::vector<double>> BayesOpt::suggest_with_surrogate(int64_t k, uin
     // Each point maximizes one draw of the objective: a weight draw, particle or member, or for
     // the GP a joint draw over the candidates.
     const auto* gp = dynamic_cast<const GpPosterior*>(fitted.posterior.get());
+    if (gp)  // a joint draw costs M^3: fewer global candidates, all the local ones
+      candidates = at::cat({candidates.narrow(0, 0, kSobolCandidates / 4),
+                            candidates.narrow(0, kSobolCandidates, candidates.size(0) - kSobolCandidates)});
     auto p = gp ? Predictive() : predict(candidates);
     auto gen = cpu_generator(rng_key(key, Stream::Sample, 2));
     for (int64_t j = 0; j < k; ++j) {

@@ -53,5 +53,7 @@ void add_describe(CLI::App& app);
 void add_decide(CLI::App& app);
 void add_bound(CLI::App& app);
 void add_launch(CLI::App& app);
+void add_optimize(CLI::App& app);
+void add_active(CLI::App& app);
 
 }  // namespace credence::cli

@@ -64,6 +64,8 @@ int main(int argc, char** argv) {
   credence::cli::add_decide(app);
   credence::cli::add_bound(app);
   credence::cli::add_launch(app);
+  credence::cli::add_optimize(app);
+  credence::cli::add_active(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -14,6 +14,7 @@ struct ActiveLearningOptions {
   std::string model = "mlp:50";
   std::string method = "ensemble";
   std::string likelihood;
+  std::string init, freeze, adapters;  ///< as FitRequest's: a pretrained backbone, frozen parts, LoRA
   TrainOptions train;           ///< the recipe of every refit (its seed is keyed per round)
   std::string acquisition = "bald";  ///< bald, entropy, variance, margin or random
   int64_t initial = 20;         ///< labelled rows to start with

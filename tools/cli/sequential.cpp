@@ -1,0 +1,282 @@
+// optimize (Bayesian optimization) and active (pool-based active learning).
+#include <fmt/format.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "common.h"
+#include "credence/core/error.h"
+#include "credence/core/files.h"
+#include "credence/core/rng.h"
+#include "credence/core/spec.h"
+#include "credence/sequential/acquisition.h"
+#include "credence/sequential/active.h"
+#include "credence/sequential/bayesopt.h"
+#include "credence/sequential/objectives.h"
+
+namespace credence::cli {
+namespace {
+
+// "LO:HI,LO:HI,..." into the two bound vectors.
+void parse_bounds(const std::string& text, std::vector<double>& lower, std::vector<double>& upper) {
+  std::stringstream in(text);
+  std::string piece;
+  while (std::getline(in, piece, ',')) {
+    auto colon = piece.find(':');
+    if (colon == std::string::npos)
+      throw InvalidArgument(fmt::format("--bounds: '{}' is not LO:HI (e.g. --bounds 0:1,-5:5)", piece));
+    lower.push_back(parse_double(piece.substr(0, colon), "--bounds LO"));
+    upper.push_back(parse_double(piece.substr(colon + 1), "--bounds HI"));
+  }
+}
+
+// Runs `command x1 x2 ...` and reads the value from the last line it prints.
+double run_command(const std::string& command, const std::vector<double>& x) {
+  std::string line = command;
+  for (double v : x) line += fmt::format(" {:.17g}", v);
+  FILE* pipe = ::popen(line.c_str(), "r");
+  if (!pipe) throw IoError(fmt::format("--command: could not start '{}'", line));
+  std::string out, last;
+  char buffer[4096];
+  while (std::fgets(buffer, sizeof buffer, pipe)) out += buffer;
+  const int status = ::pclose(pipe);
+  if (status != 0)
+    throw IoError(fmt::format("--command '{}' failed (exit status {}); it must print the value and exit 0", line,
+                              WIFEXITED(status) ? WEXITSTATUS(status) : status));
+  std::stringstream lines(out);
+  for (std::string l; std::getline(lines, l);)
+    if (l.find_first_not_of(" \t\r") != std::string::npos) last = l;
+  try {
+    size_t used = 0;
+    double value = std::stod(last, &used);
+    if (last.find_first_not_of(" \t\r", used) == std::string::npos) return value;
+  } catch (const std::exception&) {
+  }
+  throw IoError(fmt::format("--command '{}' printed '{}' as its last line; it must be one number", line, last));
+}
+
+// An observations CSV: a header, then rows of D coordinates and the value last.
+std::pair<std::vector<std::string>, nlohmann::json> read_observations(const std::string& path, size_t dim) {
+  check_input_file(path, "observations file");
+  std::ifstream in(path);
+  std::string header;
+  std::getline(in, header);
+  std::vector<std::string> names;
+  std::stringstream h(header);
+  for (std::string name; std::getline(h, name, ',');) names.push_back(name);
+  if (names.size() != dim + 1)
+    throw DataError(fmt::format("observations '{}': the header has {} columns; --bounds gives {} inputs, so it needs "
+                                "{} (the inputs, then the value)",
+                                path, names.size(), dim, dim + 1));
+  nlohmann::json points = nlohmann::json::array(), values = nlohmann::json::array();
+  int line_number = 1;
+  for (std::string line; std::getline(in, line);) {
+    ++line_number;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    std::vector<double> row;
+    std::stringstream cells(line);
+    for (std::string cell; std::getline(cells, cell, ',');)
+      row.push_back(parse_double(cell, fmt::format("observations '{}' line {}", path, line_number)));
+    if (row.size() != dim + 1)
+      throw DataError(fmt::format("observations '{}' line {}: {} values, expected {}", path, line_number, row.size(),
+                                  dim + 1));
+    values.push_back(row.back());
+    row.pop_back();
+    points.push_back(row);
+  }
+  names.pop_back();
+  return {names, nlohmann::json{{"points", points}, {"values", values}}};
+}
+
+}  // namespace
+
+void add_optimize(CLI::App& app) {
+  auto* cmd = app.add_subcommand("optimize", "Bayesian optimization with any method as the surrogate");
+  struct Args {
+    CommonOptions common;
+    BayesOptOptions bo;
+    std::string objective, command, observations, bounds, json, state;
+    int64_t batch = 1, budget = 50;
+    bool resume = false, force = false;
+  };
+  auto args = std::make_shared<Args>();
+  auto& bo = args->bo;
+  auto* source = cmd->add_option_group("objective", "what to optimize (one of)");
+  source->add_option("--objective", args->objective, "a test objective: " + objective_names());
+  source->add_option("--command", args->command,
+                     "a program run as `CMD x1 x2 ...` that prints the value on its last line");
+  source->add_option("--observations", args->observations,
+                     "a CSV of measured points (inputs, then the value): print the next --batch points and stop");
+  source->require_option(1);
+  cmd->add_option("--bounds", args->bounds, "the box, LO:HI per input (--command and --observations)");
+  cmd->add_option("--method", bo.method, "the surrogate: a regression METHOD spec (see `credence describe`)")
+      ->capture_default_str();
+  cmd->add_option("--model", bo.model, "the surrogate's network (methods that use one)")->capture_default_str();
+  cmd->add_option("--likelihood", bo.likelihood, "gaussian (learned noise) or gaussian?sigma=S");
+  cmd->add_option("--acquisition", bo.acquisition, "ei, ucb, thompson or random")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"ei", "ucb", "thompson", "random"}));
+  cmd->add_option("--beta", bo.beta, "UCB: mean + sqrt(beta) sd")->capture_default_str();
+  cmd->add_option("--batch", args->batch, "points per round")->capture_default_str()->check(whole_number_at_least(1, "--batch 4"));
+  cmd->add_option("--budget", args->budget, "evaluations in all (initial design included)")
+      ->capture_default_str()
+      ->check(whole_number_at_least(1, "--budget 50"));
+  cmd->add_option("--initial", bo.initial, "Sobol points before the surrogate")
+      ->capture_default_str()
+      ->check(whole_number_at_least(1, "--initial 10"));
+  cmd->add_option("--steps", bo.steps, "optimizer steps per surrogate fit")
+      ->capture_default_str()
+      ->check(whole_number_at_least(1, "--steps 1000"));
+  cmd->add_option("--lr", bo.train.lr, "surrogate step size (default: the method's own)");
+  cmd->add_option("--samples", bo.samples, "predictive draws of Gaussian posteriors")->capture_default_str();
+  cmd->add_option("--seed", bo.seed, "random seed")->capture_default_str();
+  cmd->add_flag("--maximize", bo.maximize, "maximize (the default minimizes)");
+  cmd->add_option("--json", args->json, "write the run (every evaluation) as JSON");
+  cmd->add_option("--state", args->state, "save the loop's state here after every evaluation");
+  cmd->add_flag("--resume", args->resume, "continue the run saved in --state");
+  cmd->add_flag("--force", args->force, "replace --json and --state if they exist");
+  args->common.add(*cmd);
+  cmd->callback([args] {
+    args->common.apply();
+    auto& opts = args->bo;
+    Objective objective;
+    if (!args->objective.empty()) {
+      objective = make_objective(args->objective);
+      if (!args->bounds.empty()) throw InvalidArgument("--bounds: a named --objective has its own box");
+      opts.lower = objective.lower;
+      opts.upper = objective.upper;
+    } else {
+      if (args->bounds.empty()) throw InvalidArgument("--bounds LO:HI,... is needed with --command or --observations");
+      parse_bounds(args->bounds, opts.lower, opts.upper);
+    }
+    if (!args->observations.empty()) {  // ask once: the file is the state
+      auto [names, data] = read_observations(args->observations, opts.lower.size());
+      const int64_t n = data["values"].size();
+      auto bo = BayesOpt::from_state({{"format", "credence-bayesopt"}, {"version", 1}, {"options", BayesOpt(opts).options().to_json()},
+                                      {"points", data["points"]}, {"values", data["values"]}, {"rounds", n},
+                                      {"sobol_used", n}});
+      auto next = bo.suggest(args->batch);
+      std::cout << fmt::format("{}\n", fmt::join(names, ","));
+      for (const auto& x : next) std::cout << fmt::format("{:.17g}\n", fmt::join(x, ","));
+      if (!args->json.empty())
+        write_json(args->json, {{"suggestions", next}, {"observations", n}, {"round", bo.last_round()}}, args->force);
+      return;
+    }
+    check_optional_output(args->json, args->force, "--json");
+    if (args->resume && args->state.empty()) throw InvalidArgument("--resume needs --state FILE");
+    if (!args->state.empty() && !args->resume) check_output_path(args->state, args->force, "--state");
+    BayesOpt bo = args->resume ? BayesOpt::load(args->state) : BayesOpt(opts);
+    if (args->resume && (bo.options().lower != opts.lower || bo.options().upper != opts.upper))
+      throw InvalidArgument(fmt::format("--state '{}' was saved for another box; give the same objective or --bounds",
+                                        args->state));
+    nlohmann::json trace = nlohmann::json::array();
+    double best_f = INFINITY;
+    while (bo.size() < args->budget) {
+      auto points = bo.suggest(std::min(args->batch, args->budget - bo.size()));
+      const double seconds = bo.last_round().value("seconds", 0.0);
+      for (const auto& x : points) {
+        nlohmann::json e = {{"x", x}, {"suggest_seconds", seconds / points.size()}};
+        double y;
+        if (!args->objective.empty()) {
+          const double f = objective.value(x);
+          const uint64_t key = rng_key(opts.seed, Stream::Noise, 0x0b, bo.size());
+          y = f + objective.noise * keyed_randn({1}, key, at::TensorOptions().dtype(at::kDouble)).item<double>();
+          best_f = std::min(best_f, f);
+          e["f"] = f;
+          e["regret"] = best_f - objective.minimum;
+        } else {
+          y = run_command(args->command, x);
+        }
+        bo.observe(x, y);
+        e["y"] = y;
+        e["best"] = bo.best_value();
+        trace.push_back(e);
+        if (!args->state.empty()) bo.save(args->state, true);
+        if (!args->common.quiet)
+          fmt::print("{:>4}  y {:<12.6g} best {:<12.6g}{}  ({:.2f}s)\n", bo.size(), y, bo.best_value(),
+                     e.contains("regret") ? fmt::format(" regret {:.3g}", e["regret"].get<double>()) : "",
+                     seconds);
+      }
+    }
+    fmt::print("best {:.6g} at ({})\n", bo.best_value(), fmt::join(bo.best_point(), ", "));
+    if (!args->json.empty()) {
+      nlohmann::json out = {{"objective", args->objective.empty() ? args->command : args->objective},
+                            {"options", bo.options().to_json()},
+                            {"best_value", bo.best_value()},
+                            {"best_point", bo.best_point()},
+                            {"evaluations", trace}};
+      if (!args->objective.empty()) out["regret"] = best_f - objective.minimum;
+      write_json(args->json, out, args->force);
+    }
+  });
+}
+
+void add_active(CLI::App& app) {
+  auto* cmd = app.add_subcommand("active", "pool-based active learning: a learning curve per acquisition");
+  struct Args {
+    CommonOptions common;
+    TrainFlags flags;
+    ActiveLearningOptions al;
+    std::string pool, test, json;
+    bool force = false, random_initial = false;
+  };
+  auto args = std::make_shared<Args>();
+  auto& al = args->al;
+  cmd->add_option("--pool", args->pool, "data spec of the unlabelled pool (its labels are revealed when queried)")
+      ->required();
+  cmd->add_option("--test", args->test, "data spec the learning curve is measured on")->required();
+  cmd->add_option("--method", al.method, "METHOD spec (bald and variance need one with draws)")->capture_default_str();
+  cmd->add_option("--acquisition", al.acquisition, "bald, entropy, variance, margin or random")
+      ->capture_default_str()
+      ->check(CLI::IsMember(active_acquisitions()));
+  cmd->add_option("--initial", al.initial, "labelled rows to start with")
+      ->capture_default_str()
+      ->check(whole_number_at_least(2, "--initial 20"));
+  cmd->add_flag("--random-initial", args->random_initial, "draw the initial rows at random (default: balanced over classes)");
+  cmd->add_option("--batch", al.batch, "rows labelled per round")->capture_default_str()->check(whole_number_at_least(1, "--batch 10"));
+  cmd->add_option("--budget", al.budget, "labelled rows at the end")->capture_default_str()->check(whole_number_at_least(2, "--budget 500"));
+  cmd->add_option("--samples", al.samples, "predictive draws of Gaussian posteriors")->capture_default_str();
+  cmd->add_option("--json", args->json, "write the learning curve as JSON");
+  cmd->add_flag("--force", args->force, "replace --json if it exists");
+  args->common.add(*cmd);
+  args->flags.add(*cmd);
+  cmd->callback([args] {
+    args->common.apply();
+    check_optional_output(args->json, args->force, "--json");
+    auto& al = args->al;
+    al.model = args->flags.model;
+    al.likelihood = args->flags.likelihood;
+    al.init = args->flags.init;
+    al.freeze = args->flags.freeze;
+    al.adapters = args->flags.adapters;
+    al.train = args->flags.train;
+    al.seed = args->flags.train.seed;
+    al.balanced = !args->random_initial;
+    auto pool = load_data(args->pool, {args->common.torch_dtype()}).fit;
+    auto test = load_data(args->test, {args->common.torch_dtype()}).fit;
+    nlohmann::json rounds = nlohmann::json::array();
+    auto on_round = [&](const ActiveRound& r) {
+      nlohmann::json j = {{"labels", r.labels}, {"fit_seconds", r.fit_seconds}, {"score_seconds", r.score_seconds},
+                          {"added", r.added}};
+      for (const auto& [k, v] : r.metrics) j[k] = v;
+      rounds.push_back(j);
+      if (!args->common.quiet) {
+        std::string metrics;
+        for (const auto& [k, v] : r.metrics) metrics += fmt::format(" {} {:.4f}", k, v);
+        fmt::print("{:>5} labels{}  (fit {:.1f}s)\n", r.labels, metrics, r.fit_seconds);
+        std::fflush(stdout);
+      }
+    };
+    run_active_learning(pool, test, al, on_round);
+    if (!args->json.empty())
+      write_json(args->json,
+                 {{"pool", args->pool}, {"test", args->test}, {"method", al.method}, {"model", al.model},
+                  {"acquisition", al.acquisition}, {"seed", al.seed}, {"rounds", rounds}},
+                 args->force);
+  });
+}
+
+}  // namespace credence::cli
