@@ -11,6 +11,7 @@
 #include "credence/core/error.h"
 #include "credence/core/files.h"
 #include "credence/core/rng.h"
+#include "credence/core/runtime.h"
 #include "credence/core/spec.h"
 #include "credence/sequential/acquisition.h"
 #include "credence/sequential/active.h"
@@ -130,7 +131,7 @@ void add_optimize(CLI::App& app) {
   cmd->add_option("--steps", bo.steps, "optimizer steps per surrogate fit")
       ->capture_default_str()
       ->check(whole_number_at_least(1, "--steps 1000"));
-  cmd->add_option("--lr", bo.train.lr, "surrogate step size (default: the method's own)");
+  cmd->add_option("--lr", bo.train.lr, "surrogate step size (0: the method's own)")->capture_default_str();
   cmd->add_option("--samples", bo.samples, "predictive draws of Gaussian posteriors")->capture_default_str();
   cmd->add_option("--seed", bo.seed, "random seed")->capture_default_str();
   cmd->add_flag("--maximize", bo.maximize, "maximize (the default minimizes)");
@@ -174,11 +175,12 @@ void add_optimize(CLI::App& app) {
                                         args->state));
     nlohmann::json trace = nlohmann::json::array();
     double best_f = INFINITY;
+    if (!args->common.quiet) fmt::print("{}\n", runtime_summary());
     while (bo.size() < args->budget) {
       auto points = bo.suggest(std::min(args->batch, args->budget - bo.size()));
       const double seconds = bo.last_round().value("seconds", 0.0);
       for (const auto& x : points) {
-        nlohmann::json e = {{"x", x}, {"suggest_seconds", seconds / points.size()}};
+        nlohmann::json e = {{"x", x}, {"suggest_seconds", seconds / points.size()}, {"round", bo.last_round()}};
         double y;
         if (!args->objective.empty()) {
           const double f = objective.value(x);
@@ -204,6 +206,7 @@ void add_optimize(CLI::App& app) {
     fmt::print("best {:.6g} at ({})\n", bo.best_value(), fmt::join(bo.best_point(), ", "));
     if (!args->json.empty()) {
       nlohmann::json out = {{"objective", args->objective.empty() ? args->command : args->objective},
+                            {"runtime", runtime_summary()},
                             {"options", bo.options().to_json()},
                             {"best_value", bo.best_value()},
                             {"best_point", bo.best_point()},
@@ -258,6 +261,7 @@ void add_active(CLI::App& app) {
     auto pool = load_data(args->pool, {args->common.torch_dtype()}).fit;
     auto test = load_data(args->test, {args->common.torch_dtype()}).fit;
     nlohmann::json rounds = nlohmann::json::array();
+    if (!args->common.quiet) fmt::print("{}\n", runtime_summary());
     auto on_round = [&](const ActiveRound& r) {
       nlohmann::json j = {{"labels", r.labels}, {"fit_seconds", r.fit_seconds}, {"score_seconds", r.score_seconds},
                           {"added", r.added}};
@@ -273,7 +277,7 @@ void add_active(CLI::App& app) {
     run_active_learning(pool, test, al, on_round);
     if (!args->json.empty())
       write_json(args->json,
-                 {{"pool", args->pool}, {"test", args->test}, {"method", al.method}, {"model", al.model},
+                 {{"pool", args->pool}, {"test", args->test}, {"runtime", runtime_summary()}, {"method", al.method}, {"model", al.model},
                   {"acquisition", al.acquisition}, {"seed", al.seed}, {"rounds", rounds}},
                  args->force);
   });

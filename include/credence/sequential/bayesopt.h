@@ -18,10 +18,13 @@ struct BayesOptOptions {
   std::string model = "mlp:50,50";   ///< the surrogate's network (methods that use one)
   std::string likelihood;            ///< "" = Gaussian with learned noise
   /// The surrogate's recipe (train.seed is unused: see seed). Its epochs default to 0: then each
-  /// fit takes `steps` optimizer steps, whatever the number of observations.
+  /// fit takes `steps` optimizer steps, whatever the number of observations. Its step size
+  /// defaults to 1e-2: a few hundred points fit in one batch, and 1000 steps of Adam's usual 1e-3
+  /// leave a network far from fitting them.
   TrainOptions train = [] {
     TrainOptions t;
     t.epochs = 0;
+    t.lr = 1e-2;
     return t;
   }();
   int64_t steps = 1000;

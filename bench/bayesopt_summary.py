@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Summary of bench/bayesopt.sh's runs: final log10 simple regret per problem and row (mean and
+standard error over seeds), seconds per iteration, the issue's two checks, and regret-curve SVGs."""
+import collections
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+FLOOR = 1e-8  # regret below this counts as this (log10 -8): the optimum found to rounding
+
+
+def mean_se(values):
+    m = sum(values) / len(values)
+    if len(values) < 2:
+        return m, 0.0
+    var = sum((v - m) ** 2 for v in values) / (len(values) - 1)
+    return m, math.sqrt(var / len(values))
+
+
+def main(out):
+    runs = collections.defaultdict(list)  # (objective, row) -> [run]
+    runtime = None
+    for name in sorted(os.listdir(out)):
+        match = re.match(r"(.+)_([a-z0-9-]+)_s(\d+)\.json$", name)
+        if not match:
+            continue
+        with open(os.path.join(out, name)) as f:
+            run = json.load(f)
+        runtime = runtime or run.get("runtime")
+        curve = [math.log10(max(e["regret"], FLOOR)) for e in run["evaluations"]]
+        per_iter = [e["suggest_seconds"] for e in run["evaluations"] if e["round"].get("phase") == "surrogate"]
+        runs[(run["objective"], match.group(2))].append({"curve": curve, "seconds": per_iter})
+    if not runs:
+        sys.exit(f"no runs in {out}")
+    print(runtime)
+    print("final log10 simple regret, mean (standard error) over seeds; seconds per iteration (surrogate fit + "
+          "acquisition)")
+    objectives = sorted({o for o, _ in runs})
+    finals = {}
+    for objective in objectives:
+        rows = sorted(r for o, r in runs if o == objective)
+        print(f"\n{objective}")
+        print(f"  {'row':<20} {'seeds':>5} {'final':>15} {'half budget':>15} {'s/iter':>8}")
+        table = []
+        for row in rows:
+            rs = runs[(objective, row)]
+            n = min(len(r["curve"]) for r in rs)
+            final = mean_se([r["curve"][n - 1] for r in rs])
+            half = mean_se([r["curve"][n // 2 - 1] for r in rs])
+            secs = [s for r in rs for s in r["seconds"]]
+            finals[(objective, row)] = final[0]
+            table.append((final[0], row, len(rs), final, half, sum(secs) / len(secs) if secs else 0.0))
+        for _, row, seeds, final, half, secs in sorted(table):
+            print(f"  {row:<20} {seeds:>5} {final[0]:>7.2f} ({final[1]:.2f}) {half[0]:>7.2f} ({half[1]:.2f}) {secs:>8.2f}")
+        plot(out, objective, {row: runs[(objective, row)] for row in rows})
+    print("\nchecks")
+    for objective in objectives:
+        rows = {r: v for (o, r), v in finals.items() if o == objective}
+        credence_rows = {r: v for r, v in rows.items() if not r.startswith(("gp", "random"))}
+        if "random" in rows:
+            losers = [r for r in rows if r != "random" and rows[r] >= rows["random"]]
+            print(f"  {objective}: every surrogate beats random search: {'yes' if not losers else 'no: ' + ', '.join(losers)}")
+        if credence_rows and "gp-ei" in rows:
+            best = min(credence_rows, key=credence_rows.get)
+            verdict = "yes" if credence_rows[best] <= rows["gp-ei"] else "no"
+            print(f"  {objective}: best network surrogate ({best}, {credence_rows[best]:.2f}) <= GP-EI "
+                  f"({rows['gp-ei']:.2f}): {verdict}")
+
+
+def plot(out, objective, rows):
+    """Mean log10 regret against evaluations, with a band of one standard error, one line per row."""
+    if not shutil.which("gnuplot"):
+        return
+    name = re.sub(r"[^a-z0-9]+", "_", objective.lower()).strip("_")
+    svg = os.path.join(out, f"regret_{name}.svg")
+    script = ['set terminal svg size 720,440 dynamic font "sans,11"', f"set output '{svg}'",
+              f"set title '{objective}: log10 simple regret (mean and standard error over seeds)'",
+              "set xlabel 'evaluations'", "set ylabel 'log10 regret'", "set key outside right", "set grid"]
+    plots = []
+    for i, (row, rs) in enumerate(sorted(rows.items())):
+        n = min(len(r["curve"]) for r in rs)
+        lines = []
+        for t in range(n):
+            m, se = mean_se([r["curve"][t] for r in rs])
+            lines.append(f"{t + 1} {m} {m - se} {m + se}")
+        script.append(f"$d{i} << EOD\n" + "\n".join(lines) + "\nEOD")
+        plots.append(f"$d{i} using 1:3:4 with filledcurves lc {i + 1} fs transparent solid 0.15 notitle")
+        plots.append(f"$d{i} using 1:2 with lines lw 2 lc {i + 1} title '{row}'")
+    script.append("plot " + ", ".join(plots))
+    subprocess.run(["gnuplot"], input="\n".join(script), text=True, check=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "bench/results/bayesopt")
