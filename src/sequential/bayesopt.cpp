@@ -175,7 +175,19 @@ std::vector<std::vector<double>> BayesOpt::suggest_with_surrogate(int64_t k, uin
   }
   request.dtype = torch::kFloat64;
   auto fit_start = std::chrono::steady_clock::now();
-  FittedModel fitted = fit(request);
+  // A full-batch fit with learned noise can end on an unstable step; a long loop then goes on with
+  // a smaller step, as the divergence message advises, rather than stopping.
+  FittedModel fitted;
+  int retries = 0;
+  for (;; ++retries) {
+    try {
+      fitted = fit(request);
+      break;
+    } catch (const NumericalError&) {
+      if (retries == 2) throw;
+      request.train.lr = (request.train.lr > 0 ? request.train.lr : find_method(request.method.substr(0, request.method.find(':'))).default_lr) / 3;
+    }
+  }
   const double fit_seconds = seconds_since(fit_start);
   auto acq_start = std::chrono::steady_clock::now();
 
@@ -257,7 +269,8 @@ std::vector<std::vector<double>> BayesOpt::suggest_with_surrogate(int64_t k, uin
   last_round_ = {{"phase", "surrogate"},
                  {"fit_seconds", fit_seconds},
                  {"acquisition_seconds", seconds_since(acq_start)},
-                 {"noise_std", std::sqrt(noise_var)}};
+                 {"noise_std", std::sqrt(noise_var)},
+                 {"retries", retries}};
   return chosen;
 }
 

@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Summary of bench/active.sh's runs: labels to reach 80% and 75% test accuracy, accuracy at a few
+label counts (mean and standard error over seeds), and learning-curve SVGs."""
+import collections
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+
+def mean_se(values):
+    m = sum(values) / len(values)
+    if len(values) < 2:
+        return m, 0.0
+    return m, math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1) / len(values))
+
+
+def labels_to_reach(run, level):
+    for r in run["rounds"]:
+        if r["accuracy"] >= level:
+            return r["labels"]
+    return None
+
+
+def main(out):
+    runs = collections.defaultdict(list)
+    runtime = None
+    for name in sorted(os.listdir(out)):
+        match = re.match(r"([a-z0-9-]+)_s(\d+)\.json$", name)
+        if match:
+            with open(os.path.join(out, name)) as f:
+                run = json.load(f)
+            runtime = runtime or run.get("runtime")
+            runs[match.group(1)].append(run)
+    if not runs:
+        sys.exit(f"no runs in {out}")
+    print(runtime)
+    first = next(iter(runs.values()))[0]
+    print(f"pool {first['pool']}, test {first['test']}, model {first['model']}; mean (standard error) over seeds")
+    marks = [100, 250, 500]
+    print(f"  {'row':<20} {'seeds':>5} {'to 80%':>16} {'to 75%':>16} " + " ".join(f"{'acc@' + str(m):>15}" for m in marks))
+    for row, rs in sorted(runs.items()):
+        cells = []
+        for level in (0.80, 0.75):
+            reached = [labels_to_reach(r, level) for r in rs]
+            hit = [v for v in reached if v is not None]
+            cells.append(f"{mean_se(hit)[0]:.0f} ({len(hit)}/{len(rs)})" if hit else f"never (0/{len(rs)})")
+        accs = []
+        for m in marks:
+            at = [r2["accuracy"] for r in rs for r2 in r["rounds"] if r2["labels"] == m]
+            accs.append(f"{mean_se(at)[0]:.3f} ({mean_se(at)[1]:.3f})" if at else "-")
+        print(f"  {row:<20} {len(rs):>5} {cells[0]:>16} {cells[1]:>16} " + " ".join(f"{a:>15}" for a in accs))
+    print("  (to X%: mean labels over the seeds that got there, and how many did)")
+    plot(out, runs)
+
+
+def plot(out, runs):
+    if not shutil.which("gnuplot"):
+        return
+    svg = os.path.join(out, "learning_curves.svg")
+    script = ['set terminal svg size 720,440 dynamic font "sans,11"', f"set output '{svg}'",
+              "set title 'Active learning: test accuracy (mean and standard error over seeds)'",
+              "set xlabel 'labelled examples'", "set ylabel 'accuracy'", "set key bottom right", "set grid"]
+    plots = []
+    for i, (row, rs) in enumerate(sorted(runs.items())):
+        n = min(len(r["rounds"]) for r in rs)
+        lines = []
+        for t in range(n):
+            m, se = mean_se([r["rounds"][t]["accuracy"] for r in rs])
+            lines.append(f"{rs[0]['rounds'][t]['labels']} {m} {m - se} {m + se}")
+        script.append(f"$d{i} << EOD\n" + "\n".join(lines) + "\nEOD")
+        plots.append(f"$d{i} using 1:3:4 with filledcurves lc {i + 1} fs transparent solid 0.15 notitle")
+        plots.append(f"$d{i} using 1:2 with lines lw 2 lc {i + 1} title '{row}'")
+    script.append("plot " + ", ".join(plots))
+    subprocess.run(["gnuplot"], input="\n".join(script), text=True, check=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "bench/results/active")
