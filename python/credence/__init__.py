@@ -16,7 +16,8 @@ import numpy as np
 from . import _credence
 from ._credence import DataError, Error, InvalidArgument, IoError, NotSupported, NumericalError
 
-__all__ = ["fit", "load", "compare", "describe", "load_data", "Posterior", "Prediction", "Error", "InvalidArgument",
+__all__ = ["fit", "load", "compare", "describe", "load_data", "Posterior", "Prediction", "BayesOpt", "select_queries",
+           "Error", "InvalidArgument",
            "DataError", "NotSupported", "NumericalError", "IoError", "set_threads"]
 
 set_threads = _credence.set_threads
@@ -260,3 +261,6 @@ def load_data(spec, dtype="float32"):
 def describe():
     """Methods with their options, and model families."""
     return {"methods": _credence.methods(), "models": _credence.models()}
+
+
+from .sequential import BayesOpt, select_queries  # noqa: E402  (uses the helpers above)

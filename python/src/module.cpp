@@ -20,6 +20,8 @@
 #include "credence/methods/method.h"
 #include "credence/model/network.h"
 #include "credence/posterior/fitted.h"
+#include "credence/sequential/active.h"
+#include "credence/sequential/bayesopt.h"
 
 namespace py = pybind11;
 using namespace credence;
@@ -243,6 +245,65 @@ PYBIND11_MODULE(_credence, m) {
         return d;
       },
       py::arg("spec"), py::arg("dtype") = "float32");
+  py::class_<BayesOpt>(m, "BayesOpt")
+      .def(py::init([](std::vector<double> lower, std::vector<double> upper, const std::string& method,
+                       const std::string& model, const std::string& likelihood, const std::string& acquisition,
+                       double beta, int64_t initial, int64_t samples, int64_t steps, double lr, bool maximize,
+                       uint64_t seed) {
+             BayesOptOptions o;
+             o.lower = std::move(lower);
+             o.upper = std::move(upper);
+             o.method = method;
+             o.model = model;
+             o.likelihood = likelihood;
+             o.acquisition = acquisition;
+             o.beta = beta;
+             o.initial = initial;
+             o.samples = samples;
+             o.steps = steps;
+             o.train.lr = lr;
+             o.maximize = maximize;
+             o.seed = seed;
+             return BayesOpt(o);
+           }),
+           py::arg("lower"), py::arg("upper"), py::arg("method"), py::arg("model"), py::arg("likelihood"),
+           py::arg("acquisition"), py::arg("beta"), py::arg("initial"), py::arg("samples"), py::arg("steps"),
+           py::arg("lr"), py::arg("maximize"), py::arg("seed"))
+      .def("suggest",
+           [](BayesOpt& b, int64_t k) {
+             py::gil_scoped_release release;
+             return b.suggest(k);
+           },
+           py::arg("k"))
+      .def("observe", &BayesOpt::observe, py::arg("x"), py::arg("y"))
+      .def_property_readonly("points", &BayesOpt::points)
+      .def_property_readonly("values", &BayesOpt::values)
+      .def_property_readonly("size", &BayesOpt::size)
+      .def("best_value", &BayesOpt::best_value)
+      .def("best_point", &BayesOpt::best_point)
+      .def("last_round", [](const BayesOpt& b) { return b.last_round().dump(); })
+      .def("state", [](const BayesOpt& b) { return b.state().dump(); })
+      .def_static("from_state", [](const std::string& text) { return BayesOpt::from_state(nlohmann::json::parse(text)); })
+      .def("save", &BayesOpt::save, py::arg("path"), py::arg("overwrite") = false)
+      .def_static("load", &BayesOpt::load, py::arg("path"));
+
+  m.def(
+      "select_queries",
+      [](const FittedModel& f, const py::array& x, const std::string& acquisition, int64_t k, uint64_t seed,
+         int64_t samples) {
+        Dataset pool;
+        pool.x = to_tensor(x).to(f.model->dtype());
+        pool.task = f.num_classes > 0 ? Task::Classification : Task::Regression;
+        pool.num_classes = f.num_classes;
+        pool.y = f.num_classes > 0 ? at::zeros({pool.x.size(0)}, at::kLong) : at::zeros({pool.x.size(0)}, pool.x.options());
+        torch::Tensor picked;
+        {
+          py::gil_scoped_release release;
+          picked = select_queries(f, pool, at::arange(pool.size()), acquisition, k, seed, samples);
+        }
+        return to_numpy(picked);
+      },
+      py::arg("fitted"), py::arg("x"), py::arg("acquisition"), py::arg("k"), py::arg("seed"), py::arg("samples"));
   m.def("set_threads", &set_threads, py::arg("threads"));
   m.def("runtime", &runtime_summary);
 }
