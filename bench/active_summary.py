@@ -32,8 +32,11 @@ def main(out):
         match = re.match(r"([a-z0-9-]+)_s(\d+)\.json$", name)
         if match:
             with open(os.path.join(out, name)) as f:
-                run = json.load(f)
-            runtime = runtime or run.get("runtime")
+                data = json.load(f)
+            run = data["runs"][0] if "runs" in data else data  # one run per file
+            for key in ("pool", "test", "model"):
+                run.setdefault(key, data.get(key))
+            runtime = runtime or data.get("runtime")
             runs[match.group(1)].append(run)
     if not runs:
         sys.exit(f"no runs in {out}")

@@ -29,8 +29,10 @@ def main(out):
         if not match:
             continue
         with open(os.path.join(out, name)) as f:
-            run = json.load(f)
-        runtime = runtime or run.get("runtime")
+            data = json.load(f)
+        run = data["runs"][0] if "runs" in data else data  # one run per file
+        run.setdefault("objective", data.get("objective"))
+        runtime = runtime or data.get("runtime")
         curve = [math.log10(max(e["regret"], FLOOR)) for e in run["evaluations"]]
         per_iter = [e["suggest_seconds"] for e in run["evaluations"] if e["round"].get("phase") == "surrogate"]
         runs[(run["objective"], match.group(2))].append({"curve": curve, "seconds": per_iter})

@@ -1,7 +1,9 @@
 // credence optimize and credence active end to end: runs, resumes, asks from a file, refuses.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 
 #include "cli_test.h"
@@ -26,7 +28,7 @@ TEST_F(Sequential, OptimizeRunsAndResumesFromItsState) {
   auto straight = path("straight.json");
   auto r = run(common + "--budget 9 --json '" + straight + "'");
   ASSERT_EQ(r.code, 0) << r.output;
-  auto all = read_json(straight);
+  auto all = read_json(straight)["runs"][0];
   ASSERT_EQ(all["evaluations"].size(), 9u);
   double best = 1e300;
   for (const auto& e : all["evaluations"]) {
@@ -41,7 +43,7 @@ TEST_F(Sequential, OptimizeRunsAndResumesFromItsState) {
   expect_error(common + "--budget 6 --state '" + state + "'", "exists");  // never replaced unasked
   r = run(common + "--budget 9 --state '" + state + "' --resume --json '" + tail + "'");
   ASSERT_EQ(r.code, 0) << r.output;
-  auto resumed = read_json(tail)["evaluations"];
+  auto resumed = read_json(tail)["runs"][0]["evaluations"];
   ASSERT_EQ(resumed.size(), 3u);
   for (int i = 0; i < 3; ++i) EXPECT_EQ(resumed[i]["x"], all["evaluations"][6 + i]["x"]) << "evaluation " << 6 + i;
 }
@@ -75,7 +77,7 @@ TEST_F(Sequential, OptimizeAsksFromAnObservationsFileAndRunsACommand) {
   auto out = path("command.json");
   r = run("optimize --command 'sh " + script + "' --bounds 0:1,0:1 --budget 8 --initial 5 -q --json '" + out + "'");
   ASSERT_EQ(r.code, 0) << r.output;
-  EXPECT_LT(read_json(out)["best_value"].get<double>(), 0.1);
+  EXPECT_LT(read_json(out)["runs"][0]["best_value"].get<double>(), 0.1);
   expect_error("optimize --command false --bounds 0:1 --budget 2 -q", "exit status 1");
   expect_error("optimize --command 'echo hello' --bounds 0:1 --budget 2 -q", "must be one number");
   expect_error("optimize --command 'echo 1' --budget 2", "--bounds");
@@ -88,7 +90,7 @@ TEST_F(Sequential, ActiveLearningWritesALearningCurve) {
   auto r = run("active --pool 'synthetic:moons?n=200&seed=1' --test 'synthetic:moons?n=100&seed=2' --model mlp:8 "
                "--method ensemble:members=2 --epochs 10 --initial 6 --batch 4 --budget 14 -q --json '" + out + "'");
   ASSERT_EQ(r.code, 0) << r.output;
-  auto rounds = read_json(out)["rounds"];
+  auto rounds = read_json(out)["runs"][0]["rounds"];
   ASSERT_EQ(rounds.size(), 3u);
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(rounds[i]["labels"].get<int>(), 6 + 4 * i);
@@ -97,6 +99,30 @@ TEST_F(Sequential, ActiveLearningWritesALearningCurve) {
   expect_error("active --pool synthetic:moons --test synthetic:moons --method map --acquisition bald --initial 4 "
                "--budget 8 --epochs 2 -q",
                "needs a predictive with weight draws");
+}
+
+TEST_F(Sequential, RowsAndSeedsMakeAReport) {
+  if (shell("command -v gnuplot").code != 0) GTEST_SKIP() << "gnuplot-nox is not installed";
+  auto out = path("runs.json"), dir = path("report");
+  auto r = run("optimize --objective branin --method gp,ensemble:members=2 --acquisition ei,thompson --seeds 2 "
+               "--budget 7 --initial 5 --steps 50 -q --json '" + out + "' --report '" + dir + "'");
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto runs = read_json(out)["runs"];
+  ASSERT_EQ(runs.size(), 8u);  // 2 surrogates x 2 acquisitions x 2 seeds
+  EXPECT_EQ(runs[1]["seed"].get<int>(), 1);
+  EXPECT_EQ(runs[2]["acquisition"].get<std::string>(), "thompson");
+  EXPECT_TRUE(std::filesystem::exists(dir + "/index.html"));
+  EXPECT_TRUE(std::filesystem::exists(dir + "/curves.svg"));
+  r = run("active --pool 'synthetic:moons?n=120&seed=1' --test 'synthetic:moons?n=60&seed=2' --model mlp:8 "
+          "--method ensemble:members=2 --acquisition bald,random --seeds 2 --epochs 5 --initial 4 --batch 4 "
+          "--budget 8 -q --report '" + dir + "2'");
+  ASSERT_EQ(r.code, 0) << r.output;
+  std::ifstream page(dir + "2/index.html");
+  std::string html((std::istreambuf_iterator<char>(page)), std::istreambuf_iterator<char>());
+  EXPECT_NE(html.find("ensemble:members=2"), std::string::npos);
+  EXPECT_NE(html.find("final accuracy"), std::string::npos);
+  expect_error("optimize --objective branin --method gp,laplace --state '" + path("s.json") + "' -q", "one run");
+  expect_error("optimize --objective branin --acquisition ei,pi -q", "'pi' is not one of");
 }
 
 TEST_F(Sequential, TheGpComparesWithNetworkMethods) {

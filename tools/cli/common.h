@@ -33,6 +33,10 @@ struct TrainFlags {
   void add(CLI::App& app);
 };
 
+/// "map,laplace:hessian=kron,subset=last_layer;vi" into method specs: a piece whose first '='
+/// comes before any ':' continues the previous method's options. Refuses an empty or repeated list.
+std::vector<std::string> split_methods(const std::string& text);
+
 /// One result row as written to --json and printed as a table.
 using Row = std::map<std::string, nlohmann::json>;
 /// Prints rows as a table at most `max_width` characters wide: method first, then the main metrics,

@@ -22,31 +22,6 @@
 namespace credence::cli {
 namespace {
 
-// "map,laplace:hessian=kron,subset=last_layer;vi": a piece whose first '=' comes before any ':'
-// continues the previous method's options.
-std::vector<std::string> split_methods(const std::string& text) {
-  std::vector<std::string> out;
-  for (const auto& group : split(text, ';')) {
-    for (const auto& piece : split(group, ',')) {
-      auto t = trim(piece);
-      if (t.empty()) continue;
-      size_t eq = t.find('=');
-      size_t colon = t.find(':');
-      if (!out.empty() && eq != std::string::npos && (colon == std::string::npos || eq < colon))
-        out.back() += "," + t;
-      else
-        out.push_back(t);
-    }
-  }
-  if (out.empty()) throw InvalidArgument("--methods is empty (e.g. --methods map)");
-  for (size_t i = 0; i < out.size(); ++i)
-    for (size_t j = 0; j < i; ++j)
-      if (out[i] == out[j])
-        throw InvalidArgument(fmt::format("--methods lists '{}' twice; list each method once (vary an option, "
-                                          "e.g. ensemble:members=3,ensemble:members=5, to compare settings)",
-                                          out[i]));
-  return out;
-}
 
 // Split conformal needs enough calibration points for its quantile to be stable.
 constexpr int64_t kMinCalibration = 100;

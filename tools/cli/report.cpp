@@ -294,4 +294,59 @@ void write_report(const std::string& dir, const ReportData& d) {
   });
 }
 
+Curve mean_curve(const std::string& label, const std::vector<double>& x, const std::vector<std::vector<double>>& runs) {
+  Curve c{label, x, {}, {}};
+  for (size_t t = 0; t < x.size(); ++t) {
+    double sum = 0, sq = 0;
+    for (const auto& r : runs) sum += r.at(t);
+    const double n = static_cast<double>(runs.size()), m = sum / n;
+    for (const auto& r : runs) sq += (r[t] - m) * (r[t] - m);
+    c.mean.push_back(m);
+    c.se.push_back(runs.size() > 1 ? std::sqrt(sq / (n - 1) / n) : 0.0);
+  }
+  return c;
+}
+
+void write_curves_report(const std::string& dir, const std::string& title,
+                         const std::vector<std::pair<std::string, std::string>>& facts,
+                         const std::vector<std::vector<std::string>>& table, const std::string& xlabel,
+                         const std::string& ylabel, const std::vector<Curve>& curves) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw IoError(fmt::format("cannot create --report directory '{}': {}", dir, ec.message()));
+  GnuplotScript gp((fs::path(dir) / "curves.svg").string(), 720, 440);
+  std::string plot;
+  for (size_t i = 0; i < curves.size(); ++i) {
+    const auto& c = curves[i];
+    std::vector<double> lo, hi;
+    for (size_t t = 0; t < c.mean.size(); ++t) lo.push_back(c.mean[t] - c.se[t]), hi.push_back(c.mean[t] + c.se[t]);
+    gp.data(fmt::format("c{}", i), {c.x, c.mean, lo, hi});
+    plot += fmt::format("{}$c{} using 1:3:4 with filledcurves lc {} fs transparent solid 0.15 notitle, "
+                        "$c{} using 1:2 with lines lw 2 lc {} title {}",
+                        plot.empty() ? "plot " : ", ", i, i + 1, i, i + 1, gp_quote(c.label));
+  }
+  gp.line("set key outside right\nset grid\nset xlabel " + gp_quote(xlabel) + "\nset ylabel " + gp_quote(ylabel));
+  gp.line(plot);
+  gp.render();
+  std::string head = "<dl>\n";
+  for (const auto& [k, v] : facts) head += "<dt>" + html_escape(k) + "</dt><dd>" + html_escape(v) + "</dd>\n";
+  head += "</dl>\n";
+  std::string rows = "<div class=\"scroll\"><table>\n";
+  for (size_t r = 0; r < table.size(); ++r) {
+    rows += "<tr>";
+    for (size_t c = 0; c < table[r].size(); ++c) {
+      const char* tag = r == 0 ? "th" : c == 0 ? "td class=\"m\"" : "td";
+      rows += fmt::format("<{}>{}</{}>", tag, html_escape(table[r][c]), r == 0 ? "th" : "td");
+    }
+    rows += "</tr>\n";
+  }
+  rows += "</table></div>\n";
+  write_file_atomically((fs::path(dir) / "index.html").string(), /*overwrite=*/true, [&](std::ostream& out) {
+    out << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>" << html_escape(title)
+        << "</title>\n<style>" << kStyle << "</style>\n</head>\n<body>\n<h1>" << html_escape(title) << "</h1>\n"
+        << head << rows << "<p class=\"note\">mean and standard error over seeds</p>\n"
+        << img("curves.svg", ylabel + " against " + xlabel) << "</body>\n</html>\n";
+  });
+}
+
 }  // namespace credence::cli

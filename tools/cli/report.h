@@ -33,4 +33,19 @@ void check_report_dir(const std::string& dir, bool force);
 /// Writes dir/index.html and the plots it shows.
 void write_report(const std::string& dir, const ReportData& data);
 
+/// One line of a curves plot: the mean over runs at each x, with one standard error either side.
+struct Curve {
+  std::string label;
+  std::vector<double> x, mean, se;
+};
+/// Mean and standard error at each position of equally long runs (`runs[r][t]`).
+Curve mean_curve(const std::string& label, const std::vector<double>& x, const std::vector<std::vector<double>>& runs);
+
+/// The report of a sequential loop (`optimize`, `active`): facts, a table (first row: the
+/// column names) and one plot of curves with their standard-error bands.
+void write_curves_report(const std::string& dir, const std::string& title,
+                         const std::vector<std::pair<std::string, std::string>>& facts,
+                         const std::vector<std::vector<std::string>>& table, const std::string& xlabel,
+                         const std::string& ylabel, const std::vector<Curve>& curves);
+
 }  // namespace credence::cli

@@ -1,6 +1,7 @@
 // optimize (Bayesian optimization) and active (pool-based active learning).
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -8,6 +9,8 @@
 #include <sstream>
 
 #include "common.h"
+#include "gnuplot.h"
+#include "report.h"
 #include "credence/core/error.h"
 #include "credence/core/files.h"
 #include "credence/core/rng.h"
@@ -94,13 +97,38 @@ std::pair<std::vector<std::string>, nlohmann::json> read_observations(const std:
 
 }  // namespace
 
+namespace {
+
+// "a,b" as a list of choices, each one of `known`.
+std::vector<std::string> split_choices(const std::string& text, const std::vector<std::string>& known,
+                                       const std::string& option) {
+  std::vector<std::string> out;
+  for (const auto& piece : split(text, ',')) {
+    auto t = trim(piece);
+    if (std::find(known.begin(), known.end(), t) == known.end())
+      throw InvalidArgument(fmt::format("{}: '{}' is not one of {}", option, t, fmt::join(known, ", ")));
+    out.push_back(t);
+  }
+  if (out.empty()) throw InvalidArgument(fmt::format("{} is empty", option));
+  return out;
+}
+
+std::string mean_se_text(const std::vector<double>& v) {
+  double m = 0, sq = 0;
+  for (double x : v) m += x / v.size();
+  for (double x : v) sq += (x - m) * (x - m);
+  return v.size() > 1 ? fmt::format("{:.3g} ({:.2g})", m, std::sqrt(sq / (v.size() - 1) / v.size())) : fmt::format("{:.3g}", m);
+}
+
+}  // namespace
+
 void add_optimize(CLI::App& app) {
   auto* cmd = app.add_subcommand("optimize", "Bayesian optimization with any method as the surrogate");
   struct Args {
     CommonOptions common;
     BayesOptOptions bo;
-    std::string objective, command, observations, bounds, json, state;
-    int64_t batch = 1, budget = 50;
+    std::string objective, command, observations, bounds, json, state, report, methods = "gp", acquisitions = "ei";
+    int64_t batch = 1, budget = 50, seeds = 1;
     bool resume = false, force = false;
   };
   auto args = std::make_shared<Args>();
@@ -113,13 +141,13 @@ void add_optimize(CLI::App& app) {
                      "a CSV of measured points (inputs, then the value): print the next --batch points and stop");
   source->require_option(1);
   cmd->add_option("--bounds", args->bounds, "the box, LO:HI per input (--command and --observations)");
-  cmd->add_option("--method", bo.method, "the surrogate: a regression METHOD spec (see `credence describe`)")
+  cmd->add_option("--method", args->methods,
+                  "the surrogate: a regression METHOD spec, or several (each a row of the comparison)")
       ->capture_default_str();
   cmd->add_option("--model", bo.model, "the surrogate's network (methods that use one)")->capture_default_str();
   cmd->add_option("--likelihood", bo.likelihood, "gaussian (learned noise) or gaussian?sigma=S");
-  cmd->add_option("--acquisition", bo.acquisition, "ei, ucb, thompson or random")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"ei", "ucb", "thompson", "random"}));
+  cmd->add_option("--acquisition", args->acquisitions, "ei, ucb, thompson or random (or several: ei,thompson)")
+      ->capture_default_str();
   cmd->add_option("--beta", bo.beta, "UCB: mean + sqrt(beta) sd")->capture_default_str();
   cmd->add_option("--batch", args->batch, "points per round")->capture_default_str()->check(whole_number_at_least(1, "--batch 4"));
   cmd->add_option("--budget", args->budget, "evaluations in all (initial design included)")
@@ -133,16 +161,25 @@ void add_optimize(CLI::App& app) {
       ->check(whole_number_at_least(1, "--steps 1000"));
   cmd->add_option("--lr", bo.train.lr, "surrogate step size (0: the method's own)")->capture_default_str();
   cmd->add_option("--samples", bo.samples, "predictive draws of Gaussian posteriors")->capture_default_str();
-  cmd->add_option("--seed", bo.seed, "random seed")->capture_default_str();
+  cmd->add_option("--seed", bo.seed, "random seed (the first, with --seeds)")->capture_default_str();
+  cmd->add_option("--seeds", args->seeds, "runs per row, seeds --seed, --seed + 1, ...")
+      ->capture_default_str()
+      ->check(whole_number_at_least(1, "--seeds 5"));
   cmd->add_flag("--maximize", bo.maximize, "maximize (the default minimizes)");
-  cmd->add_option("--json", args->json, "write the run (every evaluation) as JSON");
-  cmd->add_option("--state", args->state, "save the loop's state here after every evaluation");
+  cmd->add_option("--json", args->json, "write the runs (every evaluation) as JSON");
+  cmd->add_option("--report", args->report, "write an HTML page with regret (or best-value) curves to this directory");
+  cmd->add_option("--state", args->state, "save the loop's state here after every evaluation (one run)");
   cmd->add_flag("--resume", args->resume, "continue the run saved in --state");
-  cmd->add_flag("--force", args->force, "replace --json and --state if they exist");
+  cmd->add_flag("--force", args->force, "replace --json, --state and --report's files if they exist");
   args->common.add(*cmd);
   cmd->callback([args] {
     args->common.apply();
     auto& opts = args->bo;
+    const auto methods = split_methods(args->methods);
+    const auto acquisitions = split_choices(args->acquisitions, {"ei", "ucb", "thompson", "random"}, "--acquisition");
+    const bool one_run = methods.size() == 1 && acquisitions.size() == 1 && args->seeds == 1;
+    opts.method = methods[0];
+    opts.acquisition = acquisitions[0];
     Objective objective;
     if (!args->objective.empty()) {
       objective = make_objective(args->objective);
@@ -154,6 +191,7 @@ void add_optimize(CLI::App& app) {
       parse_bounds(args->bounds, opts.lower, opts.upper);
     }
     if (!args->observations.empty()) {  // ask once: the file is the state
+      if (!one_run) throw InvalidArgument("--observations asks one surrogate once: give one --method and --acquisition");
       auto [names, data] = read_observations(args->observations, opts.lower.size());
       const int64_t n = data["values"].size();
       auto bo = BayesOpt::from_state({{"format", "credence-bayesopt"}, {"version", 1}, {"options", BayesOpt(opts).options().to_json()},
@@ -167,53 +205,107 @@ void add_optimize(CLI::App& app) {
       return;
     }
     check_optional_output(args->json, args->force, "--json");
+    if (!args->report.empty()) {
+      require_gnuplot();
+      check_report_dir(args->report, args->force);
+    }
     if (args->resume && args->state.empty()) throw InvalidArgument("--resume needs --state FILE");
+    if (!args->state.empty() && !one_run)
+      throw InvalidArgument("--state keeps one run: give one --method and --acquisition, and --seeds 1");
     if (!args->state.empty() && !args->resume) check_output_path(args->state, args->force, "--state");
-    BayesOpt bo = args->resume ? BayesOpt::load(args->state) : BayesOpt(opts);
-    if (args->resume && (bo.options().lower != opts.lower || bo.options().upper != opts.upper))
-      throw InvalidArgument(fmt::format("--state '{}' was saved for another box; give the same objective or --bounds",
-                                        args->state));
-    nlohmann::json trace = nlohmann::json::array();
-    double best_f = INFINITY;
+    const bool verbose = one_run && !args->common.quiet;
     if (!args->common.quiet) fmt::print("{}\n", runtime_summary());
-    while (bo.size() < args->budget) {
-      auto points = bo.suggest(std::min(args->batch, args->budget - bo.size()));
-      const double seconds = bo.last_round().value("seconds", 0.0);
-      for (const auto& x : points) {
-        nlohmann::json e = {{"x", x}, {"suggest_seconds", seconds / points.size()}, {"round", bo.last_round()}};
-        double y;
-        if (!args->objective.empty()) {
-          const double f = objective.value(x);
-          const uint64_t key = rng_key(opts.seed, Stream::Noise, 0x0b, bo.size());
-          y = f + objective.noise * keyed_randn({1}, key, at::TensorOptions().dtype(at::kDouble)).item<double>();
-          best_f = std::min(best_f, f);
-          e["f"] = f;
-          e["regret"] = best_f - objective.minimum;
-        } else {
-          y = run_command(args->command, x);
+
+    // One run of the loop to the budget: its evaluations, best-so-far regret (or value) curve.
+    auto run_once = [&](BayesOpt& bo, std::vector<double>& curve) {
+      nlohmann::json trace = nlohmann::json::array();
+      double best_f = INFINITY;
+      const uint64_t seed = bo.options().seed;
+      while (bo.size() < args->budget) {
+        auto points = bo.suggest(std::min(args->batch, args->budget - bo.size()));
+        const double seconds = bo.last_round().value("seconds", 0.0);
+        for (const auto& x : points) {
+          nlohmann::json e = {{"x", x}, {"suggest_seconds", seconds / points.size()}, {"round", bo.last_round()}};
+          double y;
+          if (!args->objective.empty()) {
+            const double f = objective.value(x);
+            const uint64_t key = rng_key(seed, Stream::Noise, 0x0b, bo.size());
+            y = f + objective.noise * keyed_randn({1}, key, at::TensorOptions().dtype(at::kDouble)).item<double>();
+            best_f = std::min(best_f, f);
+            e["f"] = f;
+            e["regret"] = best_f - objective.minimum;
+          } else {
+            y = run_command(args->command, x);
+          }
+          bo.observe(x, y);
+          e["y"] = y;
+          e["best"] = bo.best_value();
+          curve.push_back(e.contains("regret") ? std::log10(std::max(e["regret"].get<double>(), 1e-12)) : bo.best_value());
+          trace.push_back(e);
+          if (!args->state.empty()) bo.save(args->state, true);
+          if (verbose)
+            fmt::print("{:>4}  y {:<12.6g} best {:<12.6g}{}  ({:.2f}s)\n", bo.size(), y, bo.best_value(),
+                       e.contains("regret") ? fmt::format(" regret {:.3g}", e["regret"].get<double>()) : "", seconds);
         }
-        bo.observe(x, y);
-        e["y"] = y;
-        e["best"] = bo.best_value();
-        trace.push_back(e);
-        if (!args->state.empty()) bo.save(args->state, true);
-        if (!args->common.quiet)
-          fmt::print("{:>4}  y {:<12.6g} best {:<12.6g}{}  ({:.2f}s)\n", bo.size(), y, bo.best_value(),
-                     e.contains("regret") ? fmt::format(" regret {:.3g}", e["regret"].get<double>()) : "",
-                     seconds);
       }
-    }
-    fmt::print("best {:.6g} at ({})\n", bo.best_value(), fmt::join(bo.best_point(), ", "));
-    if (!args->json.empty()) {
-      nlohmann::json out = {{"objective", args->objective.empty() ? args->command : args->objective},
-                            {"runtime", runtime_summary()},
-                            {"options", bo.options().to_json()},
-                            {"best_value", bo.best_value()},
-                            {"best_point", bo.best_point()},
-                            {"evaluations", trace}};
-      if (!args->objective.empty()) out["regret"] = best_f - objective.minimum;
-      write_json(args->json, out, args->force);
-    }
+      nlohmann::json run = {{"method", bo.options().method}, {"acquisition", bo.options().acquisition},
+                            {"seed", seed}, {"options", bo.options().to_json()}, {"best_value", bo.best_value()},
+                            {"best_point", bo.best_point()}, {"evaluations", trace}};
+      if (!args->objective.empty()) run["regret"] = best_f - objective.minimum;
+      return run;
+    };
+
+    nlohmann::json runs = nlohmann::json::array();
+    std::vector<Curve> curves;
+    std::vector<std::vector<std::string>> table = {
+        {"surrogate", "acquisition", "seeds", args->objective.empty() ? "best value" : "final log10 regret",
+         "seconds per evaluation"}};
+    for (const auto& method : methods)
+      for (const auto& acquisition : acquisitions) {
+        std::vector<std::vector<double>> row_curves;
+        std::vector<double> finals, seconds;
+        for (int64_t s = 0; s < args->seeds; ++s) {
+          BayesOptOptions o = opts;
+          o.method = method;
+          o.acquisition = acquisition;
+          o.seed = opts.seed + s;
+          BayesOpt bo = args->resume ? BayesOpt::load(args->state) : BayesOpt(o);
+          if (args->resume && (bo.options().lower != opts.lower || bo.options().upper != opts.upper))
+            throw InvalidArgument(fmt::format(
+                "--state '{}' was saved for another box; give the same objective or --bounds", args->state));
+          std::vector<double> curve;
+          auto run = run_once(bo, curve);
+          for (const auto& e : run["evaluations"]) seconds.push_back(e["suggest_seconds"].get<double>());
+          finals.push_back(curve.empty() ? NAN : curve.back());
+          row_curves.push_back(curve);
+          if (!args->common.quiet)
+            fmt::print("{} {} seed {}: best {:.6g} at ({})\n", method, acquisition, o.seed, bo.best_value(),
+                       fmt::join(bo.best_point(), ", "));
+          runs.push_back(run);
+        }
+        size_t n = row_curves[0].size();
+        for (const auto& c : row_curves) n = std::min(n, c.size());
+        for (auto& c : row_curves) c.resize(n);
+        std::vector<double> x(n);
+        for (size_t t = 0; t < n; ++t) x[t] = static_cast<double>(args->budget - static_cast<int64_t>(n) + t + 1);
+        curves.push_back(mean_curve(method + " " + acquisition, x, row_curves));
+        table.push_back({method, acquisition, std::to_string(args->seeds), mean_se_text(finals), mean_se_text(seconds)});
+      }
+    if (!args->json.empty())
+      write_json(args->json,
+                 {{"objective", args->objective.empty() ? args->command : args->objective},
+                  {"runtime", runtime_summary()}, {"budget", args->budget}, {"runs", runs}},
+                 args->force);
+    if (!args->report.empty())
+      write_curves_report(args->report, "credence optimize",
+                          {{"objective", args->objective.empty() ? args->command : args->objective},
+                           {"budget", std::to_string(args->budget)},
+                           {"initial design", fmt::format("{} Sobol points", opts.initial)},
+                           {"runtime", runtime_summary()}},
+                          table, "evaluations",
+                          args->objective.empty() ? (opts.maximize ? "best value (max)" : "best value (min)")
+                                                  : "log10 simple regret",
+                          curves);
   });
 }
 
@@ -223,7 +315,8 @@ void add_active(CLI::App& app) {
     CommonOptions common;
     TrainFlags flags;
     ActiveLearningOptions al;
-    std::string pool, test, json;
+    std::string pool, test, json, report, methods = "ensemble", acquisitions = "bald";
+    int64_t seeds = 1;
     bool force = false, random_initial = false;
   };
   auto args = std::make_shared<Args>();
@@ -231,10 +324,10 @@ void add_active(CLI::App& app) {
   cmd->add_option("--pool", args->pool, "data spec of the unlabelled pool (its labels are revealed when queried)")
       ->required();
   cmd->add_option("--test", args->test, "data spec the learning curve is measured on")->required();
-  cmd->add_option("--method", al.method, "METHOD spec (bald and variance need one with draws)")->capture_default_str();
-  cmd->add_option("--acquisition", al.acquisition, "bald, entropy, variance, margin or random")
-      ->capture_default_str()
-      ->check(CLI::IsMember(active_acquisitions()));
+  cmd->add_option("--method", args->methods, "METHOD spec, or several (bald and variance need draws)")
+      ->capture_default_str();
+  cmd->add_option("--acquisition", args->acquisitions, "bald, entropy, variance, margin or random (or several)")
+      ->capture_default_str();
   cmd->add_option("--initial", al.initial, "labelled rows to start with")
       ->capture_default_str()
       ->check(whole_number_at_least(2, "--initial 20"));
@@ -242,13 +335,23 @@ void add_active(CLI::App& app) {
   cmd->add_option("--batch", al.batch, "rows labelled per round")->capture_default_str()->check(whole_number_at_least(1, "--batch 10"));
   cmd->add_option("--budget", al.budget, "labelled rows at the end")->capture_default_str()->check(whole_number_at_least(2, "--budget 500"));
   cmd->add_option("--samples", al.samples, "predictive draws of Gaussian posteriors")->capture_default_str();
-  cmd->add_option("--json", args->json, "write the learning curve as JSON");
-  cmd->add_flag("--force", args->force, "replace --json if it exists");
+  cmd->add_option("--seeds", args->seeds, "runs per row, seeds --seed, --seed + 1, ...")
+      ->capture_default_str()
+      ->check(whole_number_at_least(1, "--seeds 5"));
+  cmd->add_option("--json", args->json, "write the learning curves as JSON");
+  cmd->add_option("--report", args->report, "write an HTML page with the learning curves to this directory");
+  cmd->add_flag("--force", args->force, "replace --json and --report's files if they exist");
   args->common.add(*cmd);
   args->flags.add(*cmd);
   cmd->callback([args] {
     args->common.apply();
     check_optional_output(args->json, args->force, "--json");
+    const auto methods = split_methods(args->methods);
+    const auto acquisitions = split_choices(args->acquisitions, active_acquisitions(), "--acquisition");
+    if (!args->report.empty()) {
+      require_gnuplot();
+      check_report_dir(args->report, args->force);
+    }
     auto& al = args->al;
     al.model = args->flags.model;
     al.likelihood = args->flags.likelihood;
@@ -256,30 +359,76 @@ void add_active(CLI::App& app) {
     al.freeze = args->flags.freeze;
     al.adapters = args->flags.adapters;
     al.train = args->flags.train;
-    al.seed = args->flags.train.seed;
     al.balanced = !args->random_initial;
+    for (const auto& m : methods)  // every row's options are checked before the first fit
+      for (const auto& a : acquisitions) {
+        auto o = al;
+        o.method = m;
+        o.acquisition = a;
+        o.validate();
+      }
     auto pool = load_data(args->pool, {args->common.torch_dtype()}).fit;
     auto test = load_data(args->test, {args->common.torch_dtype()}).fit;
-    nlohmann::json rounds = nlohmann::json::array();
+    const bool classification = pool.task == Task::Classification;
+    const std::string metric = classification ? "accuracy" : "rmse";
     if (!args->common.quiet) fmt::print("{}\n", runtime_summary());
-    auto on_round = [&](const ActiveRound& r) {
-      nlohmann::json j = {{"labels", r.labels}, {"fit_seconds", r.fit_seconds}, {"score_seconds", r.score_seconds},
-                          {"added", r.added}};
-      for (const auto& [k, v] : r.metrics) j[k] = v;
-      rounds.push_back(j);
-      if (!args->common.quiet) {
-        std::string metrics;
-        for (const auto& [k, v] : r.metrics) metrics += fmt::format(" {} {:.4f}", k, v);
-        fmt::print("{:>5} labels{}  (fit {:.1f}s)\n", r.labels, metrics, r.fit_seconds);
-        std::fflush(stdout);
+    nlohmann::json runs = nlohmann::json::array();
+    std::vector<Curve> curves;
+    std::vector<std::vector<std::string>> table = {
+        {"method", "acquisition", "seeds", "final " + metric, "final nll", "fit seconds (all rounds)"}};
+    for (const auto& method : methods)
+      for (const auto& acquisition : acquisitions) {
+        std::vector<std::vector<double>> row_curves;
+        std::vector<double> labels, final_metric, final_nll, seconds;
+        for (int64_t s = 0; s < args->seeds; ++s) {
+          auto o = al;
+          o.method = method;
+          o.acquisition = acquisition;
+          o.seed = args->flags.train.seed + s;
+          nlohmann::json rounds = nlohmann::json::array();
+          std::vector<double> curve;
+          double fit_total = 0;
+          labels.clear();
+          auto on_round = [&](const ActiveRound& r) {
+            nlohmann::json j = {{"labels", r.labels}, {"fit_seconds", r.fit_seconds}, {"score_seconds", r.score_seconds},
+                                {"added", r.added}};
+            for (const auto& [k, v] : r.metrics) j[k] = v;
+            rounds.push_back(j);
+            curve.push_back(r.metrics.at(metric));
+            labels.push_back(static_cast<double>(r.labels));
+            fit_total += r.fit_seconds;
+            if (!args->common.quiet) {
+              std::string metrics;
+              for (const auto& [k, v] : r.metrics) metrics += fmt::format(" {} {:.4f}", k, v);
+              fmt::print("{} {} seed {}: {:>5} labels{}  (fit {:.1f}s)\n", method, acquisition, o.seed, r.labels,
+                         metrics, r.fit_seconds);
+              std::fflush(stdout);
+            }
+          };
+          run_active_learning(pool, test, o, on_round);
+          final_metric.push_back(curve.back());
+          final_nll.push_back(rounds.back()["nll"].get<double>());
+          seconds.push_back(fit_total);
+          row_curves.push_back(curve);
+          runs.push_back({{"method", method}, {"acquisition", acquisition}, {"seed", o.seed}, {"rounds", rounds}});
+        }
+        curves.push_back(mean_curve(method + " " + acquisition, labels, row_curves));
+        table.push_back({method, acquisition, std::to_string(args->seeds), mean_se_text(final_metric),
+                         mean_se_text(final_nll), mean_se_text(seconds)});
       }
-    };
-    run_active_learning(pool, test, al, on_round);
     if (!args->json.empty())
       write_json(args->json,
-                 {{"pool", args->pool}, {"test", args->test}, {"runtime", runtime_summary()}, {"method", al.method}, {"model", al.model},
-                  {"acquisition", al.acquisition}, {"seed", al.seed}, {"rounds", rounds}},
+                 {{"pool", args->pool}, {"test", args->test}, {"runtime", runtime_summary()}, {"model", al.model},
+                  {"runs", runs}},
                  args->force);
+    if (!args->report.empty())
+      write_curves_report(args->report, "credence active",
+                          {{"pool", fmt::format("{} ({} rows)", args->pool, pool.size())},
+                           {"test", fmt::format("{} ({} rows)", args->test, test.size())},
+                           {"model", al.model},
+                           {"labels", fmt::format("{} initial, {} per round, to {}", al.initial, al.batch, al.budget)},
+                           {"runtime", runtime_summary()}},
+                          table, "labelled examples", "test " + metric, curves);
   });
 }
 
