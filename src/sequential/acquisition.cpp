@@ -21,10 +21,14 @@ LatentObjective latent_objective(const Predictive& p, double noise_var) {
   if (p.task != Task::Regression) throw InvalidArgument("optimization acquisitions need a regression predictive");
   LatentObjective f;
   if (p.sample_mean.defined() && p.sample_mean.size(0) > 1) {
-    f.mean = p.sample_mean.to(at::kDouble);
-    f.var = at::zeros_like(f.mean);
-    f.weights = p.weights.defined() ? p.weights.to(at::kDouble)
-                                    : at::full({f.mean.size(0)}, 1.0 / f.mean.size(0), f.mean.options());
+    // The components' means are draws of f: one Gaussian with their mean and variance. (As point
+    // masses, a few members would give EI = 0 wherever none beats the best so far.)
+    auto m = p.sample_mean.to(at::kDouble);
+    auto w = p.weights.defined() ? p.weights.to(at::kDouble) : at::full({m.size(0)}, 1.0 / m.size(0), m.options());
+    auto mean = (w.unsqueeze(1) * m).sum(0);
+    f.mean = mean.unsqueeze(0);
+    f.var = (w.unsqueeze(1) * (m - mean).pow(2)).sum(0).unsqueeze(0);
+    f.weights = at::ones({1}, m.options());
   } else {
     f.mean = p.mean.to(at::kDouble).unsqueeze(0);
     f.var = (p.var.to(at::kDouble) - noise_var).clamp_min(0).unsqueeze(0);

@@ -56,15 +56,17 @@ TEST(Acquisition, LatentObjectiveDropsTheNoise) {
   one.var = at::tensor({0.5, 0.2}, at::kDouble);
   auto f = latent_objective(one, 0.1);
   EXPECT_TRUE(at::allclose(f.var[0], at::tensor({0.4, 0.1}, at::kDouble)));
-  Predictive many;  // three members: f is three point masses whatever their noise
+  Predictive many;  // three members: f has their mean and spread, whatever their noise
   many.sample_mean = at::tensor({1.0, 2.0, 3.0}, at::kDouble).view({3, 1});
   many.sample_var = at::full({3, 1}, 0.3, at::kDouble);
   many.mean = at::tensor({2.0}, at::kDouble);
   many.var = at::tensor({0.3 + 2.0 / 3.0}, at::kDouble);
   auto g = latent_objective(many, 0.3);
-  EXPECT_EQ(g.var.abs().max().item<double>(), 0.0);
+  EXPECT_NEAR(g.total_mean().item<double>(), 2.0, 1e-12);
   EXPECT_NEAR(g.total_var().item<double>(), 2.0 / 3.0, 1e-12);
-  EXPECT_NEAR(expected_improvement(g, 1.5).item<double>(), (0.5 + 1.5) / 3.0, 1e-12);
+  auto one_gaussian = mixture({2.0}, {2.0 / 3.0}, {1.0});
+  EXPECT_NEAR(expected_improvement(g, 3.5).item<double>(), expected_improvement(one_gaussian, 3.5).item<double>(), 1e-12);
+  EXPECT_GT(expected_improvement(g, 3.5).item<double>(), 0.0);  // above every member, still worth something
 }
 
 TEST(Acquisition, ClassificationScoresByEnumeration) {

@@ -17,10 +17,10 @@ struct LatentObjective {
   torch::Tensor total_var() const;
 };
 
-/// f's mixture from a regression predictive. Several components (weight draws, particles, members,
-/// dropout masks) are point masses at their means: their variances are the noise. A single
-/// Gaussian (GP, linearized Laplace) keeps its variance less `noise_var` (the likelihood's, in the
-/// predictive's units).
+/// f from a regression predictive, as one Gaussian. Several components (weight draws, particles,
+/// members, dropout masks): their means are draws of f, so f gets their mean and variance (their
+/// own variances are the noise). A single Gaussian (GP, linearized Laplace) keeps its variance
+/// less `noise_var` (the likelihood's, in the predictive's units).
 LatentObjective latent_objective(const Predictive& p, double noise_var);
 
 /// Expected improvement over `best`, E[max(f - best, 0)], exact for a mixture of Gaussians: [N].
