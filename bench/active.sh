@@ -20,7 +20,9 @@ MODEL="${MODEL:-mlp:100}"
 EPOCHS="${EPOCHS:-50}"
 BATCH_SIZE="${BATCH_SIZE:-32}"
 BUDGET="${BUDGET:-500}"
-ROWS="${ROWS:-ensemble-bald=ensemble|bald ensemble-random=ensemble|random ensemble-entropy=ensemble|entropy mcdropout-bald=mcdropout|bald}"
+# row=method|acquisition[|selection]: power draws each batch in proportion to the scores.
+ROWS="${ROWS:-ensemble-bald=ensemble|bald ensemble-random=ensemble|random ensemble-entropy=ensemble|entropy mcdropout-bald=mcdropout|bald
+ensemble-bald-power=ensemble|bald|power ensemble-entropy-power=ensemble|entropy|power}"
 
 [ -n "${CLI:-}" ] || "$root/bench/build.sh" "$BUILD" credence_cli
 cli="${CLI:-$BUILD/credence}"
@@ -29,11 +31,14 @@ if [ -z "${SUMMARY_ONLY:-}" ]; then
   for seed in $SEEDS; do
     for r in $ROWS; do
       row="${r%%=*}" spec="${r#*=}"
+      method="${spec%%|*}" rest="${spec#*|}"
+      acquisition="${rest%%|*}" selection=top
+      [ "$rest" = "$acquisition" ] || selection="${rest#*|}"
       out="$OUT/${row}_s$seed.json"
       [ -f "$out" ] && continue
       echo "== $row, seed $seed" >&2
       "$cli" active --pool "$POOL" --test "$TEST" --model "$MODEL" --epochs "$EPOCHS" --batch-size "$BATCH_SIZE" \
-        --initial 20 --batch 10 --budget "$BUDGET" --method "${spec%|*}" --acquisition "${spec#*|}" --seed "$seed" \
+        --initial 20 --batch 10 --budget "$BUDGET" --method "$method" --acquisition "$acquisition" --selection "$selection" --seed "$seed" \
         --quiet --json "$out" > /dev/null || echo "failed: $row seed $seed" >&2
     done
   done

@@ -92,9 +92,10 @@ class BayesOpt:
         return cls(None, _core=_credence.BayesOpt.load(str(path)))
 
 
-def select_queries(posterior, pool, acquisition="bald", k=10, *, seed=0, samples=32):
-    """Indices of the `k` rows of `pool` (array or tensor of inputs) most worth labelling next under
-    `acquisition` ("bald", "entropy", "variance", "margin" or "random"), best first."""
+def select_queries(posterior, pool, acquisition="bald", k=10, *, selection="top", seed=0, samples=32):
+    """Indices of the `k` rows of `pool` (array or tensor of inputs) to label next under
+    `acquisition` ("bald", "entropy", "variance", "margin" or "random"): the best first
+    (selection="top"), or drawn in proportion to their scores (selection="power")."""
     from . import _as_numpy
     return _credence.select_queries(posterior._fitted, _as_numpy(pool, "pool"), acquisition, int(k), int(seed),
-                                    int(samples))
+                                    int(samples), selection)

@@ -290,7 +290,7 @@ PYBIND11_MODULE(_credence, m) {
   m.def(
       "select_queries",
       [](const FittedModel& f, const py::array& x, const std::string& acquisition, int64_t k, uint64_t seed,
-         int64_t samples) {
+         int64_t samples, const std::string& selection) {
         Dataset pool;
         pool.x = to_tensor(x).to(f.model->dtype());
         pool.task = f.num_classes > 0 ? Task::Classification : Task::Regression;
@@ -299,11 +299,12 @@ PYBIND11_MODULE(_credence, m) {
         torch::Tensor picked;
         {
           py::gil_scoped_release release;
-          picked = select_queries(f, pool, at::arange(pool.size()), acquisition, k, seed, samples);
+          picked = select_queries(f, pool, at::arange(pool.size()), acquisition, k, seed, samples, selection);
         }
         return to_numpy(picked);
       },
-      py::arg("fitted"), py::arg("x"), py::arg("acquisition"), py::arg("k"), py::arg("seed"), py::arg("samples"));
+      py::arg("fitted"), py::arg("x"), py::arg("acquisition"), py::arg("k"), py::arg("seed"), py::arg("samples"),
+      py::arg("selection"));
   m.def("set_threads", &set_threads, py::arg("threads"));
   m.def("runtime", &runtime_summary);
 }

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "credence/core/error.h"
+#include "credence/core/rng.h"
 #include "credence/eval/uncertainty.h"
 
 namespace credence {
@@ -54,6 +55,13 @@ torch::Tensor upper_confidence_bound(const LatentObjective& f, double beta) {
   return f.total_mean() + std::sqrt(beta) * f.total_var().clamp_min(0).sqrt();
 }
 
+torch::Tensor draw_in_proportion(const torch::Tensor& scores, int64_t k, uint64_t key) {
+  auto s = scores.to(at::kCPU, at::kDouble);
+  auto logits = s.min().item<double>() >= 0 ? at::log(s.clamp_min(1e-300)) : s;
+  auto u = at::rand({s.size(0)}, cpu_generator(key), s.options()).clamp(1e-300, 1.0 - 1e-16);
+  return std::get<1>((logits - at::log(-at::log(u))).topk(std::min<int64_t>(k, s.size(0))));
+}
+
 const std::vector<std::string>& active_acquisitions() {
   static const std::vector<std::string> names = {"bald", "entropy", "variance", "margin", "random"};
   return names;
@@ -84,7 +92,7 @@ torch::Tensor active_score(const Predictive& p, const std::string& acquisition) 
   }
   if (acquisition == "margin") {
     auto top = std::get<0>(p.probs.to(at::kDouble).topk(2, 1));
-    return -(top.select(1, 0) - top.select(1, 1));
+    return 1.0 - (top.select(1, 0) - top.select(1, 1));
   }
   throw InvalidArgument(fmt::format("unknown acquisition '{}' (known: bald, entropy, variance, margin, random)",
                                     acquisition));

@@ -44,13 +44,18 @@ void ActiveLearningOptions::validate() const {
   if (budget < initial)
     throw InvalidArgument(fmt::format("--budget ({}) must be at least --initial ({})", budget, initial));
   const auto& names = active_acquisitions();
+  if (selection != "top" && selection != "power")
+    throw InvalidArgument(fmt::format("unknown selection '{}' (known: top, power)", selection));
   if (std::find(names.begin(), names.end(), acquisition) == names.end())
     throw InvalidArgument(fmt::format("unknown acquisition '{}' (known: {})", acquisition, fmt::join(names, ", ")));
   resolve_method(method);
 }
 
 torch::Tensor select_queries(const FittedModel& fitted, const Dataset& pool, const torch::Tensor& candidates,
-                             const std::string& acquisition, int64_t k, uint64_t key, int64_t samples) {
+                             const std::string& acquisition, int64_t k, uint64_t key, int64_t samples,
+                             const std::string& selection) {
+  if (selection != "top" && selection != "power")
+    throw InvalidArgument(fmt::format("unknown selection '{}' (known: top, power)", selection));
   k = std::min<int64_t>(k, candidates.size(0));
   if (acquisition == "random") return candidates.index_select(0, keyed_permutation(candidates.size(0), key).narrow(0, 0, k));
   PredictOptions options;
@@ -58,6 +63,7 @@ torch::Tensor select_queries(const FittedModel& fitted, const Dataset& pool, con
   options.seed = rng_key(key, Stream::Sample);
   auto p = fitted.predict(pool.subset(candidates), options);
   auto score = active_score(p, acquisition).to(at::kCPU, at::kDouble);
+  if (selection == "power") return candidates.index_select(0, draw_in_proportion(score, k, rng_key(key, Stream::Sample, 1)));
   // A random order first, so that ties (e.g. many zero scores) are broken at random, not by index.
   auto shuffle = keyed_permutation(score.size(0), rng_key(key, Stream::Shuffle));
   auto top = std::get<1>(score.index_select(0, shuffle).topk(k));
@@ -104,7 +110,8 @@ std::vector<ActiveRound> run_active_learning(const Dataset& pool, const Dataset&
       auto candidates = at::nonzero(~labelled_mask).flatten();
       const int64_t k = std::min(options.batch, options.budget - labelled.size(0));
       auto picked = select_queries(fitted, pool, candidates, options.acquisition, k,
-                                   rng_key(options.seed, Stream::Sample, 0xa3, round), options.samples);
+                                   rng_key(options.seed, Stream::Sample, 0xa3, round), options.samples,
+                                   options.selection);
       labelled_mask.index_fill_(0, picked, true);
       labelled = at::cat({labelled, picked});
       added = picked.contiguous();

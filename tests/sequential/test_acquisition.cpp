@@ -101,12 +101,24 @@ TEST(Acquisition, ClassificationScoresByEnumeration) {
     EXPECT_NEAR(entropy[n].item<double>(), h, 1e-12);
     EXPECT_NEAR(variance[n].item<double>(), var, 1e-12);
     auto sorted = std::get<0>(p.probs[n].sort(0, true));
-    EXPECT_NEAR(margin[n].item<double>(), -(sorted[0] - sorted[1]).item<double>(), 1e-12);
+    EXPECT_NEAR(margin[n].item<double>(), 1.0 - (sorted[0] - sorted[1]).item<double>(), 1e-12);
   }
   Predictive point = p;  // one prediction: BALD has nothing to measure, and says so
   point.sample_probs = torch::Tensor();
   EXPECT_THROW(active_score(point, "bald"), InvalidArgument);
   EXPECT_THROW(active_score(p, "nonsense"), InvalidArgument);
+}
+
+TEST(Acquisition, PowerSelectionDrawsInProportionToTheScores) {
+  auto scores = at::tensor({0.1, 0.2, 0.3, 0.4}, at::kDouble);
+  std::vector<double> first(4, 0.0);
+  const int draws = 20000;
+  for (int i = 0; i < draws; ++i) {
+    auto picked = draw_in_proportion(scores, 2, 1000 + i);
+    ASSERT_NE(picked[0].item<int64_t>(), picked[1].item<int64_t>());
+    first[picked[0].item<int64_t>()] += 1.0 / draws;
+  }
+  for (int j = 0; j < 4; ++j) EXPECT_NEAR(first[j], scores[j].item<double>(), 0.012) << "index " << j;
 }
 
 }  // namespace credence

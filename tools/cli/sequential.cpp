@@ -331,6 +331,10 @@ void add_active(CLI::App& app) {
   cmd->add_option("--initial", al.initial, "labelled rows to start with")
       ->capture_default_str()
       ->check(whole_number_at_least(2, "--initial 20"));
+  cmd->add_option("--selection", al.selection, "a batch from the scores: top (the best k) or power (drawn in "
+                  "proportion to the scores)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"top", "power"}));
   cmd->add_flag("--random-initial", args->random_initial, "draw the initial rows at random (default: balanced over classes)");
   cmd->add_option("--batch", al.batch, "rows labelled per round")->capture_default_str()->check(whole_number_at_least(1, "--batch 10"));
   cmd->add_option("--budget", al.budget, "labelled rows at the end")->capture_default_str()->check(whole_number_at_least(2, "--budget 500"));
@@ -426,7 +430,8 @@ void add_active(CLI::App& app) {
                           {{"pool", fmt::format("{} ({} rows)", args->pool, pool.size())},
                            {"test", fmt::format("{} ({} rows)", args->test, test.size())},
                            {"model", al.model},
-                           {"labels", fmt::format("{} initial, {} per round, to {}", al.initial, al.batch, al.budget)},
+                           {"labels", fmt::format("{} initial, {} per round ({} of the scores), to {}", al.initial,
+                                                  al.batch, al.selection, al.budget)},
                            {"runtime", runtime_summary()}},
                           table, "labelled examples", "test " + metric, curves);
   });

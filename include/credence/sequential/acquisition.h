@@ -31,9 +31,13 @@ torch::Tensor upper_confidence_bound(const LatentObjective& f, double beta);
 /// Active-learning scores of a predictive: "bald" (mutual information between label and weights),
 /// "entropy" (of the averaged prediction), "variance" (classification: the variance of the class
 /// probabilities over weight draws, averaged over classes; regression: the epistemic variance),
-/// "margin" (minus the gap between the two most probable classes). "bald" and "variance" need a
+/// "margin" (one minus the gap between the two most probable classes). All are >= 0. "bald" and "variance" need a
 /// predictive with draws (sample_probs); InvalidArgument says so otherwise.
 torch::Tensor active_score(const Predictive& p, const std::string& acquisition);
+/// `k` distinct indices of `scores` [N] drawn without replacement, each draw with probability
+/// proportional to the score (the Gumbel top-k trick, keyed by `key`); scores below zero switch to
+/// probabilities proportional to exp(score).
+torch::Tensor draw_in_proportion(const torch::Tensor& scores, int64_t k, uint64_t key);
 /// The acquisition names active_score knows, and "random".
 const std::vector<std::string>& active_acquisitions();
 

@@ -17,6 +17,10 @@ struct ActiveLearningOptions {
   std::string init, freeze, adapters;  ///< as FitRequest's: a pretrained backbone, frozen parts, LoRA
   TrainOptions train;           ///< the recipe of every refit (its seed is keyed per round)
   std::string acquisition = "bald";  ///< bald, entropy, variance, margin or random
+  /// How a batch is drawn from the scores: "top" (the k best) or "power" (k drawn without
+  /// replacement with probabilities proportional to the scores, Kirsch et al. 2023's power
+  /// acquisition: a batch of top scores is often redundant).
+  std::string selection = "top";
   int64_t initial = 20;         ///< labelled rows to start with
   bool balanced = true;         ///< classification: the initial rows spread evenly over classes
   int64_t batch = 10;           ///< rows labelled per round
@@ -33,10 +37,12 @@ struct ActiveRound {
   double fit_seconds = 0, score_seconds = 0;
 };
 
-/// The `k` rows of `pool` among `candidates` (int64 indices) that `acquisition` ranks highest
-/// (ties and "random" broken by `key`), as int64 pool indices.
+/// The `k` rows of `pool` among `candidates` (int64 indices) to label next, as int64 pool indices:
+/// those `acquisition` ranks highest (selection "top"; ties and "random" broken by `key`), or k
+/// drawn with probabilities proportional to their scores (selection "power").
 torch::Tensor select_queries(const FittedModel& fitted, const Dataset& pool, const torch::Tensor& candidates,
-                             const std::string& acquisition, int64_t k, uint64_t key, int64_t samples = 32);
+                             const std::string& acquisition, int64_t k, uint64_t key, int64_t samples = 32,
+                             const std::string& selection = "top");
 
 /// Runs the loop to the budget; `on_round` sees each round as it ends (for progress output).
 std::vector<ActiveRound> run_active_learning(const Dataset& pool, const Dataset& test,
