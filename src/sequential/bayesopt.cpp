@@ -35,6 +35,26 @@ torch::Tensor around(const torch::Tensor& centres, int64_t per, double scale, ui
 
 }  // namespace
 
+torch::Tensor thompson_draws(const FittedModel& fitted, const torch::Tensor& x, int64_t n, uint64_t key,
+                             int64_t samples) {
+  const double y_mean = fitted.standardizer.y_mean, y_std = fitted.standardizer.y_std;
+  auto xs = fitted.standardizer.inputs(x.to(fitted.model->device(), fitted.model->dtype()));
+  if (const auto* gp = dynamic_cast<const GpPosterior*>(fitted.posterior.get()))
+    return gp->function_draws(xs, n, key) * y_std + y_mean;
+  PredictOptions options;
+  options.samples = samples;
+  options.seed = rng_key(key, Stream::Sample, 1);
+  auto p = fitted.posterior->predict(*fitted.model, fitted.likelihood, xs, y_mean, y_std, options);
+  if (p.sample_mean.defined() && p.sample_mean.size(0) > 1) {  // one component per draw
+    auto m = p.sample_mean.to(at::kCPU, at::kDouble);
+    auto w = p.weights.defined() ? p.weights.to(at::kCPU, at::kDouble) : at::ones({m.size(0)}, m.options());
+    return m.index_select(0, at::multinomial(w, n, /*replacement=*/true, cpu_generator(key)));
+  }
+  // One Gaussian per input (e.g. the linearized Laplace): a weight draw through the network.
+  auto theta = fitted.posterior->sample(n, rng_key(key, Stream::Sample, 2));
+  return stacked_outputs(*fitted.model, xs, theta, 4096).select(2, 0).to(at::kCPU, at::kDouble) * y_std + y_mean;
+}
+
 void BayesOptOptions::validate() const {
   if (lower.empty() || lower.size() != upper.size())
     throw InvalidArgument(fmt::format("the box needs one LO:HI per dimension (got {} lower and {} upper bounds)",
@@ -224,28 +244,12 @@ std::vector<std::vector<double>> BayesOpt::suggest_with_surrogate(int64_t k, uin
     return std::vector<double>(x.data_ptr<double>(), x.data_ptr<double>() + D);
   };
   if (options_.acquisition == "thompson") {
-    // Each point maximizes one draw of the objective: a weight draw, particle or member, or for
-    // the GP a joint draw over the candidates.
-    const auto* gp = dynamic_cast<const GpPosterior*>(fitted.posterior.get());
-    if (gp)  // a joint draw costs M^3: fewer global candidates, all the local ones
+    // Each point maximizes one draw of the objective.
+    if (dynamic_cast<const GpPosterior*>(fitted.posterior.get()))  // a joint draw costs M^3: fewer global candidates
       candidates = at::cat({candidates.narrow(0, 0, kSobolCandidates / 4),
                             candidates.narrow(0, kSobolCandidates, candidates.size(0) - kSobolCandidates)});
-    auto p = gp ? Predictive() : predict(candidates);
-    auto gen = cpu_generator(rng_key(key, Stream::Sample, 2));
-    for (int64_t j = 0; j < k; ++j) {
-      torch::Tensor draw;
-      if (gp) {
-        draw = gp->function_draws(fitted.standardizer.inputs(candidates), 1, rng_key(key, Stream::Sample, 3, j))[0];
-      } else if (p.sample_mean.defined() && p.sample_mean.size(0) > 1) {
-        auto w = p.weights.defined() ? p.weights.to(at::kDouble)
-                                     : at::ones({p.sample_mean.size(0)}, dbl);
-        draw = p.sample_mean[at::multinomial(w, 1, false, gen).item<int64_t>()];
-      } else {
-        auto theta = fitted.posterior->sample(1, rng_key(key, Stream::Sample, 3, j));
-        draw = stacked_outputs(*fitted.model, fitted.standardizer.inputs(candidates), theta, 4096)[0].select(1, 0);
-      }
-      chosen.push_back(to_box(candidates[draw.argmax().item<int64_t>()]));
-    }
+    auto draws = thompson_draws(fitted, candidates, k, rng_key(key, Stream::Sample, 2), options_.samples);
+    for (int64_t j = 0; j < k; ++j) chosen.push_back(to_box(candidates[draws[j].argmax().item<int64_t>()]));
   } else {
     auto s = score(predict(candidates));
     // Refine: a second, finer pass around the best candidates.

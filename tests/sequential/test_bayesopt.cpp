@@ -4,7 +4,11 @@
 #include <cmath>
 #include <cstdio>
 
+#include <ATen/ATen.h>
+
 #include "credence/core/error.h"
+#include "credence/credence.h"
+#include "credence/posterior/gp.h"
 #include "credence/sequential/bayesopt.h"
 #include "credence/sequential/objectives.h"
 
@@ -107,6 +111,44 @@ TEST(BayesOpt, RefusesBadInput) {
   bad.method = "nonsense";
   EXPECT_THROW(BayesOpt{bad}, InvalidArgument);
   EXPECT_THROW(BayesOpt::from_state(nlohmann::json{{"format", "other"}}), IoError);
+}
+
+TEST(BayesOpt, ThompsonDrawsAreDrawsOfThePosterior) {
+  FitRequest req;
+  req.data = load_data("synthetic:sine?n=12&seed=5", {torch::kFloat64});
+  req.dtype = torch::kFloat64;
+  req.method = "gp:kernel=rbf";
+  req.train.quiet = true;
+  auto gp = fit(req);
+  auto x = at::tensor({-2.0, 0.0, 0.3}, at::kDouble).view({3, 1});
+  const int n = 20000;
+  auto draws = thompson_draws(gp, x, n, 4);
+  // Brute force: the argmax frequencies of independent draws from the closed-form latent Gaussian.
+  auto [mean, cov] = dynamic_cast<const GpPosterior&>(*gp.posterior).latent(gp.standardizer.inputs(x));
+  auto L = at::linalg_cholesky(cov + 1e-10 * at::eye(3, at::kDouble));
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(11);
+  auto brute = mean + at::randn({n, 3}, gen, at::TensorOptions().dtype(at::kDouble)).mm(L.t());
+  for (int64_t i = 0; i < 3; ++i) {
+    double a = (draws.argmax(1) == i).to(at::kDouble).mean().item<double>();
+    double b = (brute.argmax(1) == i).to(at::kDouble).mean().item<double>();
+    EXPECT_NEAR(a, b, 0.015) << "candidate " << i;
+  }
+  // An ensemble: every draw is one member's function, each member about a third of the time.
+  req.method = "ensemble:members=3";
+  req.model = "mlp:8";
+  req.train.epochs = 20;
+  auto ens = fit(req);
+  auto members = ens.predict(Dataset{x, at::zeros({3}, at::kDouble)}).sample_mean;
+  auto ed = thompson_draws(ens, x, 3000, 5);
+  std::vector<double> share(3, 0.0);
+  for (int64_t i = 0; i < ed.size(0); ++i) {
+    int64_t match = -1;
+    for (int64_t m = 0; m < 3; ++m)
+      if (at::allclose(ed[i], members[m], 1e-9, 1e-9)) match = m;
+    ASSERT_GE(match, 0) << "draw " << i << " is no member's function";
+    share[match] += 1.0 / ed.size(0);
+  }
+  for (double f : share) EXPECT_NEAR(f, 1.0 / 3.0, 0.04);
 }
 
 }  // namespace credence

@@ -39,6 +39,14 @@ struct BayesOptOptions {
   static BayesOptOptions from_json(const nlohmann::json& j);
 };
 
+/// `n` draws of a fitted regression function at inputs x [M, ...] (the fit's raw input units): [n, M]
+/// in target units. A GP draws jointly over x; a posterior whose predictive has several components
+/// (members, particles, weight draws, dropout masks) gives one component per draw; one that predicts
+/// a single Gaussian (the linearized Laplace) a weight draw through the network. Thompson sampling
+/// measures the argmax of each draw.
+torch::Tensor thompson_draws(const FittedModel& fitted, const torch::Tensor& x, int64_t n, uint64_t key,
+                             int64_t samples = 32);
+
 class BayesOpt {
  public:
   explicit BayesOpt(BayesOptOptions options);
