@@ -21,8 +21,9 @@ EPOCHS="${EPOCHS:-50}"
 BATCH_SIZE="${BATCH_SIZE:-32}"
 BUDGET="${BUDGET:-500}"
 # row=method|acquisition[|selection]: power draws each batch in proportion to the scores.
-ROWS="${ROWS:-ensemble-bald=ensemble|bald ensemble-random=ensemble|random ensemble-entropy=ensemble|entropy mcdropout-bald=mcdropout|bald
-ensemble-bald-power=ensemble|bald|power ensemble-entropy-power=ensemble|entropy|power}"
+ROWS="${ROWS:-ensemble-random=ensemble|random ensemble-bald=ensemble|bald|top ensemble-bald-power=ensemble|bald|power
+ensemble-entropy=ensemble|entropy|top ensemble-entropy-power=ensemble|entropy|power mcdropout-bald=mcdropout|bald|top
+mcdropout-bald-power=mcdropout|bald|power}"
 
 [ -n "${CLI:-}" ] || "$root/bench/build.sh" "$BUILD" credence_cli
 cli="${CLI:-$BUILD/credence}"
@@ -32,7 +33,7 @@ if [ -z "${SUMMARY_ONLY:-}" ]; then
     for r in $ROWS; do
       row="${r%%=*}" spec="${r#*=}"
       method="${spec%%|*}" rest="${spec#*|}"
-      acquisition="${rest%%|*}" selection=top
+      acquisition="${rest%%|*}" selection=power
       [ "$rest" = "$acquisition" ] || selection="${rest#*|}"
       out="$OUT/${row}_s$seed.json"
       [ -f "$out" ] && continue

@@ -331,8 +331,8 @@ void add_active(CLI::App& app) {
   cmd->add_option("--initial", al.initial, "labelled rows to start with")
       ->capture_default_str()
       ->check(whole_number_at_least(2, "--initial 20"));
-  cmd->add_option("--selection", al.selection, "a batch from the scores: top (the best k) or power (drawn in "
-                  "proportion to the scores)")
+  cmd->add_option("--selection", al.selection, "a batch from the scores: power (drawn in proportion to the scores) "
+                  "or top (the best k)")
       ->capture_default_str()
       ->check(CLI::IsMember({"top", "power"}));
   cmd->add_flag("--random-initial", args->random_initial, "draw the initial rows at random (default: balanced over classes)");
