@@ -5,6 +5,8 @@
 #include <torch/optim/lbfgs.h>
 
 #include <cmath>
+#include <limits>
+#include <vector>
 
 #include "credence/core/error.h"
 #include "credence/posterior/gp.h"
@@ -71,29 +73,34 @@ class GpMethod : public Method {
     torch::optim::LBFGS lbfgs(params, torch::optim::LBFGSOptions(1.0)
                                           .max_iter(options_.get_int("steps"))
                                           .line_search_fn("strong_wolfe"));
+    // The line search can step where the kernel matrix is singular (an exception) or the loss is
+    // not finite: the best finite point evaluated stands.
+    double best = std::numeric_limits<double>::infinity();
+    std::vector<torch::Tensor> best_params;
+    for (const auto& p : params) best_params.push_back(p.detach().clone());
     auto closure = [&]() -> torch::Tensor {
       lbfgs.zero_grad();
       GpKernel k = kernel_;
       k.log_amplitude = kernel_.log_amplitude.clamp(-kMaxLogParam, kMaxLogParam);
       k.log_lengthscale = kernel_.log_lengthscale.clamp(-kMaxLogParam, kMaxLogParam);
       auto loss = gp_neg_log_marginal_likelihood(k, x_, y_, noise_var());
+      const double value = loss.item<double>();
+      if (std::isfinite(value) && value < best) {
+        best = value;
+        for (size_t i = 0; i < params.size(); ++i) best_params[i] = params[i].detach().clone();
+      }
       loss.backward();
       return loss;
     };
     try {
       lbfgs.step(closure);
     } catch (const c10::Error&) {
-      // A line-search step can reach a singular kernel matrix; the last accepted values stand.
     }
     torch::NoGradGuard no_grad;
-    for (auto& p : params) p.requires_grad_(false);
+    for (size_t i = 0; i < params.size(); ++i) params[i].requires_grad_(false).copy_(best_params[i]);
     kernel_.log_amplitude = kernel_.log_amplitude.detach().clamp(-kMaxLogParam, kMaxLogParam);
     kernel_.log_lengthscale = kernel_.log_lengthscale.detach().clamp(-kMaxLogParam, kMaxLogParam);
     log_noise_ = log_noise_.detach();
-    if (!std::isfinite(kernel_.log_amplitude.item<double>()) || !at::isfinite(kernel_.log_lengthscale).all().item<bool>() ||
-        !std::isfinite(log_noise_.item<double>()))
-      throw NumericalError("gp: the marginal-likelihood fit of the kernel diverged; give optimize=false with "
-                           "lengthscale= and amplitude=, or standardize the data");
   }
 
   Options options_;
