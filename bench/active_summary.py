@@ -3,19 +3,11 @@
 label counts (mean and standard error over seeds), and learning-curve SVGs."""
 import collections
 import json
-import math
 import os
 import re
-import shutil
-import subprocess
 import sys
 
-
-def mean_se(values):
-    m = sum(values) / len(values)
-    if len(values) < 2:
-        return m, 0.0
-    return m, math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1) / len(values))
+from curves import mean_se, plot_curves
 
 
 def labels_to_reach(run, level):
@@ -61,24 +53,13 @@ def main(out):
 
 
 def plot(out, runs):
-    if not shutil.which("gnuplot"):
-        return
-    svg = os.path.join(out, "learning_curves.svg")
-    script = ['set terminal svg size 720,440 dynamic font "sans,11"', f"set output '{svg}'",
-              "set title 'Active learning: test accuracy (mean and standard error over seeds)'",
-              "set xlabel 'labelled examples'", "set ylabel 'accuracy'", "set key bottom right", "set grid"]
-    plots = []
-    for i, (row, rs) in enumerate(sorted(runs.items())):
+    series = {}
+    for row, rs in runs.items():
         n = min(len(r["rounds"]) for r in rs)
-        lines = []
-        for t in range(n):
-            m, se = mean_se([r["rounds"][t]["accuracy"] for r in rs])
-            lines.append(f"{rs[0]['rounds'][t]['labels']} {m} {m - se} {m + se}")
-        script.append(f"$d{i} << EOD\n" + "\n".join(lines) + "\nEOD")
-        plots.append(f"$d{i} using 1:3:4 with filledcurves lc {i + 1} fs transparent solid 0.15 notitle")
-        plots.append(f"$d{i} using 1:2 with lines lw 2 lc {i + 1} title '{row}'")
-    script.append("plot " + ", ".join(plots))
-    subprocess.run(["gnuplot"], input="\n".join(script), text=True, check=True)
+        series[row] = ([r2["labels"] for r2 in rs[0]["rounds"][:n]], [[r2["accuracy"] for r2 in r["rounds"]] for r in rs])
+    plot_curves(os.path.join(out, "learning_curves.svg"),
+                "Active learning: test accuracy (mean and standard error over seeds)", "labelled examples",
+                "accuracy", series, key="bottom right")
 
 
 if __name__ == "__main__":

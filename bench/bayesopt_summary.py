@@ -6,19 +6,11 @@ import json
 import math
 import os
 import re
-import shutil
-import subprocess
 import sys
 
+from curves import mean_se, plot_curves
+
 FLOOR = 1e-8  # regret below this counts as this (log10 -8): the optimum found to rounding
-
-
-def mean_se(values):
-    m = sum(values) / len(values)
-    if len(values) < 2:
-        return m, 0.0
-    var = sum((v - m) ** 2 for v in values) / (len(values) - 1)
-    return m, math.sqrt(var / len(values))
 
 
 def main(out):
@@ -75,25 +67,14 @@ def main(out):
 
 def plot(out, objective, rows):
     """Mean log10 regret against evaluations, with a band of one standard error, one line per row."""
-    if not shutil.which("gnuplot"):
-        return
     name = re.sub(r"[^a-z0-9]+", "_", objective.lower()).strip("_")
-    svg = os.path.join(out, f"regret_{name}.svg")
-    script = ['set terminal svg size 720,440 dynamic font "sans,11"', f"set output '{svg}'",
-              f"set title '{objective}: log10 simple regret (mean and standard error over seeds)'",
-              "set xlabel 'evaluations'", "set ylabel 'log10 regret'", "set key outside right", "set grid"]
-    plots = []
-    for i, (row, rs) in enumerate(sorted(rows.items())):
+    series = {}
+    for row, rs in rows.items():
         n = min(len(r["curve"]) for r in rs)
-        lines = []
-        for t in range(n):
-            m, se = mean_se([r["curve"][t] for r in rs])
-            lines.append(f"{t + 1} {m} {m - se} {m + se}")
-        script.append(f"$d{i} << EOD\n" + "\n".join(lines) + "\nEOD")
-        plots.append(f"$d{i} using 1:3:4 with filledcurves lc {i + 1} fs transparent solid 0.15 notitle")
-        plots.append(f"$d{i} using 1:2 with lines lw 2 lc {i + 1} title '{row}'")
-    script.append("plot " + ", ".join(plots))
-    subprocess.run(["gnuplot"], input="\n".join(script), text=True, check=True)
+        series[row] = (list(range(1, n + 1)), [r["curve"] for r in rs])
+    plot_curves(os.path.join(out, f"regret_{name}.svg"),
+                f"{objective}: log10 simple regret (mean and standard error over seeds)", "evaluations",
+                "log10 regret", series)
 
 
 if __name__ == "__main__":
