@@ -5,6 +5,7 @@
 #include <torch/cuda.h>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <iostream>
 
@@ -109,6 +110,27 @@ std::vector<std::string> split_methods(const std::string& text) {
                                           "e.g. ensemble:members=3,ensemble:members=5, to compare settings)",
                                           out[i]));
   return out;
+}
+
+// "a,b" as a list of choices, each one of `known`.
+std::vector<std::string> split_choices(const std::string& text, const std::vector<std::string>& known,
+                                       const std::string& option) {
+  std::vector<std::string> out;
+  for (const auto& piece : split(text, ',')) {
+    auto t = trim(piece);
+    if (std::find(known.begin(), known.end(), t) == known.end())
+      throw InvalidArgument(fmt::format("{}: '{}' is not one of {}", option, t, fmt::join(known, ", ")));
+    out.push_back(t);
+  }
+  if (out.empty()) throw InvalidArgument(fmt::format("{} is empty", option));
+  return out;
+}
+
+std::string mean_se_text(const std::vector<double>& v) {
+  double m = 0, sq = 0;
+  for (double x : v) m += x / v.size();
+  for (double x : v) sq += (x - m) * (x - m);
+  return v.size() > 1 ? fmt::format("{:.3g} ({:.2g})", m, std::sqrt(sq / (v.size() - 1) / v.size())) : fmt::format("{:.3g}", m);
 }
 
 void add_chain_diagnostics(const FittedModel& fitted, const Predictive& predictive, Row& row) {

@@ -37,6 +37,12 @@ struct TrainFlags {
 /// comes before any ':' continues the previous method's options. Refuses an empty or repeated list.
 std::vector<std::string> split_methods(const std::string& text);
 
+/// "a,b" as a list of choices, each one of `known`; InvalidArgument naming `option` otherwise.
+std::vector<std::string> split_choices(const std::string& text, const std::vector<std::string>& known,
+                                       const std::string& option);
+/// "mean (standard error)" of values, 3 significant digits (the mean alone for one value).
+std::string mean_se_text(const std::vector<double>& values);
+
 /// One result row as written to --json and printed as a table.
 using Row = std::map<std::string, nlohmann::json>;
 /// Prints rows as a table at most `max_width` characters wide: method first, then the main metrics,
