@@ -13,7 +13,7 @@ from curves import mean_se, plot_curves
 FLOOR = 1e-8  # regret below this counts as this (log10 -8): the optimum found to rounding
 
 
-def main(out):
+def main(out, markdown=False):
     runs = collections.defaultdict(list)  # (objective, row) -> [run]
     runtime = None
     for name in sorted(os.listdir(out)):
@@ -38,7 +38,8 @@ def main(out):
     for objective in objectives:
         rows = sorted(r for o, r in runs if o == objective)
         print(f"\n{objective}")
-        print(f"  {'row':<20} {'seeds':>5} {'final':>15} {'half budget':>15} {'s/iter':>8}")
+        if not markdown:
+            print(f"  {'row':<20} {'seeds':>5} {'final':>15} {'half budget':>15} {'s/iter':>8}")
         table = []
         for row in rows:
             rs = runs[(objective, row)]
@@ -48,8 +49,13 @@ def main(out):
             secs = [s for r in rs for s in r["seconds"]]
             finals[(objective, row)] = final[0]
             table.append((final[0], row, len(rs), final, half, sum(secs) / len(secs) if secs else 0.0))
+        if markdown:
+            print("\n| row | seeds | final | half budget | s/iter |\n|---|---|---|---|---|")
         for _, row, seeds, final, half, secs in sorted(table):
-            print(f"  {row:<20} {seeds:>5} {final[0]:>7.2f} ({final[1]:.2f}) {half[0]:>7.2f} ({half[1]:.2f}) {secs:>8.2f}")
+            if markdown:
+                print(f"| {row} | {seeds} | {final[0]:.2f} ({final[1]:.2f}) | {half[0]:.2f} ({half[1]:.2f}) | {secs:.2f} |")
+            else:
+                print(f"  {row:<20} {seeds:>5} {final[0]:>7.2f} ({final[1]:.2f}) {half[0]:>7.2f} ({half[1]:.2f}) {secs:>8.2f}")
         plot(out, objective, {row: runs[(objective, row)] for row in rows})
     print("\nchecks")
     for objective in objectives:
@@ -78,4 +84,5 @@ def plot(out, objective, rows):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "bench/results/bayesopt")
+    args = [a for a in sys.argv[1:] if a != "--markdown"]
+    main(args[0] if args else "bench/results/bayesopt", markdown="--markdown" in sys.argv)
