@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Summary of bench/bayesopt.sh's runs: final log10 simple regret per problem and row (mean and
-standard error over seeds), seconds per iteration, the issue's two checks, and regret-curve SVGs."""
+standard error over seeds), seconds per iteration, two checks (every surrogate against random search, the best network surrogate
+against GP-EI), and regret-curve SVGs."""
 import collections
 import json
 import math
