@@ -283,7 +283,7 @@ FittedModel fit(const FitRequest& given) {
   result.posterior = method->finalize();
   result.likelihood = method->fitted_likelihood();
   result.model = problem.model;
-  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  double seconds = seconds_since(start);
   if (map && !request.map) seconds += map->info.value("fit_seconds", 0.0);
   if (method->wants_batches() && request.train.epochs > 0) check_not_diverged(result, raw, request.train);
   nlohmann::json opts_json;

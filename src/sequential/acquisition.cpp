@@ -21,20 +21,15 @@ torch::Tensor LatentObjective::total_var() const {
 LatentObjective latent_objective(const Predictive& p, double noise_var) {
   if (p.task != Task::Regression) throw InvalidArgument("optimization acquisitions need a regression predictive");
   LatentObjective f;
-  if (p.sample_mean.defined() && p.sample_mean.size(0) > 1) {
-    // The components' means are draws of f: one Gaussian with their mean and variance. (As point
-    // masses, a few members would give EI = 0 wherever none beats the best so far.)
-    auto m = p.sample_mean.to(at::kDouble);
-    auto w = p.weights.defined() ? p.weights.to(at::kDouble) : at::full({m.size(0)}, 1.0 / m.size(0), m.options());
-    auto mean = (w.unsqueeze(1) * m).sum(0);
-    f.mean = mean.unsqueeze(0);
-    f.var = (w.unsqueeze(1) * (m - mean).pow(2)).sum(0).unsqueeze(0);
-    f.weights = at::ones({1}, m.options());
-  } else {
-    f.mean = p.mean.to(at::kDouble).unsqueeze(0);
+  f.mean = p.mean.to(at::kDouble).unsqueeze(0);
+  f.weights = at::ones({1}, f.mean.options());
+  if (p.sample_mean.defined() && p.sample_mean.size(0) > 1)
+    // The components' means are draws of f: one Gaussian with their mean and spread (the
+    // epistemic part). As point masses, a few members would give EI = 0 wherever none beats the
+    // best so far.
+    f.var = decompose_uncertainty(p).epistemic.to(at::kDouble).unsqueeze(0);
+  else
     f.var = (p.var.to(at::kDouble) - noise_var).clamp_min(0).unsqueeze(0);
-    f.weights = at::ones({1}, f.mean.options());
-  }
   return f;
 }
 

@@ -7,16 +7,13 @@
 #include <chrono>
 
 #include "credence/core/error.h"
+#include "credence/core/progress.h"
 #include "credence/core/rng.h"
 #include "credence/eval/metrics.h"
 #include "credence/sequential/acquisition.h"
 
 namespace credence {
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 // The first labelled rows: `n` at random, or for classification as evenly over classes as the
 // pool allows.
@@ -35,6 +32,11 @@ torch::Tensor initial_rows(const Dataset& pool, int64_t n, bool balanced, uint64
   return at::tensor(chosen, at::TensorOptions().dtype(at::kLong));
 }
 
+void check_selection(const std::string& selection) {
+  if (selection != "top" && selection != "power")
+    throw InvalidArgument(fmt::format("unknown selection '{}' (known: top, power)", selection));
+}
+
 }  // namespace
 
 void ActiveLearningOptions::validate() const {
@@ -43,9 +45,8 @@ void ActiveLearningOptions::validate() const {
   if (batch < 1) throw InvalidArgument(fmt::format("--batch must be >= 1, got {}", batch));
   if (budget < initial)
     throw InvalidArgument(fmt::format("--budget ({}) must be at least --initial ({})", budget, initial));
+  check_selection(selection);
   const auto& names = active_acquisitions();
-  if (selection != "top" && selection != "power")
-    throw InvalidArgument(fmt::format("unknown selection '{}' (known: top, power)", selection));
   if (std::find(names.begin(), names.end(), acquisition) == names.end())
     throw InvalidArgument(fmt::format("unknown acquisition '{}' (known: {})", acquisition, fmt::join(names, ", ")));
   resolve_method(method);
@@ -54,8 +55,7 @@ void ActiveLearningOptions::validate() const {
 torch::Tensor select_queries(const FittedModel& fitted, const Dataset& pool, const torch::Tensor& candidates,
                              const std::string& acquisition, int64_t k, uint64_t key, int64_t samples,
                              const std::string& selection) {
-  if (selection != "top" && selection != "power")
-    throw InvalidArgument(fmt::format("unknown selection '{}' (known: top, power)", selection));
+  check_selection(selection);
   k = std::min<int64_t>(k, candidates.size(0));
   if (acquisition == "random") return candidates.index_select(0, keyed_permutation(candidates.size(0), key).narrow(0, 0, k));
   PredictOptions options;

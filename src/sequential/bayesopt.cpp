@@ -2,12 +2,15 @@
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <fstream>
 
 #include "credence/core/error.h"
+#include "credence/core/progress.h"
 #include "credence/core/files.h"
 #include "credence/core/rng.h"
 #include "credence/fit/fit.h"
@@ -22,10 +25,6 @@ constexpr int64_t kSobolCandidates = 2000;  // global candidates per round
 constexpr int64_t kLocalPerPoint = 200;     // candidates around each of the best observations
 constexpr int64_t kLocalCentres = 5;
 constexpr int64_t kRefinePerPoint = 100;    // second pass around the best candidates
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 // Gaussian perturbations of `centres` [K, D] in the unit cube, clipped to it: [K * per, D].
 torch::Tensor around(const torch::Tensor& centres, int64_t per, double scale, uint64_t key) {
@@ -55,6 +54,11 @@ torch::Tensor thompson_draws(const FittedModel& fitted, const torch::Tensor& x, 
   return stacked_outputs(*fitted.model, xs, theta, 4096).select(2, 0).to(at::kCPU, at::kDouble) * y_std + y_mean;
 }
 
+const std::vector<std::string>& optimization_acquisitions() {
+  static const std::vector<std::string> names = {"ei", "ucb", "thompson", "random"};
+  return names;
+}
+
 void BayesOptOptions::validate() const {
   if (lower.empty() || lower.size() != upper.size())
     throw InvalidArgument(fmt::format("the box needs one LO:HI per dimension (got {} lower and {} upper bounds)",
@@ -62,8 +66,9 @@ void BayesOptOptions::validate() const {
   for (size_t i = 0; i < lower.size(); ++i)
     if (!(std::isfinite(lower[i]) && std::isfinite(upper[i]) && lower[i] < upper[i]))
       throw InvalidArgument(fmt::format("bound {} is {}:{}; each needs finite LO < HI", i + 1, lower[i], upper[i]));
-  if (acquisition != "ei" && acquisition != "ucb" && acquisition != "thompson" && acquisition != "random")
-    throw InvalidArgument(fmt::format("unknown acquisition '{}' (known: ei, ucb, thompson, random)", acquisition));
+  const auto& known = optimization_acquisitions();
+  if (std::find(known.begin(), known.end(), acquisition) == known.end())
+    throw InvalidArgument(fmt::format("unknown acquisition '{}' (known: {})", acquisition, fmt::join(known, ", ")));
   if (initial < 1) throw InvalidArgument(fmt::format("initial points must be >= 1, got {}", initial));
   if (samples < 2) throw InvalidArgument(fmt::format("samples must be >= 2, got {}", samples));
   if (steps < 1) throw InvalidArgument(fmt::format("steps must be >= 1, got {}", steps));
@@ -143,30 +148,30 @@ std::vector<std::vector<double>> BayesOpt::suggest(int64_t k) {
   auto start = std::chrono::steady_clock::now();
   torch::Tensor unit;
   if (sobol_used_ < options_.initial || size() < 2) {
-    const int64_t n = std::max<int64_t>(k, 1);
-    unit = sobol_points(n, D, options_.seed, sobol_used_);
-    sobol_used_ += n;
+    unit = sobol_points(k, D, options_.seed, sobol_used_);
+    sobol_used_ += k;
     last_round_ = {{"phase", "initial"}};
   } else if (options_.acquisition == "random") {
     unit = at::rand({k, D}, cpu_generator(key), at::TensorOptions().dtype(at::kDouble));
     last_round_ = {{"phase", "random"}};
   } else {
-    auto chosen = suggest_with_surrogate(k, key);
-    last_round_["seconds"] = seconds_since(start);
-    return chosen;
+    unit = suggest_with_surrogate(k, key);
   }
   last_round_["seconds"] = seconds_since(start);
+  return to_box(unit);
+}
+
+std::vector<std::vector<double>> BayesOpt::to_box(const torch::Tensor& unit) const {
+  const auto dbl = at::TensorOptions().dtype(at::kDouble);
+  const auto lo = at::tensor(options_.lower, dbl);
+  const auto x = (lo + unit.to(at::kDouble) * (at::tensor(options_.upper, dbl) - lo)).contiguous();
   std::vector<std::vector<double>> points;
-  for (int64_t i = 0; i < unit.size(0); ++i) {
-    std::vector<double> x(D);
-    for (int64_t d = 0; d < D; ++d)
-      x[d] = options_.lower[d] + unit[i][d].item<double>() * (options_.upper[d] - options_.lower[d]);
-    points.push_back(x);
-  }
+  for (int64_t i = 0; i < x.size(0); ++i)
+    points.emplace_back(x[i].data_ptr<double>(), x[i].data_ptr<double>() + x.size(1));
   return points;
 }
 
-std::vector<std::vector<double>> BayesOpt::suggest_with_surrogate(int64_t k, uint64_t key) {
+torch::Tensor BayesOpt::suggest_with_surrogate(int64_t k, uint64_t key) {
   const int64_t N = size(), D = static_cast<int64_t>(options_.lower.size());
   auto dbl = at::TensorOptions().dtype(at::kDouble);
   auto lo = at::tensor(options_.lower, dbl), width = at::tensor(options_.upper, dbl) - lo;
@@ -205,7 +210,8 @@ std::vector<std::vector<double>> BayesOpt::suggest_with_surrogate(int64_t k, uin
       break;
     } catch (const NumericalError&) {
       if (retries == 2) throw;
-      request.train.lr = (request.train.lr > 0 ? request.train.lr : find_method(request.method.substr(0, request.method.find(':'))).default_lr) / 3;
+      const double lr = request.train.lr > 0 ? request.train.lr : find_method(MethodSpec::parse(request.method).name).default_lr;
+      request.train.lr = lr / 3;
     }
   }
   const double fit_seconds = seconds_since(fit_start);
@@ -227,8 +233,8 @@ std::vector<std::vector<double>> BayesOpt::suggest_with_surrogate(int64_t k, uin
     auto f = latent_objective(p, noise_var);
     if (options_.acquisition == "ucb") return upper_confidence_bound(f, options_.beta);
     auto ei = expected_improvement(f, best);
-    // Far from the data EI can underflow to 0 everywhere (or be 0 for a few point masses):
-    // then the optimistic bound orders the candidates.
+    // Far from the data EI can underflow to 0 everywhere: then the optimistic bound orders the
+    // candidates.
     if (ei.max().item<double>() <= 1e-12 * (1 + std::abs(best))) return upper_confidence_bound(f, options_.beta);
     return ei;
   };
@@ -238,18 +244,14 @@ std::vector<std::vector<double>> BayesOpt::suggest_with_surrogate(int64_t k, uin
   auto centres = X.index_select(0, order.narrow(0, 0, std::min<int64_t>(kLocalCentres, N)));
   auto candidates = at::cat({sobol_points(kSobolCandidates, D, key), around(centres, kLocalPerPoint / 2, 0.1, key + 1),
                              around(centres, kLocalPerPoint / 2, 0.01, key + 2)});
-  std::vector<std::vector<double>> chosen;
-  auto to_box = [&](const torch::Tensor& u) {
-    auto x = lo + u * width;
-    return std::vector<double>(x.data_ptr<double>(), x.data_ptr<double>() + D);
-  };
+  std::vector<torch::Tensor> chosen;  // rows of the unit cube
   if (options_.acquisition == "thompson") {
     // Each point maximizes one draw of the objective.
     if (dynamic_cast<const GpPosterior*>(fitted.posterior.get()))  // a joint draw costs M^3: fewer global candidates
       candidates = at::cat({candidates.narrow(0, 0, kSobolCandidates / 4),
                             candidates.narrow(0, kSobolCandidates, candidates.size(0) - kSobolCandidates)});
     auto draws = thompson_draws(fitted, candidates, k, rng_key(key, Stream::Sample, 2), options_.samples);
-    for (int64_t j = 0; j < k; ++j) chosen.push_back(to_box(candidates[draws[j].argmax().item<int64_t>()]));
+    for (int64_t j = 0; j < k; ++j) chosen.push_back(candidates[draws[j].argmax().item<int64_t>()]);
   } else {
     auto s = score(predict(candidates));
     // Refine: a second, finer pass around the best candidates.
@@ -263,19 +265,19 @@ std::vector<std::vector<double>> BayesOpt::suggest_with_surrogate(int64_t k, uin
     for (int64_t j = 0; j < k; ++j) {
       const int64_t i = remaining.argmax().item<int64_t>();
       if (!std::isfinite(remaining[i].item<double>())) break;
-      chosen.push_back(to_box(candidates[i]));
+      chosen.push_back(candidates[i]);
       auto dist = (candidates - candidates[i]).pow(2).sum(1).sqrt();
       remaining.masked_fill_(dist < radius, -std::numeric_limits<double>::infinity());
     }
     while (static_cast<int64_t>(chosen.size()) < k)  // the box ran out of separated candidates
-      chosen.push_back(to_box(at::rand({D}, cpu_generator(rng_key(key, Stream::Sample, 4, chosen.size())), dbl)));
+      chosen.push_back(at::rand({D}, cpu_generator(rng_key(key, Stream::Sample, 4, chosen.size())), dbl));
   }
   last_round_ = {{"phase", "surrogate"},
                  {"fit_seconds", fit_seconds},
                  {"acquisition_seconds", seconds_since(acq_start)},
                  {"noise_std", std::sqrt(noise_var)},
                  {"retries", retries}};
-  return chosen;
+  return at::stack(chosen);
 }
 
 nlohmann::json BayesOpt::state() const {
@@ -284,14 +286,23 @@ nlohmann::json BayesOpt::state() const {
           {"sobol_used", sobol_used_}};
 }
 
+BayesOpt BayesOpt::continuing(BayesOptOptions options, const std::vector<std::vector<double>>& points,
+                              const std::vector<double>& values) {
+  if (points.size() != values.size())
+    throw InvalidArgument(fmt::format("{} points but {} values", points.size(), values.size()));
+  BayesOpt b(std::move(options));
+  for (size_t i = 0; i < points.size(); ++i) b.observe(points[i], values[i]);
+  b.rounds_ = b.sobol_used_ = b.size();
+  return b;
+}
+
 BayesOpt BayesOpt::from_state(const nlohmann::json& state) {
   if (state.value("format", "") != "credence-bayesopt")
     throw IoError("not a credence optimization state (its format field is not credence-bayesopt)");
-  BayesOpt b(BayesOptOptions::from_json(state.at("options")));
   auto points = state.at("points").get<std::vector<std::vector<double>>>();
   auto values = state.at("values").get<std::vector<double>>();
   if (points.size() != values.size()) throw IoError("optimization state: points and values differ in number");
-  for (size_t i = 0; i < points.size(); ++i) b.observe(points[i], values[i]);
+  auto b = continuing(BayesOptOptions::from_json(state.at("options")), points, values);
   b.rounds_ = state.at("rounds");
   b.sobol_used_ = state.at("sobol_used");
   return b;

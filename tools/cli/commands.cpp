@@ -9,6 +9,7 @@
 #include "common.h"
 #include "credence/core/distributed.h"
 #include "credence/core/error.h"
+#include "credence/core/progress.h"
 #include "credence/core/files.h"
 #include "credence/eval/metrics.h"
 #include "credence/model/adapters.h"
@@ -133,7 +134,7 @@ void add_evaluate(CLI::App& app) {
     auto data = load_eval_data(args->data, f);
     auto start = std::chrono::steady_clock::now();
     auto p = f.predict(data, {args->samples}).to(torch::kCPU);
-    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    double seconds = seconds_since(start);
     Row row = {{"method", f.method}};
     for (const auto& [k, v] : standard_metrics(p, data.y, args->bins))
       row[k] = v;

@@ -126,11 +126,17 @@ std::vector<std::string> split_choices(const std::string& text, const std::vecto
   return out;
 }
 
-std::string mean_se_text(const std::vector<double>& v) {
+std::pair<double, double> mean_and_se(const std::vector<double>& v) {
+  const double n = static_cast<double>(v.size());
   double m = 0, sq = 0;
-  for (double x : v) m += x / v.size();
+  for (double x : v) m += x / n;
   for (double x : v) sq += (x - m) * (x - m);
-  return v.size() > 1 ? fmt::format("{:.3g} ({:.2g})", m, std::sqrt(sq / (v.size() - 1) / v.size())) : fmt::format("{:.3g}", m);
+  return {m, v.size() > 1 ? std::sqrt(sq / (n - 1) / n) : 0.0};
+}
+
+std::string mean_se_text(const std::vector<double>& v) {
+  const auto [m, se] = mean_and_se(v);
+  return v.size() > 1 ? fmt::format("{:.3g} ({:.2g})", m, se) : fmt::format("{:.3g}", m);
 }
 
 void add_chain_diagnostics(const FittedModel& fitted, const Predictive& predictive, Row& row) {

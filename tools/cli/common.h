@@ -40,6 +40,8 @@ std::vector<std::string> split_methods(const std::string& text);
 /// "a,b" as a list of choices, each one of `known`; InvalidArgument naming `option` otherwise.
 std::vector<std::string> split_choices(const std::string& text, const std::vector<std::string>& known,
                                        const std::string& option);
+/// Mean and standard error of the mean (0 for one value).
+std::pair<double, double> mean_and_se(const std::vector<double>& values);
 /// "mean (standard error)" of values, 3 significant digits (the mean alone for one value).
 std::string mean_se_text(const std::vector<double>& values);
 

@@ -6,6 +6,7 @@
 
 #include "common.h"
 #include "credence/core/error.h"
+#include "credence/core/progress.h"
 #include "credence/core/spec.h"
 #include "credence/core/runtime.h"
 #include "credence/eval/calibration.h"
@@ -49,10 +50,6 @@ void add_set_metrics(const Predictive& cal, const torch::Tensor& y_cal, const Pr
   row["conformal_set_size"] = conformal.size;
   row["credible_coverage"] = credible.coverage;
   row["credible_set_size"] = credible.size;
-}
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 std::vector<double> to_vector(const torch::Tensor& t) {

@@ -16,7 +16,6 @@
 #include "credence/core/rng.h"
 #include "credence/core/runtime.h"
 #include "credence/core/spec.h"
-#include "credence/sequential/acquisition.h"
 #include "credence/sequential/bayesopt.h"
 #include "credence/sequential/objectives.h"
 
@@ -25,9 +24,7 @@ namespace {
 
 // "LO:HI,LO:HI,..." into the two bound vectors.
 void parse_bounds(const std::string& text, std::vector<double>& lower, std::vector<double>& upper) {
-  std::stringstream in(text);
-  std::string piece;
-  while (std::getline(in, piece, ',')) {
+  for (const auto& piece : split(text, ',')) {
     auto colon = piece.find(':');
     if (colon == std::string::npos)
       throw InvalidArgument(fmt::format("--bounds: '{}' is not LO:HI (e.g. --bounds 0:1,-5:5)", piece));
@@ -62,36 +59,36 @@ double run_command(const std::string& command, const std::vector<double>& x) {
 }
 
 // An observations CSV: a header, then rows of D coordinates and the value last.
-std::pair<std::vector<std::string>, nlohmann::json> read_observations(const std::string& path, size_t dim) {
+struct Observations {
+  std::vector<std::string> names;  ///< of the inputs
+  std::vector<std::vector<double>> points;
+  std::vector<double> values;
+};
+
+Observations read_observations(const std::string& path, size_t dim) {
   check_input_file(path, "observations file");
   std::ifstream in(path);
   std::string header;
   std::getline(in, header);
-  std::vector<std::string> names;
-  std::stringstream h(header);
-  for (std::string name; std::getline(h, name, ',');) names.push_back(name);
-  if (names.size() != dim + 1)
+  Observations o;
+  for (const auto& name : split(header, ',')) o.names.push_back(trim(name));
+  if (o.names.size() != dim + 1)
     throw DataError(fmt::format("observations '{}': the header has {} columns; --bounds gives {} inputs, so it needs "
                                 "{} (the inputs, then the value)",
-                                path, names.size(), dim, dim + 1));
-  nlohmann::json points = nlohmann::json::array(), values = nlohmann::json::array();
-  int line_number = 1;
-  for (std::string line; std::getline(in, line);) {
-    ++line_number;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    std::vector<double> row;
-    std::stringstream cells(line);
-    for (std::string cell; std::getline(cells, cell, ',');)
-      row.push_back(parse_double(cell, fmt::format("observations '{}' line {}", path, line_number)));
-    if (row.size() != dim + 1)
-      throw DataError(fmt::format("observations '{}' line {}: {} values, expected {}", path, line_number, row.size(),
-                                  dim + 1));
-    values.push_back(row.back());
-    row.pop_back();
-    points.push_back(row);
+                                path, o.names.size(), dim, dim + 1));
+  const std::string value_name = o.names.back();
+  o.names.pop_back();
+  bool measured = false;
+  for (std::string line; !measured && std::getline(in, line);) measured = !trim(line).empty();
+  if (!measured) return o;  // nothing measured yet: the design starts
+  // The rows themselves through the csv: loader (its checks and messages), the value as target.
+  auto data = load_data(fmt::format("csv:{}?target={}", path, value_name), {torch::kFloat64}).fit;
+  auto x = data.x.contiguous();
+  for (int64_t i = 0; i < x.size(0); ++i) {
+    o.points.emplace_back(x[i].data_ptr<double>(), x[i].data_ptr<double>() + dim);
+    o.values.push_back(data.y[i].item<double>());
   }
-  names.pop_back();
-  return {names, nlohmann::json{{"points", points}, {"values", values}}};
+  return o;
 }
 
 }  // namespace
@@ -150,7 +147,7 @@ void add_optimize(CLI::App& app) {
     args->common.apply();
     auto& opts = args->bo;
     const auto methods = split_methods(args->methods);
-    const auto acquisitions = split_choices(args->acquisitions, {"ei", "ucb", "thompson", "random"}, "--acquisition");
+    const auto acquisitions = split_choices(args->acquisitions, optimization_acquisitions(), "--acquisition");
     const bool one_run = methods.size() == 1 && acquisitions.size() == 1 && args->seeds == 1;
     opts.method = methods[0];
     opts.acquisition = acquisitions[0];
@@ -166,16 +163,14 @@ void add_optimize(CLI::App& app) {
     }
     if (!args->observations.empty()) {  // ask once: the file is the state
       if (!one_run) throw InvalidArgument("--observations asks one surrogate once: give one --method and --acquisition");
-      auto [names, data] = read_observations(args->observations, opts.lower.size());
-      const int64_t n = data["values"].size();
-      auto bo = BayesOpt::from_state({{"format", "credence-bayesopt"}, {"version", 1}, {"options", BayesOpt(opts).options().to_json()},
-                                      {"points", data["points"]}, {"values", data["values"]}, {"rounds", n},
-                                      {"sobol_used", n}});
+      auto measured = read_observations(args->observations, opts.lower.size());
+      auto bo = BayesOpt::continuing(opts, measured.points, measured.values);
       auto next = bo.suggest(args->batch);
-      std::cout << fmt::format("{}\n", fmt::join(names, ","));
+      std::cout << fmt::format("{}\n", fmt::join(measured.names, ","));
       for (const auto& x : next) std::cout << fmt::format("{:.17g}\n", fmt::join(x, ","));
       if (!args->json.empty())
-        write_json(args->json, {{"suggestions", next}, {"observations", n}, {"round", bo.last_round()}}, args->force);
+        write_json(args->json, {{"suggestions", next}, {"observations", bo.size()}, {"round", bo.last_round()}},
+                   args->force);
       return;
     }
     check_optional_output(args->json, args->force, "--json");
@@ -188,6 +183,7 @@ void add_optimize(CLI::App& app) {
       throw InvalidArgument("--state keeps one run: give one --method and --acquisition, and --seeds 1");
     if (!args->state.empty() && !args->resume) check_output_path(args->state, args->force, "--state");
     const bool verbose = one_run && !args->common.quiet;
+    const std::string source = args->objective.empty() ? args->command : args->objective;
     if (!args->common.quiet) fmt::print("{}\n", runtime_summary());
 
     // One run of the loop to the budget: its evaluations, best-so-far regret (or value) curve.
@@ -267,12 +263,11 @@ void add_optimize(CLI::App& app) {
       }
     if (!args->json.empty())
       write_json(args->json,
-                 {{"objective", args->objective.empty() ? args->command : args->objective},
-                  {"runtime", runtime_summary()}, {"budget", args->budget}, {"runs", runs}},
+                 {{"objective", source}, {"runtime", runtime_summary()}, {"budget", args->budget}, {"runs", runs}},
                  args->force);
     if (!args->report.empty())
       write_curves_report(args->report, "credence optimize",
-                          {{"objective", args->objective.empty() ? args->command : args->objective},
+                          {{"objective", source},
                            {"budget", std::to_string(args->budget)},
                            {"initial design", fmt::format("{} Sobol points", opts.initial)},
                            {"runtime", runtime_summary()}},

@@ -297,12 +297,11 @@ void write_report(const std::string& dir, const ReportData& d) {
 Curve mean_curve(const std::string& label, const std::vector<double>& x, const std::vector<std::vector<double>>& runs) {
   Curve c{label, x, {}, {}};
   for (size_t t = 0; t < x.size(); ++t) {
-    double sum = 0, sq = 0;
-    for (const auto& r : runs) sum += r.at(t);
-    const double n = static_cast<double>(runs.size()), m = sum / n;
-    for (const auto& r : runs) sq += (r[t] - m) * (r[t] - m);
+    std::vector<double> at_t;
+    for (const auto& r : runs) at_t.push_back(r.at(t));
+    const auto [m, se] = mean_and_se(at_t);
     c.mean.push_back(m);
-    c.se.push_back(runs.size() > 1 ? std::sqrt(sq / (n - 1) / n) : 0.0);
+    c.se.push_back(se);
   }
   return c;
 }

@@ -6,6 +6,11 @@
 
 namespace credence {
 
+/// Wall-clock seconds since `start` (steady clock): how long a step took.
+inline double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 /// A check that every progress update on the thread that set it runs first, so a host language
 /// can stop a long fit (Python's Ctrl-C); it stops the work by throwing. Empty: no check.
 void set_interrupt_check(std::function<void()> check);

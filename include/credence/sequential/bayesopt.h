@@ -12,6 +12,9 @@
 
 namespace credence {
 
+/// The acquisitions BayesOpt knows: ei, ucb, thompson, random.
+const std::vector<std::string>& optimization_acquisitions();
+
 struct BayesOptOptions {
   std::vector<double> lower, upper;  ///< the box
   std::string method = "gp";         ///< the surrogate: any regression method spec
@@ -65,6 +68,12 @@ class BayesOpt {
   const nlohmann::json& last_round() const { return last_round_; }
   const BayesOptOptions& options() const { return options_; }
 
+  /// A loop that goes on from `points` and `values` measured elsewhere (e.g. listed in a file):
+  /// its design continues after them and its rounds are keyed by their count, so asking again
+  /// with one more measurement gives new points.
+  static BayesOpt continuing(BayesOptOptions options, const std::vector<std::vector<double>>& points,
+                             const std::vector<double>& values);
+
   nlohmann::json state() const;
   static BayesOpt from_state(const nlohmann::json& state);
   /// Writes state() to `path`; refuses to replace a file unless `overwrite`.
@@ -72,7 +81,9 @@ class BayesOpt {
   static BayesOpt load(const std::string& path);
 
  private:
-  std::vector<std::vector<double>> suggest_with_surrogate(int64_t k, uint64_t key);
+  /// The next k points in the unit cube [k, D].
+  torch::Tensor suggest_with_surrogate(int64_t k, uint64_t key);
+  std::vector<std::vector<double>> to_box(const torch::Tensor& unit) const;
   BayesOptOptions options_;
   std::vector<std::vector<double>> xs_;
   std::vector<double> ys_;
