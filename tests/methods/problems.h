@@ -40,6 +40,16 @@ inline LinearPosterior exact_linear_posterior(const Dataset& raw) {
   return {cov.mv(X1.t().mv(data.y)) / 0.25, cov};
 }
 
+/// `method` fitted quietly in float64 on the 1-D sine of `spec` (e.g. "synthetic:sine?n=40").
+inline FitRequest sine_request(const std::string& method, const std::string& spec) {
+  FitRequest req;
+  req.data = load_data(spec, {torch::kFloat64});
+  req.dtype = torch::kFloat64;
+  req.method = method;
+  req.train.quiet = true;
+  return req;
+}
+
 /// Two-moons classification with a small network, 10 epochs: quick fits of any method.
 inline FitRequest moons_request(const std::string& method) {
   FitRequest req;

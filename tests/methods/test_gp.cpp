@@ -61,11 +61,7 @@ TEST(Gp, EvidenceAndPredictiveMatchTheClosedForm) {
 }
 
 TEST(Gp, KernelFitIsAMaximumOfTheEvidence) {
-  FitRequest req;
-  req.data = load_data("synthetic:sine?n=40&seed=2", {torch::kFloat64});
-  req.dtype = torch::kFloat64;
-  req.method = "gp:kernel=rbf";
-  req.train.quiet = true;
+  auto req = sine_request("gp:kernel=rbf", "synthetic:sine?n=40&seed=2");
   auto fitted = fit(req);
   const auto& post = dynamic_cast<const GpPosterior&>(*fitted.posterior);
   double best = post.log_marginal_likelihood();
@@ -89,11 +85,7 @@ TEST(Gp, KernelFitIsAMaximumOfTheEvidence) {
 }
 
 TEST(Gp, SavesAndLoads) {
-  FitRequest req;
-  req.data = load_data("synthetic:sine?n=30", {torch::kFloat64});
-  req.dtype = torch::kFloat64;
-  req.method = "gp";
-  req.train.quiet = true;
+  auto req = sine_request("gp", "synthetic:sine?n=30");
   auto fitted = fit(req);
   auto path = std::filesystem::temp_directory_path() / "credence_gp_test.crd";
   std::filesystem::remove(path);

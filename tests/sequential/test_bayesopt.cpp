@@ -11,6 +11,7 @@
 #include "credence/posterior/gp.h"
 #include "credence/sequential/bayesopt.h"
 #include "credence/sequential/objectives.h"
+#include "../methods/problems.h"
 
 namespace credence {
 namespace {
@@ -114,11 +115,7 @@ TEST(BayesOpt, RefusesBadInput) {
 }
 
 TEST(BayesOpt, ThompsonDrawsAreDrawsOfThePosterior) {
-  FitRequest req;
-  req.data = load_data("synthetic:sine?n=12&seed=5", {torch::kFloat64});
-  req.dtype = torch::kFloat64;
-  req.method = "gp:kernel=rbf";
-  req.train.quiet = true;
+  auto req = sine_request("gp:kernel=rbf", "synthetic:sine?n=12&seed=5");
   auto gp = fit(req);
   auto x = at::tensor({-2.0, 0.0, 0.3}, at::kDouble).view({3, 1});
   const int n = 20000;
