@@ -40,12 +40,14 @@ int main(int argc, char** argv) {
   std::string methods =
       "map;laplace;laplace:subset=all,hessian=kron;ensemble:members=5;swag;vi;ivon;mcdropout;sgld:samples=10;pacbayes";
   std::string model = "mlp:256,256";
+  std::vector<int64_t> batches = {1, 8, 64};
   app.add_option("--n", n, "Fashion-MNIST training images (latency does not depend on fit quality)");
   app.add_option("--epochs", epochs, "training epochs");
   app.add_option("--reps", reps, "timed predictions per method and batch size");
   app.add_option("--methods", methods, "methods, separated by ';'");
   app.add_option("--model", model, "model spec");
   app.add_option("--threads", threads, "threads");
+  app.add_option("--batches", batches, "batch sizes (the first is compared to the first call)");
   CLI11_PARSE(app, argc, argv);
   bench::start(threads);
 
@@ -54,12 +56,15 @@ int main(int argc, char** argv) {
   req.model = model;
   req.train.epochs = epochs;
   req.train.quiet = true;
-  auto test = load_data("fmnist:test?n=64").fit;
-  const std::vector<int64_t> batches = {1, 8, 64};
+  auto test = load_data(fmt::format("fmnist:test?n={}", *std::max_element(batches.begin(), batches.end()))).fit;
   fmt::print("model {}, fitted on {} images ({} epochs); median of {} predictions after one warm-up call\n\n", model,
              n, epochs, reps);
-  fmt::print("| method | batch 1 (us) | vs MAP | batch 8 (us) | vs MAP | batch 64 (us) | vs MAP | first call, batch 1 (us) |\n");
-  fmt::print("|---|---|---|---|---|---|---|---|\n");
+  std::string header = "| method |", rule = "|---|";
+  for (auto b : batches) {
+    header += fmt::format(" batch {} (us) | vs MAP |", b);
+    rule += "---|---|";
+  }
+  fmt::print("{} first call, batch {} (us) |\n{}---|\n", header, batches.front(), rule);
   std::vector<double> map_times;
   FittedModel map_fit;
   for (const auto& method : split(methods, ';')) {

@@ -67,6 +67,14 @@ std::vector<LayerFactors> layer_factors(const Model& model, const ParamSubset& s
     out.push_back({a, directions.transpose(1, 2)});
     return out;
   }
+  if (const auto* jacobian = theta.dim() == 1 ? model.find<LayerJacobian>() : nullptr) {
+    ForwardTrace trace;
+    std::vector<torch::Tensor> grads;
+    auto f = jacobian->forward_jacobian(x, theta.detach(), directions, trace, grads);
+    for (const auto& l : subset.layers) out.push_back({trace.inputs[l.model_layer], grads[l.model_layer]});
+    if (outputs) *outputs = f;
+    return out;
+  }
   auto th = theta.detach().requires_grad_(true);
   ForwardTrace trace;
   auto f = model.forward(x, th, &trace);

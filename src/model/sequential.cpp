@@ -194,6 +194,7 @@ const Capability* SequentialModel::find_capability(const std::type_info& type) c
   if (type == typeid(DropoutForward)) return static_cast<const DropoutForward*>(this);
   if (type == typeid(GaussianForward)) return static_cast<const GaussianForward*>(this);
   if (type == typeid(HandBackward)) return fully_connected() ? static_cast<const HandBackward*>(this) : nullptr;
+  if (type == typeid(LayerJacobian)) return fully_connected() ? static_cast<const LayerJacobian*>(this) : nullptr;
   return nullptr;
 }
 
@@ -292,6 +293,33 @@ void SequentialModel::backward(ForwardTrace& trace, const torch::Tensor& theta, 
       default: break;  // Flatten only reshapes the input, whose gradient is not needed
     }
   }
+}
+
+torch::Tensor SequentialModel::forward_jacobian(const torch::Tensor& x, const torch::Tensor& theta,
+                                                const torch::Tensor& directions, ForwardTrace& trace,
+                                                std::vector<torch::Tensor>& grads) const {
+  if (!fully_connected() || theta.dim() != 1)
+    throw NotSupported(fmt::format("model '{}' has no hand-written layer Jacobian for this call; use autograd", spec_));
+  at::NoGradGuard no_grad;
+  trace = ForwardTrace();
+  auto f = run(x, theta, layers_.size(), &trace);
+  auto parts = theta.split_with_sizes(layout_.numels());
+  grads.assign(trace.outputs.size(), torch::Tensor());
+  auto g = directions.transpose(1, 2);  // [n, D, O]: each direction's gradient in the outputs
+  auto j = static_cast<int64_t>(trace.outputs.size()) - 1;  // the linear layer g flows into, walking back
+  for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) {
+    switch (it->kind) {
+      case LayerDef::Linear:
+        grads[j] = g.contiguous();
+        if (j > 0) g = g.matmul(parts[it->weight_block].view({it->out, it->in}));
+        --j;
+        break;
+      case LayerDef::ReLU: g = g * (trace.outputs[j] > 0).unsqueeze(1).to(g.scalar_type()); break;
+      case LayerDef::Tanh: g = g * (1 - trace.inputs[j + 1].pow(2)).unsqueeze(1); break;
+      default: break;  // Flatten only reshapes the input
+    }
+  }
+  return f;
 }
 
 torch::Tensor SequentialModel::forward_dropout(const torch::Tensor& x, const torch::Tensor& theta, double p,

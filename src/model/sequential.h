@@ -16,7 +16,8 @@ class SequentialModel : public Model,
                         public LastLayerAccess,
                         public DropoutForward,
                         public GaussianForward,
-                        public HandBackward {
+                        public HandBackward,
+                        public LayerJacobian {
  public:
   SequentialModel(std::string spec, std::vector<int64_t> input_shape, std::vector<LayerDef> layers,
                   torch::Dtype dtype, torch::Device device);
@@ -36,6 +37,8 @@ class SequentialModel : public Model,
                                 ForwardTrace& trace) const override;
   void backward(ForwardTrace& trace, const torch::Tensor& theta, torch::Tensor& grad_out,
                 torch::Tensor& grad) const override;
+  torch::Tensor forward_jacobian(const torch::Tensor& x, const torch::Tensor& theta, const torch::Tensor& directions,
+                                 ForwardTrace& trace, std::vector<torch::Tensor>& grads) const override;
   torch::Tensor features(const torch::Tensor& x, const torch::Tensor& theta) const override;
   LastLayer last_layer() const override;
   torch::Dtype dtype() const override { return dtype_; }

@@ -42,10 +42,14 @@ LaplacePosterior::LaplacePosterior(torch::Tensor theta, ParamSubset subset, Curv
       // Curvature factors are PSD; clamp round-off negatives so logs stay finite.
       auto dtype = theta_.scalar_type();
       eig_a_.push_back(la.clamp_min(0).to(dtype));
-      vec_a_.push_back(qa.to(dtype));
+      vec_a_.push_back(qa.to(dtype).contiguous());
       eig_b_.push_back(lb.clamp_min(0).to(dtype));
-      vec_b_.push_back(qb.to(dtype));
+      vec_b_.push_back(qb.to(dtype).contiguous());
     }
+    // A dense layer's bias block has its weights' output factor: the predictive rotates once.
+    for (size_t i = 0; i < curvature_.kron.size(); ++i)
+      shares_a_.push_back(i > 0 && curvature_.kron[i].in == 1 && curvature_.kron[i - 1].in > 1 &&
+                          at::equal(curvature_.kron[i].A, curvature_.kron[i - 1].A));
   } else if (curvature_.structure == Structure::Full) {
     auto [lh, qh] = at::linalg_eigh(curvature_.full.to(at::kDouble));
     // The curvature is PSD in exact arithmetic; dropping round-off negatives keeps P = s H + D
@@ -97,8 +101,11 @@ void LaplacePosterior::factorize() {
     }
     case Structure::Kron:
       block_d_.clear();
-      for (size_t i = 0; i < curvature_.kron.size(); ++i)
+      block_var_t_.clear();
+      for (size_t i = 0; i < curvature_.kron.size(); ++i) {
         block_d_.push_back(s * at::outer(eig_a_[i], eig_b_[i]) + block_prior(prior_, curvature_.kron[i].offset));
+        block_var_t_.push_back(block_d_.back().reciprocal().t().contiguous());
+      }
       break;
     case Structure::Diag: diag_p_ = s * curvature_.diag + prior_; break;
     case Structure::Full:

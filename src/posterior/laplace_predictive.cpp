@@ -90,15 +90,21 @@ torch::Tensor LaplacePosterior::slice_variance(const Model& model, const torch::
       if (l.bias_block >= 0) s = s + diag_p_.narrow(0, l.offset + l.out * l.in, l.out).reciprocal();
       fvar += weighted_gram(g, s, diag_only);
     } else if (plain) {  // Kron, one position: J's rows are g (x) a, rotated into the blocks' eigenbases
-      auto u = g.matmul(vec_a_[block]);                                               // [n, C, out]
-      auto s = a.matmul(vec_b_[block]).pow(2).matmul(block_d_[block].reciprocal().t());  // [n, out]
-      fvar += weighted_gram(u, s, diag_only);
-      if (l.bias_block >= 0) {
-        auto ub = g.matmul(vec_a_[block + 1]);
-        auto sb = block_d_[block + 1].reciprocal().view({1, l.out}).expand({n, l.out});
-        fvar += weighted_gram(ub, sb, diag_only);
+      auto s = a.matmul(vec_b_[block]).pow(2).matmul(block_var_t_[block]);  // [n, out]
+      const bool bias = l.bias_block >= 0;
+      if (bias && shares_a_[block + 1]) {  // the bias's columns are g's in the same basis
+        s.add_(block_var_t_[block + 1].view({1, l.out}));
+      } else if (bias) {
+        auto sb = block_var_t_[block + 1].view({1, l.out}).expand({n, l.out});
+        fvar += weighted_gram(g.matmul(vec_a_[block + 1]), sb, diag_only);
       }
-      block += l.bias_block >= 0 ? 2 : 1;
+      if (subset_.last_layer && (!bias || shares_a_[block + 1])) {  // g is the identity: u is Q_A itself
+        const auto& q = vec_a_[block];
+        fvar += diag_only ? s.matmul(q.pow(2).t()) : (q * s.unsqueeze(1)).matmul(q.t());
+      } else {
+        fvar += weighted_gram(g.matmul(vec_a_[block]), s, diag_only);
+      }
+      block += bias ? 2 : 1;
     } else if (l.kind == LayerKind::Dense) {
       // Kron with positions: J_c = sum_t g_ct (x) a_t; in the blocks' eigenbases that is
       // R_c = sum_t (g_ct Q_A)^T (a_t Q_B), [out, in] per example. Slices of examples keep R in cache.
@@ -138,15 +144,20 @@ Predictive LaplacePosterior::predict(const Model& model, const Likelihood& likel
   if (predictive_type == LaplacePredictive::NN)
     return Posterior::predict(model, likelihood, x, y_mean, y_std, options);
   const bool probit = likelihood.task() == Task::Classification && link != GlmLink::MC;
-  std::vector<torch::Tensor> outs, mus, vars;
-  for (int64_t start = 0; start < x.size(0); start += options.batch_size) {
-    auto xb = x.narrow(0, start, std::min(options.batch_size, x.size(0) - start));
-    torch::Tensor mu;
-    auto var = function_variance(model, xb, probit || likelihood.task() == Task::Regression, &mu);
-    mus.push_back(mu);
-    vars.push_back(var);
+  const bool diag_only = probit || likelihood.task() == Task::Regression;
+  torch::Tensor mu, var;
+  if (x.size(0) <= options.batch_size) {
+    var = function_variance(model, x, diag_only, &mu);
+  } else {
+    std::vector<torch::Tensor> mus, vars;
+    for (int64_t start = 0; start < x.size(0); start += options.batch_size) {
+      auto xb = x.narrow(0, start, std::min(options.batch_size, x.size(0) - start));
+      vars.push_back(function_variance(model, xb, diag_only, &mu));
+      mus.push_back(mu);
+    }
+    mu = at::cat(mus);
+    var = at::cat(vars);
   }
-  auto mu = at::cat(mus), var = at::cat(vars);
   Predictive p;
   p.task = likelihood.task();
   if (p.task == Task::Regression) {

@@ -6,6 +6,7 @@
 
 #include "credence/credence.h"
 #include "credence/curvature/curvature.h"
+#include "credence/posterior/laplace.h"
 
 namespace credence {
 namespace {
@@ -117,6 +118,71 @@ TEST(Curvature, RefusesAFullMatrixThatDoesNotFit) {
   }
   EXPECT_EQ(ParamSubset::parse("all", *make_model("cnn:lenet", {1, 28, 28}, 10)).layers.size(), 5u);  // 2 conv, 3 linear
   EXPECT_THROW(ParamSubset::parse("bogus", *model), InvalidArgument);
+}
+
+}  // namespace credence
+
+namespace credence {
+namespace {
+
+Case make_relu_case() {
+  Case c;
+  c.data = load_data("synthetic:moons?n=9", {torch::kFloat64}).fit;
+  c.model = make_model("mlp:5,4", {2}, 3, torch::kFloat64);
+  c.lik = Likelihood::parse("categorical", c.data);
+  c.theta = c.model->init_params(5);
+  return c;
+}
+
+}  // namespace
+
+// The hand-written layer Jacobian of a ReLU network equals autograd's, direction by direction.
+TEST(LayerJacobian, EqualsAutogradForEveryDirection) {
+  auto c = make_relu_case();
+  const auto* jacobian = c.model->find<LayerJacobian>();
+  ASSERT_NE(jacobian, nullptr);
+  auto dirs = at::randn({c.data.size(), 3, 4}, at::kDouble);
+  ForwardTrace trace, ref;
+  std::vector<torch::Tensor> grads;
+  auto f = jacobian->forward_jacobian(c.data.x, c.theta, dirs, trace, grads);
+  auto th = c.theta.clone().requires_grad_(true);
+  auto f_ref = c.model->forward(c.data.x, th, &ref);
+  EXPECT_TRUE(at::allclose(f, f_ref.detach(), 1e-12, 1e-12));
+  ASSERT_EQ(grads.size(), ref.outputs.size());
+  for (int64_t d = 0; d < dirs.size(2); ++d) {
+    auto g = torch::autograd::grad({f_ref}, ref.outputs, {dirs.select(2, d)}, /*retain_graph=*/true);
+    for (size_t j = 0; j < grads.size(); ++j)
+      EXPECT_TRUE(at::allclose(grads[j].select(1, d), g[j], 1e-12, 1e-12)) << "layer " << j << ", direction " << d;
+  }
+}
+
+// The GLM variance of every weight and of the last layer alone, in each structure, equals
+// J Sigma J^T with Sigma the dense inverse precision and J autograd's Jacobian.
+TEST(LayerJacobian, GlmVarianceOfAReluNetworkEqualsItsDenseCovariance) {
+  auto c = make_relu_case();
+  auto x = at::randn({3, 2}, at::kDouble);
+  for (const std::string subset : {"all", "last_layer"}) {
+    for (auto structure : {Structure::Kron, Structure::Diag, Structure::Full}) {
+      SCOPED_TRACE(subset + " " + std::to_string(static_cast<int>(structure)));
+      auto s = ParamSubset::parse(subset, *c.model);
+      auto curv = compute_curvature(*c.model, c.lik, s, c.theta, c.data, structure, CurvatureKind::GGN, 4);
+      const double delta = 0.6;
+      LaplacePosterior post(c.theta, s, curv, at::full({1}, delta, at::kDouble), 1.0, 1.0);
+      auto fvar = post.function_variance(*c.model, x, false);
+      EXPECT_TRUE(at::allclose(post.function_variance(*c.model, x, true), fvar.diagonal(0, 1, 2), 1e-10, 1e-12));
+      auto H = curv.dense();
+      auto cov = at::inverse(H + delta * at::eye(H.size(0), at::kDouble));
+      for (int64_t i = 0; i < x.size(0); ++i) {
+        auto th = c.theta.clone().requires_grad_(true);
+        auto f = c.model->forward(x.narrow(0, i, 1), th).squeeze(0);
+        std::vector<torch::Tensor> rows;
+        for (int64_t k = 0; k < f.size(0); ++k)
+          rows.push_back(s.gather(torch::autograd::grad({f[k]}, {th}, {}, /*retain_graph=*/true)[0]));
+        auto J = at::stack(rows);
+        EXPECT_TRUE(at::allclose(fvar[i], J.mm(cov).mm(J.t()), 1e-8, 1e-10)) << "example " << i;
+      }
+    }
+  }
 }
 
 }  // namespace credence

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <thread>
 
 #include "credence/credence.h"
 #include "credence/posterior/laplace.h"
@@ -106,6 +107,37 @@ TEST(PosteriorDraws, RepeatedPredictionsReuseTheDrawsAndMatchFreshOnes) {
   auto before = f.predict(test, {16, 5});
   laplace->set_hyper(at::full({1}, 1e-3, at::kDouble), laplace->sigma());
   EXPECT_FALSE(at::equal(f.predict(test, {16, 5}).probs, before.probs));
+}
+
+// One fitted model serves several threads: predictions made at once (the first of them drawing
+// the weights and laying them out) equal those of a copy used by one thread.
+TEST(PosteriorDraws, ThreadsSharingOneFittedModelGetTheSequentialPredictions) {
+  FitRequest req;
+  req.data = load_data("synthetic:moons?n=200", {torch::kFloat64});
+  req.model = "mlp:8";
+  req.dtype = torch::kFloat64;
+  req.train.epochs = 3;
+  req.train.quiet = true;
+  auto test = load_data("synthetic:moons?n=40&part=test", {torch::kFloat64}).fit;
+  for (const std::string method : {"vi", "swag:collect=2,rank=0", "mcdropout", "ensemble:members=3",
+                                   "laplace:subset=all,hessian=kron", "laplace:predictive=nn"}) {
+    SCOPED_TRACE(method);
+    req.method = method;
+    auto file = (std::filesystem::temp_directory_path() / ("threads_" + std::to_string(getpid()) + ".crd")).string();
+    fit(req).save(file, true);
+    const auto shared = FittedModel::load(file), alone = FittedModel::load(file);
+    std::filesystem::remove(file);
+    std::vector<std::vector<torch::Tensor>> got(4);
+    std::vector<std::thread> threads;
+    for (size_t t = 0; t < got.size(); ++t)
+      threads.emplace_back([&, t] {
+        for (int r = 0; r < 3; ++r) got[t].push_back(shared.predict(test, {16, 5}).probs);
+      });
+    for (auto& th : threads) th.join();
+    auto expected = alone.predict(test, {16, 5}).probs;
+    for (const auto& per_thread : got)
+      for (const auto& probs : per_thread) EXPECT_TRUE(at::equal(probs, expected));
+  }
 }
 
 }  // namespace

@@ -133,6 +133,21 @@ class BlockForward : public Capability {
                                        ForwardTrace* trace) const = 0;
 };
 
+/// The outputs' gradients in every layer's pre-activation for several output directions at
+/// once, by hand: what the Laplace curvature and its GLM predictive need, without one autograd
+/// pass per direction (most of their cost on small batches).
+class LayerJacobian : public Capability {
+ public:
+  static constexpr const char* kName = "a hand-written layer Jacobian";
+  static constexpr const char* kHint = "fully connected models built from credence's own layers (mlp) have it";
+  /// forward(x, theta [P], &trace) without autograd; then, for directions [n, O, D], the gradient
+  /// of each direction's product with the outputs with respect to each traced pre-activation:
+  /// grads[j] [n, D, out_j] for trace.outputs[j]. Returns the outputs [n, O].
+  virtual torch::Tensor forward_jacobian(const torch::Tensor& x, const torch::Tensor& theta,
+                                         const torch::Tensor& directions, ForwardTrace& trace,
+                                         std::vector<torch::Tensor>& grads) const = 0;
+};
+
 /// A self-description from which the model can be rebuilt: a network defined in code (no --model
 /// spec rebuilds it) still round-trips through a posterior file. JSON text, see network.h.
 class Architecture : public Capability {

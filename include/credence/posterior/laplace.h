@@ -67,6 +67,8 @@ class LaplacePosterior : public Posterior {
   double sigma_, temperature_;
   // Factorization at the current hyper-parameters.
   std::vector<torch::Tensor> eig_a_, vec_a_, eig_b_, vec_b_, block_d_;  ///< Kron: per block
+  std::vector<torch::Tensor> block_var_t_;  ///< Kron: 1 / block_d_, transposed [in, out] (the predictive's)
+  std::vector<bool> shares_a_;              ///< Kron: block i has block i - 1's output factor
   torch::Tensor diag_p_;            ///< Diag: posterior precision [K]
   torch::Tensor chol_, cov_;        ///< Full: Cholesky factor of P, and P^{-1}
   torch::Tensor eig_h_, vec_h_;     ///< Full: eigendecomposition of the curvature (cheap marglik)
