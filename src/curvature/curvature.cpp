@@ -186,6 +186,38 @@ std::vector<LayerFactors> curvature_factors(const Model& model, const Likelihood
                            : layer_factors(model, subset, theta, x, dirs);
 }
 
+namespace {
+// The exact curvature of one whole dense layer (no positions) from D > 1 output directions per
+// example, without per-example Jacobian rows: its (o, o') block is sum_n Lambda_n[o, o'] a_n a_n^T
+// with Lambda_n = g_n^T g_n [out, out] and a_n the input with a trailing 1 for the bias. That is
+// `out` products of [in + 1, m] x [m, (out - o) (in + 1)] where the rows take m D K^2 multiplies.
+// Adds into `sums` [out, out, in + 1, in + 1] (blocks o <= o' only).
+void add_weighted_grams(torch::Tensor& sums, const torch::Tensor& a, const torch::Tensor& g) {
+  const int64_t m = a.size(0), out = g.size(2), in1 = sums.size(2);
+  auto ab = in1 > a.size(1) ? at::cat({a, at::ones({m, 1}, a.options())}, 1) : a;
+  auto lambda = g.transpose(1, 2).bmm(g);  // [m, out, out]
+  for (int64_t o = 0; o < out; ++o) {
+    auto w = lambda.select(1, o).narrow(1, o, out - o);                   // [m, out - o]
+    auto x = (w.unsqueeze(2) * ab.unsqueeze(1)).reshape({m, -1});          // [m, (out - o) (in + 1)]
+    sums.select(0, o).narrow(0, o, out - o).add_(ab.t().mm(x).view({in1, out - o, in1}).transpose(0, 1));
+  }
+}
+
+// The blocks of add_weighted_grams in the subset's order (weights row-major, then biases).
+void place_weighted_grams(torch::Tensor& full, torch::Tensor sums, const SubsetLayer& l) {
+  const int64_t out = l.out, in = l.in, nw = out * in;
+  for (int64_t o = 0; o < out; ++o)  // mirror the upper blocks
+    for (int64_t p = o + 1; p < out; ++p) sums[p][o].copy_(sums[o][p].t());
+  auto H = full.narrow(0, l.offset, l.size()).narrow(1, l.offset, l.size());
+  H.narrow(0, 0, nw).narrow(1, 0, nw).add_(sums.narrow(2, 0, in).narrow(3, 0, in).permute({0, 2, 1, 3}).reshape({nw, nw}));
+  if (l.bias_block < 0) return;
+  auto wb = sums.narrow(2, 0, in).select(3, in).permute({0, 2, 1}).reshape({nw, out});  // [(o, i), o']
+  H.narrow(0, 0, nw).narrow(1, nw, out).add_(wb);
+  H.narrow(0, nw, out).narrow(1, 0, nw).add_(wb.t());
+  H.narrow(0, nw, out).narrow(1, nw, out).add_(sums.select(2, in).select(2, in));
+}
+}  // namespace
+
 Curvature compute_curvature(const Model& model, const Likelihood& likelihood, const ParamSubset& subset,
                             const torch::Tensor& theta, const Dataset& data, Structure structure,
                             CurvatureKind kind, int64_t batch_size, uint64_t seed, const Communicator* comm,
@@ -228,6 +260,9 @@ Curvature compute_curvature(const Model& model, const Likelihood& likelihood, co
       const int64_t nb = l.kind != LayerKind::Dense && l.bias_block >= 0 ? l.out : 0;
       Ab[i] = at::zeros({nb, nb}, opts);
     }
+  const auto& first = subset.layers.front();
+  const bool gram_sums = structure == Structure::Full && L == 1 && first.kind == LayerKind::Dense && !first.partial();
+  torch::Tensor sums;  // gram_sums: [out, out, in + 1, in + 1]
   // Long dense passes show progress on a terminal (the display stays silent elsewhere).
   const bool long_pass = structure == Structure::Full && double(K) * K * theta.element_size() > 2.5e8;
   Progress progress("curvature", (data.size() + batch_size - 1) / batch_size, /*quiet=*/!long_pass);
@@ -270,15 +305,20 @@ Curvature compute_curvature(const Model& model, const Likelihood& likelihood, co
         auto g2 = g.pow(2).sum(1);  // [m, out]
         c.diag.narrow(0, l.offset, l.out * l.in).add_(g2.t().mm(a.pow(2)).reshape({-1}));
         if (l.bias_block >= 0) c.diag.narrow(0, l.offset + l.out * l.in, l.out).add_(g2.sum(0));
+      } else if (gram_sums && !shared && g.size(1) > 1) {
+        const int64_t in1 = l.in + (l.bias_block >= 0 ? 1 : 0);
+        if (!sums.defined()) sums = at::zeros({l.out, l.out, in1, in1}, opts);
+        add_weighted_grams(sums, a, g);
       } else {
         rows.push_back(l.jacobian_columns(a, g).reshape({-1, l.size()}));
       }
     }
-    if (structure == Structure::Full) {
+    if (structure == Structure::Full && !rows.empty()) {
       auto G = at::cat(rows, 1);
       c.full.addmm_(G.t(), G);
     }
   }
+  if (sums.defined()) place_weighted_grams(c.full, sums, first);
   if (ranks > 1) {
     auto stats = at::tensor({c.nll, c.sum_sq_residual}, at::kDouble);
     std::vector<torch::Tensor> sums = {c.full, c.diag, stats, count};

@@ -186,3 +186,33 @@ TEST(LayerJacobian, GlmVarianceOfAReluNetworkEqualsItsDenseCovariance) {
 }
 
 }  // namespace credence
+
+namespace credence {
+
+// One whole dense layer's full curvature is summed from output-Hessian-weighted Gram blocks of its
+// inputs instead of Jacobian rows: it must still equal sum_n J_n^T Lambda_n J_n, bias included.
+TEST(Curvature, OneLayerFullGgnFromGramBlocksEqualsBruteForce) {
+  auto data = load_data("synthetic:moons?n=13", {torch::kFloat64}).fit;
+  for (const std::string spec : {"mlp:5,4", "mlp:"}) {
+    SCOPED_TRACE(spec);
+    auto model = make_model(spec, {2}, 3, torch::kFloat64);
+    auto lik = Likelihood::parse("categorical", data);
+    auto theta = model->init_params(2);
+    auto subset = ParamSubset::parse(spec == "mlp:" ? "all" : "last_layer", *model);
+    auto ggn = at::zeros({subset.size, subset.size}, at::kDouble);
+    for (int64_t i = 0; i < data.size(); ++i) {
+      auto th = theta.clone().requires_grad_(true);
+      auto f = model->forward(data.x.narrow(0, i, 1), th).squeeze(0);
+      std::vector<torch::Tensor> rows;
+      for (int64_t k = 0; k < f.size(0); ++k)
+        rows.push_back(torch::autograd::grad({f[k]}, {th}, {}, /*retain_graph=*/true)[0].index_select(0, subset.index));
+      auto J = at::stack(rows);
+      auto p = at::softmax(f.detach(), 0);
+      ggn += J.t().mm(at::diag(p) - at::outer(p, p)).mm(J);
+    }
+    auto full = compute_curvature(*model, lik, subset, theta, data, Structure::Full, CurvatureKind::GGN, 5);
+    EXPECT_TRUE(at::allclose(full.full, ggn, 1e-10, 1e-12));
+  }
+}
+
+}  // namespace credence
