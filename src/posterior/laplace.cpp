@@ -70,6 +70,19 @@ torch::Tensor LaplacePosterior::block_prior(const torch::Tensor& prior, int64_t 
   return prior.numel() == 1 ? prior.reshape({}) : prior[offset];
 }
 
+torch::Tensor LaplacePosterior::layer_blocks(const torch::Tensor& m) const {
+  if (subset_.layers.size() != 1) return {};
+  const auto& l = subset_.layers.front();
+  if (l.kind != LayerKind::Dense || l.partial()) return {};
+  // Entry (o, i) of the layer is weight o * in + i for i < in, and bias out * in + o for i = in.
+  const int64_t in1 = l.in + (l.bias_block >= 0 ? 1 : 0);
+  auto opts = at::TensorOptions().dtype(at::kLong).device(m.device());
+  auto idx = (at::arange(l.out, opts).unsqueeze(1) * l.in + at::arange(in1, opts).unsqueeze(0));
+  if (in1 > l.in) idx.select(1, l.in).copy_(l.out * l.in + at::arange(l.out, opts));
+  idx = idx.reshape({-1}) + l.offset;
+  return m.index_select(0, idx).index_select(1, idx).view({l.out, in1, l.out, in1}).permute({0, 2, 1, 3}).contiguous();
+}
+
 void LaplacePosterior::set_hyper(const torch::Tensor& prior_precision, double sigma) {
   forget_draws();
   auto p = prior_precision.to(theta_.options());
@@ -111,6 +124,7 @@ void LaplacePosterior::factorize() {
     case Structure::Full:
       chol_ = check_cholesky(s * full_psd_ + at::diag(prior_.to(at::kDouble)));  // float64
       cov_ = at::cholesky_inverse(chol_).to(theta_.scalar_type());
+      cov_blocks_ = layer_blocks(cov_);
       break;
   }
 }

@@ -54,6 +54,28 @@ torch::Tensor LaplacePosterior::slice_variance(const Model& model, const torch::
       *bytes += static_cast<double>((f.a.defined() ? f.a.numel() : 0) + f.g.numel()) * f.g.element_size();
   at::NoGradGuard no_grad;
   auto fvar = diag_only ? at::zeros({n, C}, x.options()) : at::zeros({n, C, C}, x.options());
+  if (curvature_.structure == Structure::Full && cov_blocks_.defined()) {
+    // One dense layer: J_n's row c is sum_o g_nco (e_o (x) a_n), with a_n's trailing 1 for the bias,
+    // so J Sigma J^T = g Q g^T with Q_n[o, o'] = a_n^T Sigma_oo' a_n; the last layer's g is I.
+    const auto& a = factors.front().a;
+    const auto& g = factors.front().g;
+    const int64_t out = cov_blocks_.size(0), in1 = cov_blocks_.size(2);
+    auto ab = in1 > a.size(1) ? at::cat({a, at::ones({n, 1}, a.options())}, 1) : a;
+    if (subset_.last_layer && diag_only) {
+      auto blocks = cov_blocks_.diagonal(0, 0, 1).permute({2, 0, 1}).reshape({out * in1, in1});  // [(o, i), j]
+      return (ab.matmul(blocks.t()).view({n, out, in1}) * ab.unsqueeze(1)).sum(-1);
+    }
+    auto Q = at::empty({n, out, out}, a.options());
+    const int64_t per = std::max<int64_t>(1, static_cast<int64_t>(16e6 / double(out * out * in1)));
+    for (int64_t s0 = 0; s0 < n; s0 += per) {  // slices of rows bound the [rows, out, out, in + 1] product
+      auto part = ab.narrow(0, s0, std::min(per, n - s0));
+      auto T = part.matmul(cov_blocks_.view({-1, in1}).t()).view({part.size(0), out, out, in1});
+      Q.narrow(0, s0, part.size(0)).copy_((T * part.view({-1, 1, 1, in1})).sum(-1));
+    }
+    if (subset_.last_layer) return diag_only ? Q.diagonal(0, 1, 2) : Q;
+    auto gQg = g.matmul(Q).matmul(g.transpose(1, 2));
+    return diag_only ? gQg.diagonal(0, 1, 2) : gQg;
+  }
   if (curvature_.structure == Structure::Full) {
     std::vector<torch::Tensor> cols;  // J [n, C, K] in subset order, from factored a (x) g
     for (size_t i = 0; i < factors.size(); ++i) cols.push_back(subset_.layers[i].jacobian_columns(factors[i].a, factors[i].g));

@@ -156,12 +156,12 @@ TEST(LayerJacobian, EqualsAutogradForEveryDirection) {
   }
 }
 
-// The GLM variance of every weight and of the last layer alone, in each structure, equals
-// J Sigma J^T with Sigma the dense inverse precision and J autograd's Jacobian.
+// The GLM variance of every weight, of the last layer alone and of a hidden layer alone, in each
+// structure, equals J Sigma J^T with Sigma the dense inverse precision and J autograd's Jacobian.
 TEST(LayerJacobian, GlmVarianceOfAReluNetworkEqualsItsDenseCovariance) {
   auto c = make_relu_case();
   auto x = at::randn({3, 2}, at::kDouble);
-  for (const std::string subset : {"all", "last_layer"}) {
+  for (const std::string subset : {"all", "last_layer", "names:layer1"}) {
     for (auto structure : {Structure::Kron, Structure::Diag, Structure::Full}) {
       SCOPED_TRACE(subset + " " + std::to_string(static_cast<int>(structure)));
       auto s = ParamSubset::parse(subset, *c.model);
@@ -193,12 +193,13 @@ namespace credence {
 // inputs instead of Jacobian rows: it must still equal sum_n J_n^T Lambda_n J_n, bias included.
 TEST(Curvature, OneLayerFullGgnFromGramBlocksEqualsBruteForce) {
   auto data = load_data("synthetic:moons?n=13", {torch::kFloat64}).fit;
-  for (const std::string spec : {"mlp:5,4", "mlp:"}) {
-    SCOPED_TRACE(spec);
+  for (const auto& [spec, layer] : std::vector<std::pair<std::string, std::string>>{
+           {"mlp:5,4", "last_layer"}, {"mlp:5,4", "names:layer1"}, {"mlp:", "all"}}) {
+    SCOPED_TRACE(spec + " " + layer);
     auto model = make_model(spec, {2}, 3, torch::kFloat64);
     auto lik = Likelihood::parse("categorical", data);
     auto theta = model->init_params(2);
-    auto subset = ParamSubset::parse(spec == "mlp:" ? "all" : "last_layer", *model);
+    auto subset = ParamSubset::parse(layer, *model);
     auto ggn = at::zeros({subset.size, subset.size}, at::kDouble);
     for (int64_t i = 0; i < data.size(); ++i) {
       auto th = theta.clone().requires_grad_(true);

@@ -71,6 +71,10 @@ class LaplacePosterior : public Posterior {
   std::vector<bool> shares_a_;              ///< Kron: block i has block i - 1's output factor
   torch::Tensor diag_p_;            ///< Diag: posterior precision [K]
   torch::Tensor chol_, cov_;        ///< Full: Cholesky factor of P, and P^{-1}
+  /// Full over one whole dense layer: P^{-1} as [out, out, in + 1, in + 1] blocks (the last entry
+  /// of in + 1 is the bias), so J P^{-1} J^T needs no per-example Jacobian rows.
+  torch::Tensor cov_blocks_;
+  torch::Tensor layer_blocks(const torch::Tensor& m) const;
   torch::Tensor eig_h_, vec_h_;     ///< Full: eigendecomposition of the curvature (cheap marglik)
   torch::Tensor full_psd_;          ///< Full: the curvature with round-off negative eigenvalues dropped (float64)
   /// LowRank: P = D^{1/2} (I + W W^T) D^{1/2} with D the prior and W = D^{-1/2} U (s Lambda)^{1/2};
