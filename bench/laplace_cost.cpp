@@ -96,6 +96,11 @@ int main(int argc, char** argv) {
     r.predict = seconds_since(start);
     r.metrics = standard_metrics(p, test.y);
     print_row(r);
+    const auto report = f.info.value("report", nlohmann::json::object());
+    std::string parts;
+    for (const std::string key : {"curvature_seconds", "marglik_seconds", "prior_precision"})
+      if (report.contains(key)) parts += fmt::format("  {} {:.3g}", key, report.at(key).get<double>());
+    if (!parts.empty()) fmt::print("   {}\n", parts);
     rows[method] = r;
     if (method == "laplace:subset=all,hessian=kron" && !only_kfac_mc) {
       // The full C x C function covariance of the all-weights KFAC GLM predictive on the test set.

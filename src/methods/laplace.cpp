@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "credence/core/error.h"
+#include "credence/core/progress.h"
 #include "credence/core/spec.h"
 #include "credence/eval/metrics.h"
 #include "credence/posterior/laplace.h"
@@ -60,6 +61,7 @@ class LaplaceMethod : public Method {
                                                             : ParamSubset::parse(subset_spec, model);
     int64_t rank = 0;
     auto structure = parse_structure(options_.get_string("hessian"), &rank);
+    auto start = std::chrono::steady_clock::now();
     auto kind = parse_curvature_kind(options_.get_string("curvature"));
     auto curvature = structure == Structure::LowRank
                          ? compute_lowrank_curvature(model, likelihood_, subset, theta, problem.train, kind, rank,
@@ -75,6 +77,9 @@ class LaplaceMethod : public Method {
       throw InvalidArgument("laplace: prior=val needs a validation part; add holdout=val:0.1 to --data");
     posterior_ = std::make_shared<LaplacePosterior>(theta, subset, std::move(curvature), prior_precision,
                                                     likelihood_.sigma, options_.get_double("temperature"));
+    report_["map_seconds"] = problem.map->info.value("fit_seconds", 0.0);
+    report_["curvature_seconds"] = seconds_since(start);  // the curvature and its factorization
+    start = std::chrono::steady_clock::now();
     if (prior.rfind("marglik", 0) == 0) {
       const bool tune_sigma = likelihood_.kind == LikelihoodKind::Gaussian && likelihood_.learn_sigma;
       optimize_marglik(*posterior_, prior == "marglik:layerwise", tune_sigma);
@@ -84,7 +89,13 @@ class LaplaceMethod : public Method {
         options_.get_string("predictive") == "glm" ? LaplacePredictive::GLM : LaplacePredictive::NN;
     posterior_->link = parse_glm_link(options_.get_string("link"));
     if (prior == "val") tune_on_validation(problem);
+    if (prior == "val" || prior.rfind("marglik", 0) == 0)
+      report_[prior == "val" ? "val_seconds" : "marglik_seconds"] = seconds_since(start);
+    // The prior precision as one number: the mean over layers for a per-layer prior.
+    report_["prior_precision"] = posterior_->prior_precision().mean().item<double>();
+    if (likelihood_.kind == LikelihoodKind::Gaussian) report_["sigma"] = posterior_->sigma();
   }
+  nlohmann::json report() const override { return report_; }
 
   std::shared_ptr<Posterior> finalize() override { return posterior_; }
 
@@ -124,6 +135,7 @@ class LaplaceMethod : public Method {
   Options options_;
   Likelihood likelihood_;
   std::shared_ptr<LaplacePosterior> posterior_;
+  nlohmann::json report_ = nlohmann::json::object();
 };
 
 }  // namespace

@@ -150,6 +150,32 @@ TEST_F(Cli, CompareWritesJsonResults) {
   EXPECT_EQ(j["data"], "synthetic:moons");
 }
 
+// Laplace's rows give the parts of its fit time and the prior precision and noise it tuned.
+TEST_F(Cli, CompareRowsGiveLaplaceFitPartsAndTunedHyperparameters) {
+  auto json = path("parts.json");
+  auto r = run("compare -q --data 'synthetic:sine?n=100' --test 'synthetic:sine?part=test&n=50' --model mlp:8 "
+               "--methods 'map;laplace;laplace:prior=fixed' --epochs 20 --prior-precision 2 --json '" + json + "'");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const auto rows = read_json(json)["results"];
+  ASSERT_EQ(rows.size(), 3u);
+  const auto& tuned = rows[1]["method"] == "laplace" ? rows[1] : rows[0]["method"] == "laplace" ? rows[0] : rows[2];
+  ASSERT_EQ(tuned["method"], "laplace");
+  for (const char* key : {"map_seconds", "curvature_seconds", "marglik_seconds", "prior_precision", "sigma"}) {
+    ASSERT_TRUE(tuned.contains(key) && tuned[key].is_number()) << key << " in " << tuned.dump();
+    EXPECT_GT(tuned[key].get<double>(), 0.0) << key;
+  }
+  EXPECT_LE(tuned["map_seconds"].get<double>() + tuned["curvature_seconds"].get<double>() +
+                tuned["marglik_seconds"].get<double>(),
+            tuned["fit_seconds"].get<double>() + 1e-6);
+  for (const auto& row : rows) {
+    if (row["method"] == "laplace:prior=fixed") {
+      EXPECT_FALSE(row.contains("marglik_seconds")) << row.dump();
+      EXPECT_NEAR(row["prior_precision"].get<double>(), 2.0, 1e-6);  // the given prior, untouched
+    }
+    if (row["method"] == "map") EXPECT_FALSE(row.contains("curvature_seconds"));
+  }
+}
+
 TEST_F(Cli, CompareReportsConformalAndCredibleSets) {
   // 300 of the 1000 training points are held out for calibration, never fitted on.
   auto json = path("conformal.json");

@@ -139,6 +139,7 @@ void add_evaluate(CLI::App& app) {
     for (const auto& [k, v] : standard_metrics(p, data.y, args->bins))
       row[k] = v;
     add_chain_diagnostics(f, p, row);
+    add_fit_facts(f, row);
     row["fit_seconds"] = f.info.value("fit_seconds", 0.0);
     row["predict_seconds"] = seconds;
     print_table({row});

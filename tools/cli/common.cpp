@@ -145,6 +145,16 @@ void add_chain_diagnostics(const FittedModel& fitted, const Predictive& predicti
   for (const auto& w : warnings) fmt::print(stderr, "warning: {}: {}\n", fitted.method, w);
 }
 
+void add_fit_facts(const FittedModel& fitted, Row& row) {
+  // The parts of a fit's time and the hyper-parameters it tuned, where its method reports them.
+  static const std::vector<std::string> facts = {"map_seconds",   "curvature_seconds", "marglik_seconds",
+                                                 "val_seconds",   "prior_precision",   "sigma"};
+  auto report = fitted.info.find("report");
+  if (report == fitted.info.end() || !report->is_object()) return;
+  for (const auto& key : facts)
+    if (report->contains(key) && report->at(key).is_number()) row[key] = report->at(key);
+}
+
 namespace {
 
 // Table columns by what a reader looks for first: the main metrics, then sets and OOD scores in
@@ -157,6 +167,7 @@ int column_priority(const std::string& key) {
   auto it = std::find(order.begin(), order.end(), key);
   if (it != order.end()) return static_cast<int>(it - order.begin());
   if (key == "fit_seconds" || key == "predict_seconds") return 2000 + (key == "predict_seconds");
+  if (key.size() > 8 && key.compare(key.size() - 8, 8, "_seconds") == 0) return 1999;  // a fit's parts
   return 1000;
 }
 

@@ -250,6 +250,7 @@ void add_compare(CLI::App& app) {
       auto p = predict_all(fitted, eval, args->samples);
       Row row = {{"method", method}};
       add_chain_diagnostics(fitted, p.test, row);
+      add_fit_facts(fitted, row);
       double fit_seconds = fitted.info.value("fit_seconds", 0.0);
       if (info->starts_from_map(options)) fit_seconds += map->info.value("fit_seconds", 0.0);
       if (method == "map") map_predictions = p;
