@@ -184,6 +184,28 @@ std::shared_ptr<Model> make_subspace(const FitRequest& given, const FittedModel&
                               description);
 }
 
+namespace {
+// A method that refines a MAP fit should not predict worse than that MAP. Where a validation part
+// shows that it does, the fit says so (stderr and info["warnings"]) instead of passing silently.
+void compare_with_map_on_validation(FittedModel& fitted, const FittedModel& map, const Dataset& val, bool print) {
+  auto nll = [&](const FittedModel& f) {
+    auto p = f.predict(val).to(torch::kCPU);
+    return val.task == Task::Classification ? classification_nll(p, val.y) : regression_nll(p, val.y);
+  };
+  const double own = nll(fitted), base = nll(map);
+  fitted.info["val_nll"] = own;
+  fitted.info["map_val_nll"] = base;
+  if (!(own > base * (1 + 1e-3))) return;  // a tenth of a percent is within the noise of a sampled predictive
+  const bool laplace = fitted.method.rfind("laplace", 0) == 0;
+  auto warning = fmt::format("{} ends worse than the MAP it starts from on the validation part (NLL {:.4f} vs {:.4f}); "
+                             "prefer the MAP{}",
+                             fitted.method, own, base,
+                             laplace ? ", or tune the prior on the validation part (laplace:prior=val)" : "");
+  fitted.info["warnings"].push_back(warning);
+  if (print) fmt::print(stderr, "warning: {}\n", warning);
+}
+}  // namespace
+
 FittedModel fit(const FitRequest& given) {
   given.train.validate();
   auto [method_text, subspace_kind, subspace_k] = split_subspace(given.method);
@@ -306,6 +328,8 @@ FittedModel fit(const FitRequest& given) {
   }
   auto report = method->report();
   if (!report.empty()) result.info["report"] = report;
+  if (info->starts_from_map(options) && map && request.data.val)
+    compare_with_map_on_validation(result, *map, *request.data.val, /*print=*/comm.is_root());
   return result;
 }
 

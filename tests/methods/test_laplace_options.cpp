@@ -142,6 +142,28 @@ TEST(LaplacePrior, ValidationGridNeedsAValidationPart) {
   EXPECT_THROW(fit(req), InvalidArgument);
 }
 
+// A fit that starts from MAP and predicts worse on the validation part says so; one that does not,
+// does not.
+TEST(LaplacePrior, EndingWorseThanTheMapOnValidationIsReported) {
+  FitRequest req;
+  req.data = load_data("synthetic:moons?n=200&holdout=val:0.25");
+  req.model = "mlp:8";
+  req.train.epochs = 30;
+  req.train.quiet = true;
+  req.method = "map";
+  auto map = fit(req);
+  req.map = &map;
+  req.method = "laplace:prior=fixed:1e-6";  // a vague prior: near-uniform predictions
+  auto vague = fit(req);
+  EXPECT_GT(vague.info.at("val_nll").get<double>(), vague.info.at("map_val_nll").get<double>());
+  ASSERT_TRUE(vague.info.contains("warnings"));
+  EXPECT_NE(vague.info["warnings"][0].get<std::string>().find("ends worse than the MAP"), std::string::npos);
+  req.method = "laplace:prior=fixed:1e8";  // the posterior is the MAP point
+  auto tight = fit(req);
+  EXPECT_NEAR(tight.info.at("val_nll").get<double>(), tight.info.at("map_val_nll").get<double>(), 1e-4);
+  EXPECT_FALSE(tight.info.contains("warnings"));
+}
+
 }  // namespace credence
 
 namespace credence {
