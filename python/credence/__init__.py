@@ -16,7 +16,8 @@ import numpy as np
 from . import _credence
 from ._credence import DataError, Error, InvalidArgument, IoError, NotSupported, NumericalError
 
-__all__ = ["fit", "load", "compare", "describe", "load_data", "Posterior", "Prediction", "BayesOpt", "select_queries",
+__all__ = ["fit", "load", "compare", "decide", "describe", "load_data", "Posterior", "Prediction", "Decisions",
+           "BayesOpt", "select_queries",
            "Error", "InvalidArgument",
            "DataError", "NotSupported", "NumericalError", "IoError", "set_threads"]
 
@@ -88,11 +89,40 @@ class Prediction:
         return f"Prediction(regression, mean/var {self.mean.shape})"
 
 
+class Decisions:
+    """Bayes actions: `action` (indices into `action_names`) for classification; `value`, or
+    `lower` and `upper` for an interval, for regression; `expected_cost` under the predictive, and
+    `realized_cost` where the truth was given."""
+
+    def __init__(self, d):
+        for key in ("action", "action_names", "value", "lower", "upper", "expected_cost", "realized_cost"):
+            setattr(self, key, d[key])
+
+    @property
+    def names(self):
+        """The chosen actions by name (classification)."""
+        return None if self.action is None else [self.action_names[a] for a in self.action]
+
+    def __repr__(self):
+        n = len(self.expected_cost)
+        return f"Decisions({n} inputs, mean expected cost {float(np.mean(self.expected_cost)):.4f})"
+
+
+def _costs_json(costs):
+    if isinstance(costs, dict):
+        return json.dumps(costs)
+    if isinstance(costs, (str, os.PathLike)):
+        with open(os.fspath(costs)) as f:
+            return f.read()
+    raise InvalidArgument("costs must be a dict or the path of a JSON cost file (see docs/decisions.md)")
+
+
 class Posterior:
     """A fitted model: network, likelihood, standardization and posterior."""
 
-    def __init__(self, fitted):
+    def __init__(self, fitted, training=None):
         self._fitted = fitted
+        self._training = training  # the arrays fit() used, for bound() when the prior saw some rows
 
     @property
     def method(self):
@@ -148,6 +178,33 @@ class Posterior:
         """accuracy, nll, ece, brier (classification) or rmse, nll, coverage (regression) on (x, y)."""
         return dict(_credence.metrics(self._fitted, _as_numpy(x, "x"), _as_numpy(y, "y"), samples))
 
+    def decide(self, x, costs, samples=32, seed=0, y=None):
+        """The Bayes action for each row of `x` under `costs` (a dict or a JSON cost file, as for
+        `credence decide`); with the truth `y`, also each decision's realized cost."""
+        y = None if y is None else _as_numpy(y, "y")
+        return Decisions(_credence.decide(self._fitted, _as_numpy(x, "x"), _costs_json(costs), samples, seed, y))
+
+    def bound(self, x=None, y=None, *, delta=0.025, delta_mc=0.01, networks=10000, pmin=None, seed=0):
+        """A PAC-Bayes certificate of a "pacbayes" posterior: with probability >= 1 - delta -
+        delta_mc, the stochastic network's expected 0-1 error is at most `error_bound` (and its
+        bounded cross-entropy at most `ce_bound`). Without data it certifies on the training rows
+        the prior never saw (the posterior fit() returned); with (x, y), on those rows, which a
+        prior learned from the training data rules out."""
+        if self.method.split(":")[0] != "pacbayes":
+            raise InvalidArgument(f"a certificate needs a posterior that records its prior; this one is "
+                                  f"'{self.method}': fit with method \"pacbayes\"")
+        training = x is None and y is None
+        if training:
+            if self._training is None:
+                raise InvalidArgument("bound() without data needs the posterior that fit() returned (it keeps the "
+                                      "training arrays); pass x and y, or use `credence bound` on the file")
+            x, y = self._training
+        elif x is None or y is None:
+            raise InvalidArgument("bound() takes both x and y, or neither")
+        text = _credence.certify(self._fitted, _as_numpy(x, "x"), _as_numpy(y, "y"), training, delta, delta_mc,
+                                 int(networks), 0.0 if pmin is None else float(pmin), int(seed))
+        return json.loads(text)
+
     def save(self, path, overwrite=False):
         """Writes a file the command line reads too; refuses to replace one unless overwrite."""
         self._fitted.save(os.fspath(path), overwrite)
@@ -196,7 +253,8 @@ def fit(model, data, method="map", *, likelihood="", epochs=20, lr=0.0, batch_si
     finally:
         for path in temporaries:
             os.unlink(path)
-    return Posterior(fitted)
+    # A "pacbayes" posterior keeps the training arrays, so that bound() can certify on its rows.
+    return Posterior(fitted, training=(x, y) if fitted.method.split(":")[0] == "pacbayes" else None)
 
 
 def load(path):
@@ -250,6 +308,11 @@ def compare(model, train, test, methods, **training):
         row["fit_seconds"] = post.info.get("fit_seconds", float("nan"))
         rows.append(row)
     return rows
+
+
+def decide(posterior, x, costs, samples=32, seed=0, y=None):
+    """Bayes actions of `posterior` on `x` under `costs`: Posterior.decide."""
+    return posterior.decide(x, costs, samples=samples, seed=seed, y=y)
 
 
 def load_data(spec, dtype="float32"):

@@ -15,10 +15,12 @@
 #include "credence/core/progress.h"
 #include "credence/core/runtime.h"
 #include "credence/credence.h"
+#include "credence/eval/decision.h"
 #include "credence/eval/metrics.h"
 #include "credence/fit/fit.h"
 #include "credence/methods/method.h"
 #include "credence/model/network.h"
+#include "credence/posterior/certified.h"
 #include "credence/posterior/fitted.h"
 #include "credence/sequential/active.h"
 #include "credence/sequential/bayesopt.h"
@@ -199,6 +201,87 @@ PYBIND11_MODULE(_credence, m) {
         return standard_metrics(f.predict(test, options), test.y);
       },
       py::arg("fitted"), py::arg("x"), py::arg("y"), py::arg("samples") = 32);
+
+  m.def(
+      "decide",
+      [](const FittedModel& f, const py::array& x, const std::string& costs_json, int64_t samples, uint64_t seed,
+         const py::object& y) {
+        auto costs = parse_cost_spec(nlohmann::json::parse(costs_json));
+        costs.check_model(f.num_classes > 0 ? Task::Classification : Task::Regression, f.num_classes);
+        Dataset d;
+        if (!y.is_none()) {
+          d = make_dataset(x, y.cast<py::array>(), f.num_classes, f.model->dtype());
+        } else {
+          d.x = to_tensor(x).to(f.model->dtype());
+          d.task = f.num_classes > 0 ? Task::Classification : Task::Regression;
+          d.num_classes = f.num_classes;
+          d.y = d.task == Task::Classification ? at::zeros({d.x.size(0)}, at::kLong) : at::zeros({d.x.size(0)});
+        }
+        PredictOptions options;
+        options.samples = samples;
+        options.seed = seed;
+        Decisions decisions;
+        torch::Tensor realized;
+        {
+          py::gil_scoped_release release;
+          decisions = decide(f.predict(d, options).to(torch::kCPU), costs);
+          if (!y.is_none()) realized = realized_cost(decisions, costs, d.y);
+        }
+        py::dict out;
+        out["action"] = to_numpy(decisions.action);
+        out["action_names"] = costs.action_names;
+        out["value"] = to_numpy(decisions.value);
+        out["lower"] = to_numpy(decisions.lower);
+        out["upper"] = to_numpy(decisions.upper);
+        out["expected_cost"] = to_numpy(decisions.expected_cost);
+        out["realized_cost"] = to_numpy(realized);
+        return out;
+      },
+      py::arg("fitted"), py::arg("x"), py::arg("costs"), py::arg("samples") = 32, py::arg("seed") = 0,
+      py::arg("y") = py::none());
+
+  // A PAC-Bayes certificate on (x, y). A prior learned on rows of the training data rules out
+  // certifying on arrays the caller names (they may overlap those rows): then `training_rows`
+  // must be the training arrays, and the prior's rows are left out of them.
+  m.def(
+      "certify",
+      [](const FittedModel& f, const py::array& x, const py::array& y, bool training_rows, double delta,
+         double delta_mc, int64_t networks, double pmin, uint64_t seed) {
+        auto* p = dynamic_cast<const CertifiedGaussianPosterior*>(f.posterior.get());
+        if (!p)
+          throw InvalidArgument(fmt::format("a certificate needs a posterior that records its prior; this one is "
+                                            "'{}' (method '{}'): fit with method \"pacbayes\"",
+                                            f.posterior->kind(), f.method));
+        auto data = make_dataset(x, y, f.num_classes, f.model->dtype());
+        f.check_data(data);
+        if (p->prior_rows().size(0) > 0) {
+          if (!training_rows)
+            throw InvalidArgument("the prior was learned on rows of the training data, so a certificate on other "
+                                  "arrays cannot rule out that the prior saw them; call bound() without data on the "
+                                  "posterior that fit() returned: it certifies on the training rows the prior never saw");
+          if (data.size() != f.info.value("n_fit", int64_t{-1}))
+            throw DataError(fmt::format("the training arrays have {} rows but the fit had {}", data.size(),
+                                        f.info.value("n_fit", int64_t{-1})));
+          auto keep = at::ones({data.size()}, at::kBool);
+          keep.index_fill_(0, p->prior_rows(), false);
+          data = data.subset(keep.nonzero().squeeze(1));
+        }
+        CertifyOptions o;
+        o.delta = delta;
+        o.delta_mc = delta_mc;
+        o.networks = networks;
+        o.pmin = pmin > 0 ? pmin : std::stod(f.info["method_options"].value("pmin", std::string("1e-4")));
+        o.seed = seed;
+        nlohmann::json j;
+        {
+          py::gil_scoped_release release;
+          auto xs = f.standardizer.inputs(data.x.to(f.model->device(), f.model->dtype()));
+          j = certify(*p, *f.model, xs, data.y, o).to_json();
+        }
+        return j.dump();
+      },
+      py::arg("fitted"), py::arg("x"), py::arg("y"), py::arg("training_rows"), py::arg("delta") = 0.025,
+      py::arg("delta_mc") = 0.01, py::arg("networks") = 10000, py::arg("pmin") = 0.0, py::arg("seed") = 0);
 
   m.def("methods", [] {
     std::vector<py::dict> out;

@@ -316,3 +316,48 @@ def test_select_queries_ranks_the_pool():
     probs = post.predict(X[30:]).probs
     entropy = -(probs * np.log(np.clip(probs, 1e-300, None))).sum(1)
     assert entropy[picked].min() >= np.sort(entropy)[-5] - 1e-6
+
+
+def test_decide_takes_the_least_expected_cost_action():
+    x, y = blobs(120, 4)
+    post = credence.fit("mlp:8", (x, y), "map", epochs=30, lr=0.01)
+    costs = {"classes": 3, "error_cost": 10, "actions": [{"name": "refer", "cost": 1}]}
+    d = credence.decide(post, x, costs, y=y)
+    probs = post.predict(x).probs
+    # expected cost of class a: 10 (1 - p_a); of referring: 1.
+    expected = np.concatenate([10 * (1 - probs), np.ones((len(x), 1))], 1)
+    np.testing.assert_array_equal(d.action, expected.argmin(1))
+    np.testing.assert_allclose(d.expected_cost, expected.min(1), rtol=1e-5)
+    assert d.action_names == ["0", "1", "2", "refer"] and d.names[0] == d.action_names[d.action[0]]
+    truth_cost = np.where(d.action == 3, 1.0, np.where(d.action == y, 0.0, 10.0))
+    np.testing.assert_allclose(d.realized_cost, truth_cost)
+    xr, yr = sine(50, 5)
+    reg = credence.fit("mlp:8", (xr, yr), "map", epochs=30, lr=0.01)
+    p = credence.decide(reg, xr, {"type": "pinball", "under": 3, "over": 1})
+    pred = reg.predict(xr)
+    from statistics import NormalDist
+    z = NormalDist().inv_cdf(0.75)  # the 3 / (3 + 1) quantile of the Gaussian predictive
+    np.testing.assert_allclose(p.value, pred.mean + z * np.sqrt(pred.var), rtol=1e-4, atol=1e-5)
+    with pytest.raises(credence.InvalidArgument):
+        credence.decide(post, x, {"type": "squared"})  # a regression cost for a classifier
+
+
+def test_bound_certifies_a_pacbayes_posterior_on_rows_its_prior_never_saw():
+    x, y = blobs(300, 6)
+    post = credence.fit("mlp:8", (x, y), "pacbayes", epochs=20, lr=0.01)
+    c = post.bound(networks=300)
+    assert c["n"] < 300  # the rows the prior was learned on are left out
+    assert 0 <= c["error_estimate"] <= c["error_bound"] <= 1
+    assert c["kl"] >= 0
+    with pytest.raises(credence.InvalidArgument, match="prior was learned"):
+        post.bound(x, y)  # other arrays could overlap the prior's rows
+    with pytest.raises(credence.InvalidArgument, match="pacbayes"):
+        credence.fit("mlp:8", (x, y), "map", epochs=2).bound(x, y)
+
+
+def test_bound_on_given_rows_when_the_prior_saw_no_data():
+    x, y = blobs(200, 7)
+    post = credence.fit("mlp:8", (x, y), "pacbayes", epochs=10, lr=0.01, prior="init")
+    xt, yt = blobs(150, 8)
+    c = post.bound(xt, yt, networks=150)
+    assert c["n"] == 150 and 0 <= c["error_bound"] <= 1
