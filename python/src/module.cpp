@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "credence/core/error.h"
@@ -30,11 +31,25 @@ using namespace credence;
 
 namespace {
 
-// A C-contiguous copy of a NumPy array as a tensor (float64 arrays stay float64, other floats
-// become float32, integers int64).
+// A NumPy array as a tensor: float64 arrays stay float64, other floats become float32, integers
+// int64. A C-contiguous array already of that type is shared, not copied (the tensor keeps it
+// alive; credence never writes into its inputs); anything else is converted into a new tensor.
 torch::Tensor to_tensor(const py::array& array) {
   const auto kind = array.dtype().kind();
   std::vector<int64_t> shape(array.shape(), array.shape() + array.ndim());
+  const bool contiguous = (array.flags() & py::array::c_style) != 0;
+  auto share = [&](at::ScalarType type) {
+    auto* owner = new py::object(array);  // released with the tensor, under the GIL
+    return at::from_blob(const_cast<void*>(array.data()), shape,
+                            [owner](void*) {
+                              py::gil_scoped_acquire gil;
+                              delete owner;
+                            },
+                            at::TensorOptions().dtype(type));
+  };
+  if (contiguous && kind == 'f' && array.itemsize() == 8) return share(at::kDouble);
+  if (contiguous && kind == 'f' && array.itemsize() == 4) return share(at::kFloat);
+  if (contiguous && kind == 'i' && array.itemsize() == 8) return share(at::kLong);
   auto copy_as = [&](auto tag, at::ScalarType type) {
     using T = decltype(tag);
     auto a = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(array);
@@ -64,6 +79,14 @@ py::object to_numpy(const torch::Tensor& tensor) {
   return make(float{});
 }
 
+// Whether every value is finite, without a mask as large as the data: the extremes are finite
+// exactly then (min and max propagate NaN).
+bool all_finite(const torch::Tensor& t) {
+  if (t.numel() == 0) return true;
+  auto [lo, hi] = at::aminmax(t);
+  return std::isfinite(lo.item<double>()) && std::isfinite(hi.item<double>());
+}
+
 Dataset make_dataset(const py::array& x, const py::array& y, int64_t num_classes, torch::Dtype dtype) {
   Dataset d;
   d.x = to_tensor(x).to(dtype);
@@ -72,7 +95,7 @@ Dataset make_dataset(const py::array& x, const py::array& y, int64_t num_classes
   if (d.y.dim() != 1 || d.y.size(0) != d.x.size(0))
     throw InvalidArgument(fmt::format("y must be [N] with N = {} (the rows of X); got shape [{}]", d.x.size(0),
                                       fmt::join(d.y.sizes(), ", ")));
-  if (!d.x.isfinite().all().item<bool>()) throw DataError("X has NaN or infinite values; remove or impute them");
+  if (!all_finite(d.x)) throw DataError("X has NaN or infinite values; remove or impute them");
   if (num_classes > 0) {
     if (d.y.scalar_type() != at::kLong) throw DataError("classification labels must be integers 0..num_classes-1");
     if (d.y.numel() > 0 && (d.y.min().item<int64_t>() < 0 || d.y.max().item<int64_t>() >= num_classes))
@@ -82,7 +105,7 @@ Dataset make_dataset(const py::array& x, const py::array& y, int64_t num_classes
     d.num_classes = num_classes;
   } else {
     d.y = d.y.to(dtype);
-    if (!d.y.isfinite().all().item<bool>()) throw DataError("y has NaN or infinite values; remove them");
+    if (!all_finite(d.y)) throw DataError("y has NaN or infinite values; remove them");
     d.task = Task::Regression;
   }
   d.standardize_inputs = d.x.dim() == 2;  // tabular inputs are standardized; images are not

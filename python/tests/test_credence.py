@@ -361,3 +361,18 @@ def test_bound_on_given_rows_when_the_prior_saw_no_data():
     xt, yt = blobs(150, 8)
     c = post.bound(xt, yt, networks=150)
     assert c["n"] == 150 and 0 <= c["error_bound"] <= 1
+
+
+def test_inputs_are_read_in_place_and_left_as_they_were():
+    x, y = blobs(100, 9)
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    keep_x, keep_y = x.copy(), y.copy()
+    x.flags.writeable = False  # shared with the C++ side, which must never write into it
+    post = credence.fit("mlp:8", (x, y), "laplace", epochs=3, dtype="float64")
+    pred = post.predict(x)
+    np.testing.assert_array_equal(x, keep_x)
+    np.testing.assert_array_equal(y, keep_y)
+    del x
+    import gc
+    gc.collect()
+    assert np.all(np.isfinite(post.predict(keep_x).probs)) and pred.probs.shape == (100, 3)
