@@ -161,6 +161,9 @@ class Posterior:
                     w, b = state[f"{name}.weight"].to(std.dtype), state[f"{name}.bias"].to(std.dtype)
                     state[f"{name}.weight"] = w * std
                     state[f"{name}.bias"] = b + m.running_mean * w
+                if isinstance(m, torch.nn.MultiheadAttention) and f"{name}.in_proj.weight" in state:
+                    state[f"{name}.in_proj_weight"] = state.pop(f"{name}.in_proj.weight")
+                    state[f"{name}.in_proj_bias"] = state.pop(f"{name}.in_proj.bias")
             params = dict(module.named_parameters())
             unknown = [k for k in state if k not in params]
             missing = [k for k in params if k not in state]

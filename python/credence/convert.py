@@ -8,8 +8,10 @@ from ._credence import NotSupported
 
 SUPPORTED = ("nn.Conv2d (square kernel, no dilation or groups), nn.Linear, nn.GroupNorm, nn.LayerNorm (affine, "
              "eps 1e-5), nn.BatchNorm2d (its running statistics, frozen), nn.MaxPool2d, nn.ReLU, nn.GELU, "
-             "nn.AdaptiveAvgPool2d(1), nn.Flatten, nn.Identity, nn.Dropout (identity), residual additions, "
-             "relu/gelu/flatten/mean over (2, 3) as functions")
+             "nn.AdaptiveAvgPool2d(1), nn.Flatten, nn.Identity, nn.Dropout (identity), "
+             "nn.MultiheadAttention (self-attention, batch_first, no masks), residual additions, "
+             "relu/gelu/flatten/mean over (2, 3) as functions, and for tokens x.flatten(2).transpose(1, 2) "
+             "and x.mean(1)")
 
 
 def _op(kind, name="", inp=0, out=0, **extra):
@@ -66,11 +68,32 @@ def _module_op(name, m, nn):
         return _op("flatten")
     if isinstance(m, (nn.Identity, nn.Dropout)):
         return None
+    if isinstance(m, nn.MultiheadAttention):
+        if not m.batch_first or not m._qkv_same_embed_dim or m.in_proj_bias is None or m.bias_k is not None \
+                or m.add_zero_attn:
+            raise NotSupported(f"layer '{name}': MultiheadAttention must be batch_first, with biases, equal "
+                               "query/key/value sizes and no added key/value biases or zero attention")
+        e = m.embed_dim
+        return [_op("linear", f"{name}.in_proj", e, 3 * e), _op("attention", "", e, e, groups=m.num_heads),
+                _op("linear", f"{name}.out_proj", e, e, bias=m.out_proj.bias is not None)]
     raise NotSupported(f"layer '{name}' ({type(m).__name__}) has no credence op; supported: {SUPPORTED}")
+
+
+def _is_call(node, name):
+    return node.op == "call_method" and node.target == name
 
 
 def _function_op(node, torch, F):
     t, args, kw = node.target, node.args, node.kwargs
+    if t is operator.getitem and args[0].op == "call_module" and args[1] == 0:
+        return None  # an attention module's output; its weights (item 1) are not computed
+    if (_is_call(node, "flatten") or t is torch.flatten) and len(args) == 2 and args[1] == 2 and not kw:
+        return _op("to_tokens")  # images [N, C, H, W] -> tokens, with the transpose that follows
+    if _is_call(node, "transpose") and sorted(a % 3 for a in args[1:3]) == [1, 2] and \
+            (_is_call(args[0], "flatten") or args[0].target is torch.flatten):
+        return None
+    if (t is torch.mean or _is_call(node, "mean")) and len(args) == 2 and args[1] == 1 and not kw:
+        return _op("mean_tokens")  # over the tokens of [N, T, C]
     if t in (F.relu, torch.relu) or (node.op == "call_method" and t == "relu"):
         return _op("relu")
     if t in (F.gelu,) and kw.get("approximate", "none") == "none":
@@ -98,6 +121,9 @@ def weights(module):
 
     state = collections.OrderedDict((k, v.detach()) for k, v in module.named_parameters())
     for name, m in module.named_modules():
+        if isinstance(m, nn.MultiheadAttention):  # its input projection is credence's linear `in_proj`
+            state[f"{name}.in_proj.weight"] = state.pop(f"{name}.in_proj_weight")
+            state[f"{name}.in_proj.bias"] = state.pop(f"{name}.in_proj_bias")
         if isinstance(m, nn.BatchNorm2d):
             scale = torch.rsqrt(m.running_var + m.eps)
             w = m.weight.detach() if m.weight is not None else torch.ones_like(scale)
@@ -116,7 +142,15 @@ def architecture(module, input_shape):
 
     if len(input_shape) != 3:
         raise NotSupported(f"converted modules take images [C, H, W]; the data has shape {list(input_shape)}")
-    graph = torch.fx.symbolic_trace(module).graph
+    try:
+        graph = torch.fx.symbolic_trace(module).graph
+    except NotSupported:
+        raise
+    except Exception as e:  # fx's own limits (data-dependent control flow, tuple unpacking on this Python)
+        raise NotSupported(f"torch.fx could not trace the module's forward ({type(e).__name__}: {e}); write it "
+                           "without data-dependent control flow, and index tuple outputs such as "
+                           "attn(x, x, x)[0] instead of unpacking them") from None
+    graph.eliminate_dead_code()  # e.g. the unused attention weights of `x, _ = attn(x, x, x)`
     nodes = list(graph.nodes)
     pending = {n: len(n.users) for n in nodes}  # uses not yet consumed
     ops, slots, free = [], {}, list(range(64))
@@ -187,10 +221,21 @@ def architecture(module, input_shape):
             if not isinstance(source, torch.fx.Node):
                 raise NotSupported(f"'{node.format_node()}' has no tensor input")
             bring(source)
-            op = (_module_op(str(node.target), module.get_submodule(node.target), nn) if node.op == "call_module"
-                  else _function_op(node, torch, F))
-            if op is not None:
-                ops.append(op)
+            if node.op == "call_module":
+                sub = module.get_submodule(node.target)
+                if isinstance(sub, nn.MultiheadAttention):
+                    given = list(node.args[:3]) + [node.kwargs.get(k) for k in ("query", "key", "value") if k in node.kwargs]
+                    masks = [node.kwargs.get(k) for k in ("key_padding_mask", "attn_mask")] + list(node.args[3:4])
+                    if any(a is not source for a in given) or any(m is not None for m in masks):
+                        raise NotSupported(f"'{node.format_node()}': attention converts as self-attention "
+                                           "attn(x, x, x) without masks")
+                op = _module_op(str(node.target), sub, nn)
+            else:
+                op = _function_op(node, torch, F)
+            if isinstance(op, dict) and op["op"] == "mean_tokens" and not any(o["op"] == "to_tokens" for o in ops):
+                raise NotSupported(f"'{node.format_node()}': a mean over axis 1 converts only over tokens "
+                                   "(after x.flatten(2).transpose(1, 2))")
+            ops.extend(op if isinstance(op, list) else [op] if op is not None else [])
             consume(source)
             current = node
             if len(node.users) > 1:

@@ -376,3 +376,53 @@ def test_inputs_are_read_in_place_and_left_as_they_were():
     import gc
     gc.collect()
     assert np.all(np.isfinite(post.predict(keep_x).probs)) and pred.probs.shape == (100, 3)
+
+
+def test_a_module_with_self_attention_over_patches_keeps_its_predictions_and_weights():
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class Vit(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.patch = nn.Conv2d(1, 8, 4, stride=4)
+            self.norm1, self.attn = nn.LayerNorm(8), nn.MultiheadAttention(8, 2, batch_first=True)
+            self.norm2, self.mlp = nn.LayerNorm(8), nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 8))
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, x):
+            t = self.patch(x).flatten(2).transpose(1, 2)
+            h = self.norm1(t)
+            t = t + self.attn(h, h, h)[0]
+            t = t + self.mlp(self.norm2(t))
+            return self.head(t.mean(1))
+
+    torch.manual_seed(1)
+    net = Vit().double().eval()
+    rng = np.random.default_rng(6)
+    y = rng.integers(0, 3, size=30)
+    x = rng.standard_normal((30, 1, 8, 8)) + y[:, None, None, None]
+    post = credence.fit(net, (x, y), "map", epochs=0, dtype="float64")
+    with torch.no_grad():
+        expected = torch.softmax(net(torch.tensor(x)), 1).numpy()
+    np.testing.assert_allclose(post.predict(x).probs, expected, atol=1e-10)
+    trained = credence.fit(net, (x, y), "map", epochs=3, batch_size=10, dtype="float64")
+    back = trained.to_module(Vit().double().eval())
+    with torch.no_grad():
+        np.testing.assert_allclose(torch.softmax(back(torch.tensor(x)), 1).numpy(), trained.predict(x).probs,
+                                   atol=1e-10)
+    lap = credence.fit(net, (x, y), "laplace", epochs=0, dtype="float64", subset="all", hessian="diag")
+    assert np.all(np.isfinite(lap.predict(x).probs))
+
+    class Cross(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.patch, self.attn = nn.Conv2d(1, 8, 4, stride=4), nn.MultiheadAttention(8, 2, batch_first=True)
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, x):
+            t = self.patch(x).flatten(2).transpose(1, 2)
+            return self.head(self.attn(t, t.flip(1), t)[0].mean(1))
+
+    with pytest.raises(credence.NotSupported, match="self-attention"):
+        credence.fit(Cross().double(), (x, y), "map", epochs=0, dtype="float64")
