@@ -224,8 +224,37 @@ def _task(y, num_classes):
     return 0
 
 
+def _torchscript(module, x, reason):
+    """A module credence cannot convert, as a TorchScript file in the user's cache (named by its
+    content, so refitting reuses it and saved posteriors keep finding it): "torchscript:PATH"."""
+    import hashlib
+    import io
+
+    import torch
+    try:
+        scripted = torch.jit.script(module)
+    except Exception:
+        try:
+            scripted = torch.jit.trace(module, torch.from_numpy(np.ascontiguousarray(x[:2])))
+        except Exception as e:
+            raise NotSupported(f"the module can neither be converted ({reason}) nor exported as TorchScript "
+                               f"({type(e).__name__}: {e})") from None
+    buffer = io.BytesIO()
+    torch.jit.save(scripted, buffer)
+    content = buffer.getvalue()
+    cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "credence", "torchscript")
+    os.makedirs(cache, exist_ok=True)
+    path = os.path.join(cache, hashlib.sha256(content).hexdigest()[:20] + ".pt")
+    if not os.path.exists(path):
+        partial = path + f".{os.getpid()}.part"
+        with open(partial, "wb") as f:
+            f.write(content)
+        os.replace(partial, path)
+    return "torchscript:" + path
+
+
 def fit(model, data, method="map", *, likelihood="", epochs=20, lr=0.0, batch_size=128, prior_precision="auto",
-        seed=0, dtype="float32", init=None, freeze="", adapters="", num_classes=None, quiet=True, _map=None,
+        seed=0, dtype="float32", init=None, freeze="", adapters="", num_classes=None, quiet=False, _map=None,
         **options):
     """Fits `method` (any `credence describe` name; its options as keywords) to `data`.
 
@@ -236,23 +265,35 @@ def fit(model, data, method="map", *, likelihood="", epochs=20, lr=0.0, batch_si
     names match the spec's (or come in the same order); with epochs=0 they are the MAP as they
     are (post-hoc methods such as "laplace" then add uncertainty to a network trained elsewhere).
     adapters: low-rank adapters on the frozen backbone `init`, e.g. "lora:rank=4,alpha=8".
-    Integer labels make a classification task, floating targets a regression.
+    A module with layers credence cannot convert runs as TorchScript (saved in ~/.cache/credence), for
+    the methods that need only a forward pass and autograd; the others say so. Progress shows on a
+    terminal unless quiet. Integer labels make a classification task, floating targets a regression.
     """
     x, y = _arrays(data)
     arch = ""
+    unconverted = None  # why a module went through TorchScript instead of credence's layers
     if not isinstance(model, str):
         if not hasattr(model, "state_dict"):
             raise NotSupported("model must be a --model spec string (see credence.describe()) or a torch.nn.Module")
         from .convert import architecture, weights
-        arch = architecture(model, x.shape[1:])
-        init = weights(model) if init is None else init
-        model = type(model).__name__
+        try:
+            arch = architecture(model, x.shape[1:])
+            init = weights(model) if init is None else init
+            model = type(model).__name__
+        except NotSupported as e:
+            unconverted = str(e)
+            model = _torchscript(model, x, unconverted)
     classes = _task(y, num_classes)
     temporaries = []
     try:
         fitted = _credence.fit(x, y, classes, model, _method_spec(method, options), likelihood, int(epochs), float(lr),
                                int(batch_size), str(prior_precision), int(seed), dtype,
                                _init_file(init, temporaries), freeze, adapters, arch, _map, quiet)
+    except NotSupported as e:
+        if unconverted is None:
+            raise
+        raise NotSupported(f"{e}; the module runs as TorchScript, which offers only a forward pass, because it "
+                           f"could not be converted to credence's layers: {unconverted}") from None
     finally:
         for path in temporaries:
             os.unlink(path)

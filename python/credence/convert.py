@@ -134,14 +134,15 @@ def weights(module):
 
 
 def architecture(module, input_shape):
-    """The architecture JSON of credence's op list for `module` on inputs of `input_shape` [C, H, W]."""
+    """The architecture JSON of credence's op list for `module` on inputs of `input_shape` [C, H, W] or [F]."""
     import torch
     import torch.fx
     import torch.nn as nn
     import torch.nn.functional as F
 
-    if len(input_shape) != 3:
-        raise NotSupported(f"converted modules take images [C, H, W]; the data has shape {list(input_shape)}")
+    if len(input_shape) not in (1, 3):
+        raise NotSupported(f"converted modules take images [C, H, W] or feature vectors [F]; the data has shape "
+                           f"{list(input_shape)}")
     try:
         graph = torch.fx.symbolic_trace(module).graph
     except NotSupported:

@@ -63,6 +63,36 @@ def test_the_same_fit_as_the_command_line(tmp_path):
     np.testing.assert_array_equal(from_cli.predict(x).probs, py.predict(x).probs)
 
 
+QUICK = {"nuts": "warmup=5,draws=4,chains=2,max_depth=4", "hmc": "warmup=5,draws=4,chains=2", "ensemble": "members=2",
+         "multiswag": "members=2", "svgd": "members=2", "repulsive": "members=2", "sgld": "samples=2",
+         "sghmc": "samples=2", "psgld": "samples=2", "csgmcmc": "cycles=1,exploration=0.5,samples_per_cycle=2"}
+
+
+def test_every_method_fits_as_the_command_line_does(tmp_path):
+    """Every classification method: Python and `credence fit` give the same predictions (float64)."""
+    cli = os.environ.get("CREDENCE_CLI")
+    if not cli:
+        pytest.skip("CREDENCE_CLI is not set (ctest sets it)")
+    x, y = blobs(40, 3)
+    csv = tmp_path / "blobs.csv"
+    with open(csv, "w") as f:
+        f.write("a,b,y\n")
+        for row, label in zip(x, y):
+            f.write(f"{row[0]!r},{row[1]!r},{label}\n")
+    names = [m["name"] for m in credence.describe()["methods"] if m["name"] != "gp"]  # gp: regression only
+    assert len(names) >= 17
+    for name in names:
+        spec = f"{name}:{QUICK[name]}" if name in QUICK else name
+        out = tmp_path / f"{name}.crd"
+        subprocess.run([cli, "fit", "--data", f"csv:{csv}?target=y&task=classification", "--model", "mlp:4",
+                        "--method", spec, "--epochs", "3", "--batch-size", "16", "--dtype", "float64", "--seed", "1",
+                        "--out", str(out), "-q"], check=True)
+        options = dict(kv.split("=") for kv in QUICK.get(name, "").split(",") if kv)
+        py = credence.fit("mlp:4", (x, y), name, epochs=3, batch_size=16, dtype="float64", seed=1, **options)
+        np.testing.assert_allclose(credence.load(out).predict(x, samples=8).probs, py.predict(x, samples=8).probs,
+                                   rtol=0, atol=1e-12, err_msg=name)
+
+
 def test_files_round_trip_and_are_not_overwritten(tmp_path):
     x, y = sine(50, 3)
     post = credence.fit("mlp:8", (x, y), "swag", epochs=6, dtype="float64")
@@ -142,6 +172,21 @@ def test_a_trained_torch_module_is_the_map_for_post_hoc_laplace(tmp_path):
     np.testing.assert_allclose(post.predict(xs).probs, expected, atol=1e-6)
     lap = credence.fit("mlp:8", (xs, y), "laplace", init=net, epochs=0, dtype="float64")
     assert lap.predict(xs).probs.shape == (60, 3)
+    # The module itself (converted) gives what `credence fit --init` gives from its saved weights.
+    cli = os.environ.get("CREDENCE_CLI")
+    if not cli:
+        return
+    weights, csv, out = tmp_path / "net.pt", tmp_path / "xs.csv", tmp_path / "cli.crd"
+    torch.save(net.state_dict(), weights)
+    with open(csv, "w") as f:
+        f.write("a,b,y\n")
+        for row, label in zip(xs, y):
+            f.write(f"{row[0]!r},{row[1]!r},{label}\n")
+    subprocess.run([cli, "fit", "--data", f"csv:{csv}?target=y&task=classification", "--model", "mlp:8",
+                    "--init", str(weights), "--method", "laplace", "--epochs", "0", "--dtype", "float64",
+                    "--out", str(out), "-q"], check=True)
+    from_module = credence.fit(net, (xs, y), "laplace", epochs=0, dtype="float64")
+    np.testing.assert_allclose(from_module.predict(xs).probs, credence.load(out).predict(xs).probs, atol=1e-10)
 
 
 def test_adapters_on_a_saved_backbone_start_as_it_and_then_learn(tmp_path):
@@ -201,8 +246,16 @@ def test_a_torch_module_with_skip_connections_is_converted_with_its_weights(tmp_
     lap = credence.fit(net, (x, y), "laplace", epochs=2, batch_size=8, dtype="float64", subset="all")
     lap.save(tmp_path / "net.crd")
     np.testing.assert_array_equal(credence.load(tmp_path / "net.crd").predict(x).probs, lap.predict(x).probs)
+    # A layer credence lacks: the module runs as TorchScript for the methods that need only a forward
+    # pass, and the others name both what they miss and the layer that stopped the conversion.
+    other = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Sigmoid(), nn.Flatten(), nn.Linear(72, 3)).double()
+    as_script = credence.fit(other, (x, y), "map", epochs=0, dtype="float64")
+    assert as_script.model.startswith("torchscript:")
+    with torch.no_grad():
+        np.testing.assert_allclose(as_script.predict(x).probs, torch.softmax(other(torch.tensor(x)), 1).numpy(),
+                                   atol=1e-10)
     with pytest.raises(credence.NotSupported, match="Sigmoid"):
-        credence.fit(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Sigmoid(), nn.Flatten(), nn.Linear(72, 3)), (x, y))
+        credence.fit(other, (x, y), "mcdropout", epochs=1, dtype="float64")
 
 
 def test_a_torchvision_style_network_with_batch_norm_and_max_pooling_keeps_its_predictions():
@@ -424,5 +477,24 @@ def test_a_module_with_self_attention_over_patches_keeps_its_predictions_and_wei
             t = self.patch(x).flatten(2).transpose(1, 2)
             return self.head(self.attn(t, t.flip(1), t)[0].mean(1))
 
+    cross = Cross().double()
+    assert credence.fit(cross, (x, y), "map", epochs=0, dtype="float64").model.startswith("torchscript:")
     with pytest.raises(credence.NotSupported, match="self-attention"):
-        credence.fit(Cross().double(), (x, y), "map", epochs=0, dtype="float64")
+        credence.fit(cross, (x, y), "laplace", epochs=0, dtype="float64")
+
+
+@pytest.mark.parametrize("script,args", [("post_hoc.py", ["--n", "300", "--epochs", "1"]),
+                                         ("compare.py", ["--n", "300", "--epochs", "2"]),
+                                         ("certify.py", ["--n", "400", "--epochs", "2", "--networks", "200"])])
+def test_the_examples_run(script, args):
+    pytest.importorskip("torch")
+    try:
+        credence.load_data("fmnist:test?n=10")
+    except credence.Error as e:
+        pytest.skip(f"Fashion-MNIST is not installed: {e}")
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = os.path.join(here, "..", "..", "examples", "python", script)
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(credence.__file__)))
+    run = subprocess.run([os.sys.executable, path] + args, capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip()

@@ -17,8 +17,8 @@ NetworkModel::NetworkModel(std::string spec, std::vector<int64_t> input_shape, s
                            torch::Dtype dtype, torch::Device device)
     : spec_(std::move(spec)), input_shape_(std::move(input_shape)), ops_(std::move(ops)), dtype_(dtype),
       device_(device) {
-  if (input_shape_.size() != 3)
-    throw InvalidArgument(fmt::format("model '{}' needs image inputs [C, H, W]; this data has shape [{}] (use mlp:...)",
+  if (input_shape_.size() != 3 && input_shape_.size() != 1)
+    throw InvalidArgument(fmt::format("model '{}' needs image inputs [C, H, W] or feature vectors [F]; this data has shape [{}]",
                                       spec_, fmt::join(input_shape_, ", ")));
   if (ops_.empty() || ops_.back().kind != NetOp::Linear)
     throw InvalidArgument(fmt::format("model '{}' must end in a linear layer", spec_));
@@ -164,13 +164,18 @@ torch::Tensor NetworkModel::run_blocks(const torch::Tensor& x, const std::vector
                                        size_t num_ops, ForwardTrace* trace, DropoutMasks* dropout) const {
   const bool stacked = !parts.empty() && parts.front().dim() == 2;
   const int64_t S = stacked ? parts.front().size(0) : 1;
-  const bool per_set_input = stacked && x.dim() == 5;
+  const auto in_dims = static_cast<int64_t>(input_shape_.size());
+  const bool image = in_dims == 3;
+  const bool per_set_input = stacked && x.dim() == in_dims + 2;
   if (per_set_input && x.size(0) != S)
     throw InvalidArgument(fmt::format("{} input sets for {} parameter vectors", x.size(0), S));
-  if (x.dim() != (per_set_input ? 5 : 4))
-    throw InvalidArgument(fmt::format("model '{}' takes images [N, C, H, W], got {} dims", spec_, x.dim()));
+  if (x.dim() != in_dims + (per_set_input ? 2 : 1))
+    throw InvalidArgument(fmt::format("model '{}' takes inputs [N, {}], got {} dims", spec_,
+                                      fmt::join(input_shape_, ", "), x.dim()));
   const int64_t N = per_set_input ? x.size(1) : x.size(0);
-  Activation a{per_set_input ? x.transpose(0, 1).reshape({N, -1, x.size(-2), x.size(-1)}) : x, true, !stacked || per_set_input};
+  // Per-set images become grouped channels; per-set feature vectors keep their leading set axis.
+  Activation a{per_set_input && image ? x.transpose(0, 1).reshape({N, -1, x.size(-2), x.size(-1)}) : x, image,
+               !stacked || per_set_input};
   std::vector<Activation> slots(num_slots_);
   for (size_t i = 0; i < num_ops; ++i) {
     const auto& op = ops_[i];

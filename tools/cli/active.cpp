@@ -53,6 +53,7 @@ void add_active(CLI::App& app) {
   args->flags.add(*cmd);
   cmd->callback([args] {
     args->common.apply();
+    args->flags.check();
     check_optional_output(args->json, args->force, "--json");
     const auto methods = split_methods(args->methods);
     const auto acquisitions = split_choices(args->acquisitions, active_acquisitions(), "--acquisition");

@@ -34,6 +34,7 @@ void add_fit(CLI::App& app) {
   cmd->callback([args] {
     args->common.apply();
     args->flags.train.quiet = args->common.quiet;
+    args->flags.check();
     if (is_root_process()) check_output_path(args->out, args->force, "--out");
     FitRequest req;
     req.data = load_data(args->data, {args->common.torch_dtype()});

@@ -63,9 +63,9 @@ void TrainFlags::add(CLI::App& app) {
   app.add_option("--adapters", adapters,
                  "low-rank adapters on a frozen backbone (--init): lora:rank=4,alpha=8,targets=all,head=train "
                  "(see `credence describe --adapters`)");
-  app.add_option("--epochs", train.epochs, "training epochs")
+  app.add_option("--epochs", train.epochs, "training epochs (0 with --init: its weights as they are are the MAP)")
       ->capture_default_str()
-      ->check(whole_number_at_least(1, "--epochs 20"));
+      ->check(whole_number_at_least(0, "--epochs 20"));
   app.add_option("--batch-size", train.batch_size, "minibatch size")
       ->capture_default_str()
       ->check(whole_number_at_least(1, "--batch-size 128"));
@@ -84,6 +84,12 @@ void TrainFlags::add(CLI::App& app) {
   app.add_option("--seed", train.seed, "random seed")
       ->capture_default_str()
       ->check(whole_number_at_least(0, "--seed 0"));
+}
+
+void TrainFlags::check() const {
+  if (train.epochs == 0 && init.empty())
+    throw InvalidArgument("--epochs 0 keeps the starting weights as they are, which only makes sense for weights "
+                          "trained elsewhere: add --init FILE, or train for at least one epoch");
 }
 
 // "map,laplace:hessian=kron,subset=last_layer;vi": a piece whose first '=' comes before any ':'

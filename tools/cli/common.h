@@ -31,6 +31,8 @@ struct TrainFlags {
   std::string likelihood, init, freeze, adapters;
   TrainOptions train;
   void add(CLI::App& app);
+  /// InvalidArgument for flags that parse but do not go together (--epochs 0 without --init).
+  void check() const;
 };
 
 /// "map,laplace:hessian=kron,subset=last_layer;vi" into method specs: a piece whose first '='

@@ -173,6 +173,7 @@ void add_compare(CLI::App& app) {
   cmd->callback([args] {
     args->common.apply();
     args->flags.train.quiet = args->common.quiet;
+    args->flags.check();
     const bool quiet = args->common.quiet;
     check_optional_output(args->json, args->force, "--json");
     const double level = args->conformal_level;
