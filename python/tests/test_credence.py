@@ -208,6 +208,22 @@ def test_adapters_on_a_saved_backbone_start_as_it_and_then_learn(tmp_path):
     assert np.allclose(probs.sum(1), 1, atol=1e-5)
 
 
+def expect_pytorch_gradients(net, x, y):
+    """One full-batch SGD step of credence's MAP on the converted module equals PyTorch's gradient of
+    the mean cross-entropy (float64), parameter by parameter."""
+    import torch
+    lr = 0.1
+    step = credence.fit(net, (x, y), "map", epochs=1, batch_size=len(x), lr=lr, optimizer="sgd",
+                        prior_precision=1e-12, dtype="float64")
+    net.zero_grad()
+    torch.nn.functional.cross_entropy(net(torch.tensor(x)), torch.tensor(y)).backward()
+    after = step.state_dict()
+    for name, p in net.named_parameters():
+        key = name.replace("in_proj_weight", "in_proj.weight").replace("in_proj_bias", "in_proj.bias")
+        moved = (p.detach() - after[key].reshape(p.shape)) / lr
+        np.testing.assert_allclose(moved.numpy(), p.grad.numpy(), rtol=1e-7, atol=1e-10, err_msg=name)
+
+
 def test_a_torch_module_with_skip_connections_is_converted_with_its_weights(tmp_path):
     torch = pytest.importorskip("torch")
     nn = torch.nn
@@ -240,6 +256,7 @@ def test_a_torch_module_with_skip_connections_is_converted_with_its_weights(tmp_
     y = rng.integers(0, 3, size=40)
     x = rng.standard_normal((40, 1, 8, 8)) + y[:, None, None, None]
     post = credence.fit(net, (x, y), "map", epochs=0, dtype="float64")
+    expect_pytorch_gradients(net, x, y)
     with torch.no_grad():
         expected = torch.softmax(net(torch.tensor(x)), 1).numpy()
     np.testing.assert_allclose(post.predict(x).probs, expected, atol=1e-10)
@@ -456,6 +473,7 @@ def test_a_module_with_self_attention_over_patches_keeps_its_predictions_and_wei
     y = rng.integers(0, 3, size=30)
     x = rng.standard_normal((30, 1, 8, 8)) + y[:, None, None, None]
     post = credence.fit(net, (x, y), "map", epochs=0, dtype="float64")
+    expect_pytorch_gradients(net, x, y)
     with torch.no_grad():
         expected = torch.softmax(net(torch.tensor(x)), 1).numpy()
     np.testing.assert_allclose(post.predict(x).probs, expected, atol=1e-10)
