@@ -335,10 +335,18 @@ class Rows(list):
         return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def compare(model, train, test, methods, **training):
-    """Fits each method (MAP once, shared by the post-hoc ones) and measures it on `test`."""
+def compare(model, train, test, methods, *, report=None, force=False, samples=32, **training):
+    """Fits each method (MAP once, shared by the post-hoc ones), measures it on `test` and ranks the
+    rows by NLL (`rank`; `rows.ranking` holds the command line's ranking lines, the last one the
+    recommendation). report: a directory for the same HTML page as `credence compare --report`
+    (not replaced unless force)."""
     x_test, y_test = _arrays(test)
-    rows = Rows()
+    if report is not None:
+        try:
+            _credence.check_report_dir(os.fspath(report), force)
+        except IoError as e:
+            raise IoError(str(e).replace("pass --force", "pass force=True")) from None
+    rows, fitted = Rows(), []
     base = fit(model, train, "map", **training)
     for method in methods:
         name = method.split(":")[0]
@@ -348,9 +356,17 @@ def compare(model, train, test, methods, **training):
         post = base if method == "map" else fit(model, train, method, _map=base._fitted if info["post_hoc"] else None,
                                                 **training)
         row = {"method": method}
-        row.update(post.metrics(x_test, y_test))
+        row.update(post.metrics(x_test, y_test, samples))
         row["fit_seconds"] = post.info.get("fit_seconds", float("nan"))
         rows.append(row)
+        fitted.append(post._fitted)
+    x_train = _arrays(train)[0]
+    facts = [("training data", f"arrays ({len(x_train)} rows)"), ("test data", f"arrays ({len(x_test)} rows)"),
+             ("model", model if isinstance(model, str) else type(model).__name__)]
+    ranked, lines = _credence.rank_and_report(json.dumps(rows), fitted, x_test, y_test,
+                                              "" if report is None else os.fspath(report), facts, samples)
+    rows = Rows(json.loads(ranked))
+    rows.ranking = lines
     return rows
 
 

@@ -17,7 +17,9 @@
 #include "credence/core/runtime.h"
 #include "credence/credence.h"
 #include "credence/eval/decision.h"
+#include "credence/eval/calibration.h"
 #include "credence/eval/metrics.h"
+#include "credence/eval/selective.h"
 #include "credence/fit/fit.h"
 #include "credence/methods/method.h"
 #include "credence/model/network.h"
@@ -25,6 +27,8 @@
 #include "credence/posterior/fitted.h"
 #include "credence/sequential/active.h"
 #include "credence/sequential/bayesopt.h"
+#include "ranking.h"
+#include "report.h"
 
 namespace py = pybind11;
 using namespace credence;
@@ -305,6 +309,59 @@ PYBIND11_MODULE(_credence, m) {
       },
       py::arg("fitted"), py::arg("x"), py::arg("y"), py::arg("training_rows"), py::arg("delta") = 0.025,
       py::arg("delta_mc") = 0.01, py::arg("networks") = 10000, py::arg("pmin") = 0.0, py::arg("seed") = 0);
+
+  m.def("check_report_dir", &cli::check_report_dir, py::arg("dir"), py::arg("force") = false);
+  // compare()'s rows ranked by NLL, with the command line's ranking lines, and its HTML report
+  // (when `dir` is given) from each fitted model's predictions on the test arrays.
+  m.def(
+      "rank_and_report",
+      [](const std::string& rows_json, const std::vector<const FittedModel*>& fitted, const py::array& x,
+         const py::array& y, const std::string& dir, const std::vector<std::pair<std::string, std::string>>& facts,
+         int64_t samples) {
+        std::vector<cli::Row> rows;
+        for (const auto& r : nlohmann::json::parse(rows_json)) rows.push_back(r.get<cli::Row>());
+        if (rows.size() != fitted.size()) throw InvalidArgument("one fitted model per row");
+        const double level = 0.9;
+        const auto criterion = cli::criterion_for("nll", level);
+        std::vector<std::string> lines;
+        {
+          py::gil_scoped_release release;
+          if (cli::rank_rows(rows, criterion)) lines = cli::ranking_lines(rows, criterion);
+        }
+        if (!dir.empty()) {
+          const FittedModel& first = *fitted.front();
+          auto test = make_dataset(x, y, first.num_classes, first.model->dtype());
+          cli::ReportData report;
+          report.facts = facts;
+          report.facts.emplace_back("runtime", runtime_summary());
+          report.task = test.task;
+          report.level = level;
+          report.rank_by = fmt::format("nll ({})", criterion.describe());
+          report.recommendation = lines.empty() ? "" : lines.back();
+          report.rows = rows;
+          py::gil_scoped_release release;
+          for (size_t i = 0; i < fitted.size(); ++i) {
+            PredictOptions options;
+            options.samples = samples;
+            auto p = fitted[i]->predict(test, options).to(torch::kCPU);
+            cli::MethodCurves c;
+            c.method = rows[i].at("method").get<std::string>();
+            if (test.task == Task::Classification) {
+              c.risk = risk_coverage(p, test.y);
+              c.reliability = reliability_diagram(p, test.y);
+            } else {
+              auto y64 = test.y.to(torch::kFloat64);
+              c.risk = risk_coverage(-p.var.to(torch::kFloat64), (p.mean.to(torch::kFloat64) - y64).square());
+            }
+            report.methods.push_back(std::move(c));
+          }
+          cli::write_report(dir, report);
+        }
+        nlohmann::json ranked = rows;
+        return py::make_tuple(ranked.dump(), lines);
+      },
+      py::arg("rows"), py::arg("fitted"), py::arg("x"), py::arg("y"), py::arg("dir") = "",
+      py::arg("facts") = std::vector<std::pair<std::string, std::string>>{}, py::arg("samples") = 32);
 
   m.def("methods", [] {
     std::vector<py::dict> out;

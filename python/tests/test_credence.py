@@ -139,13 +139,20 @@ def test_a_loader_of_batches_equals_the_arrays():
     np.testing.assert_array_equal(a, b)
 
 
-def test_compare_returns_rows_and_describe_lists_methods_and_models():
+def test_compare_returns_rows_and_describe_lists_methods_and_models(tmp_path):
     x, y = blobs(80, 6)
     xt, yt = blobs(40, 7)
-    rows = credence.compare("mlp:8", (x, y), (xt, yt), ["map", "laplace"], epochs=4)
+    report = tmp_path / "report"
+    rows = credence.compare("mlp:8", (x, y), (xt, yt), ["map", "laplace"], epochs=4, report=report)
     assert [r["method"] for r in rows] == ["map", "laplace"]
     assert all(0 <= r["accuracy"] <= 1 and np.isfinite(r["nll"]) for r in rows)
     assert "accuracy" in repr(rows) and "<table>" in rows._repr_html_()
+    best = min(rows, key=lambda r: r["nll"])
+    assert best["rank"] == 1 and rows.ranking[-1].startswith(f"recommended: {best['method']}")
+    page = (report / "index.html").read_text()
+    assert "laplace" in page and (report / "reliability.svg").exists()
+    with pytest.raises(credence.IoError, match="force=True"):  # a report is never overwritten unasked
+        credence.compare("mlp:8", (x, y), (xt, yt), ["map"], epochs=1, report=report)
     d = credence.describe()
     assert {"map", "laplace", "ivon"} <= {m["name"] for m in d["methods"]}
     assert {"mlp", "resnet", "transformer"} <= {m["name"] for m in d["models"]}
