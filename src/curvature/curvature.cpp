@@ -1,6 +1,8 @@
 #include "credence/curvature/curvature.h"
 
 #include <ATen/ATen.h>
+
+#include <algorithm>
 #include <fmt/format.h>
 #include <torch/csrc/autograd/autograd.h>
 
@@ -218,6 +220,22 @@ void place_weighted_grams(torch::Tensor& full, torch::Tensor sums, const SubsetL
 }
 }  // namespace
 
+namespace {
+// Rows per chunk of the curvature pass: at most `batch_size`, fewer where one row's layer factors
+// are large (a convolution's hold every position's patch and every direction's gradient), so that a
+// chunk's factors stay near kChunkBytes. Sized from one row, alike on every rank.
+int64_t curvature_chunk_rows(const Model& model, const Likelihood& unit, const ParamSubset& subset,
+                             const torch::Tensor& theta, const Dataset& data, CurvatureKind kind, int64_t batch_size) {
+  constexpr double kChunkBytes = 256e6;
+  if (data.size() == 0 || batch_size <= 1) return std::max<int64_t>(1, batch_size);
+  double bytes = 0;
+  for (const auto& f : curvature_factors(model, unit, subset, theta, data.x.narrow(0, 0, 1), data.y.narrow(0, 0, 1),
+                                         kind, 0, nullptr))
+    bytes += static_cast<double>((f.a.defined() ? f.a.numel() : 0) + f.g.numel()) * f.g.element_size();
+  return std::clamp<int64_t>(static_cast<int64_t>(kChunkBytes / std::max(bytes, 1.0)), 1, batch_size);
+}
+}  // namespace
+
 Curvature compute_curvature(const Model& model, const Likelihood& likelihood, const ParamSubset& subset,
                             const torch::Tensor& theta, const Dataset& data, Structure structure,
                             CurvatureKind kind, int64_t batch_size, uint64_t seed, const Communicator* comm,
@@ -265,6 +283,7 @@ Curvature compute_curvature(const Model& model, const Likelihood& likelihood, co
   torch::Tensor sums;  // gram_sums: [out, out, in + 1, in + 1]
   // Long dense passes show progress on a terminal (the display stays silent elsewhere).
   const bool long_pass = structure == Structure::Full && double(K) * K * theta.element_size() > 2.5e8;
+  batch_size = curvature_chunk_rows(model, unit, subset, theta, data, kind, batch_size);
   Progress progress("curvature", (data.size() + batch_size - 1) / batch_size, /*quiet=*/!long_pass);
   // Chunks are keyed by their start, so a rank draws what one process draws for them.
   for (int64_t start = rank * batch_size; start < data.size(); start += ranks * batch_size) {

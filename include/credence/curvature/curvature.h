@@ -76,8 +76,10 @@ torch::Tensor output_factors(const Likelihood& likelihood, const torch::Tensor& 
                              CurvatureKind kind, uint64_t key = 0);
 
 /// The curvature over `data` (standardized units) at `theta`, in `structure`. Refuses a full
-/// matrix that would not fit in memory, naming the structures that will. With `comm`, each rank
-/// takes every world_size-th chunk of rows and the sums are all-reduced (the same result).
+/// matrix that would not fit in memory, naming the structures that will. Rows go in chunks of at
+/// most `batch_size`, fewer where one row's layer factors are large, so a chunk's factors stay
+/// near 256 MB. With `comm`, each rank takes every world_size-th chunk of rows and the sums are
+/// all-reduced (the same result).
 Curvature compute_curvature(const Model& model, const Likelihood& likelihood, const ParamSubset& subset,
                             const torch::Tensor& theta, const Dataset& data, Structure structure,
                             CurvatureKind kind, int64_t batch_size = 256, uint64_t seed = 0,
