@@ -117,6 +117,16 @@ Dataset make_dataset(const py::array& x, const py::array& y, int64_t num_classes
   return d;
 }
 
+// Inputs to predict on, with placeholder labels of the fitted task.
+Dataset unlabeled(const FittedModel& f, const py::array& x) {
+  Dataset d;
+  d.x = to_tensor(x).to(f.model->dtype());
+  d.task = f.num_classes > 0 ? Task::Classification : Task::Regression;
+  d.num_classes = f.num_classes;
+  d.y = d.task == Task::Classification ? at::zeros({d.x.size(0)}, at::kLong) : at::zeros({d.x.size(0)});
+  return d;
+}
+
 py::dict predictive_dict(const Predictive& p) {
   py::dict out;
   out["task"] = p.task == Task::Classification ? "classification" : "regression";
@@ -146,11 +156,7 @@ PYBIND11_MODULE(_credence, m) {
   py::class_<FittedModel>(m, "Fitted")
       .def("predict",
            [](const FittedModel& f, const py::array& x, int64_t samples, uint64_t seed) {
-             Dataset d;
-             d.x = to_tensor(x).to(f.model->dtype());
-             d.task = f.num_classes > 0 ? Task::Classification : Task::Regression;
-             d.num_classes = f.num_classes;
-             d.y = d.task == Task::Classification ? at::zeros({d.x.size(0)}, at::kLong) : at::zeros({d.x.size(0)});
+             auto d = unlabeled(f, x);
              PredictOptions options;
              options.samples = samples;
              options.seed = seed;
@@ -235,15 +241,7 @@ PYBIND11_MODULE(_credence, m) {
          const py::object& y) {
         auto costs = parse_cost_spec(nlohmann::json::parse(costs_json));
         costs.check_model(f.num_classes > 0 ? Task::Classification : Task::Regression, f.num_classes);
-        Dataset d;
-        if (!y.is_none()) {
-          d = make_dataset(x, y.cast<py::array>(), f.num_classes, f.model->dtype());
-        } else {
-          d.x = to_tensor(x).to(f.model->dtype());
-          d.task = f.num_classes > 0 ? Task::Classification : Task::Regression;
-          d.num_classes = f.num_classes;
-          d.y = d.task == Task::Classification ? at::zeros({d.x.size(0)}, at::kLong) : at::zeros({d.x.size(0)});
-        }
+        auto d = y.is_none() ? unlabeled(f, x) : make_dataset(x, y.cast<py::array>(), f.num_classes, f.model->dtype());
         PredictOptions options;
         options.samples = samples;
         options.seed = seed;

@@ -22,6 +22,15 @@ def blobs(n, seed, classes=3):
     return x, y
 
 
+def write_csv(path, x, y):
+    """Two features and a label per row, written exactly (repr), for the command line's csv: data."""
+    with open(path, "w") as f:
+        f.write("a,b,y\n")
+        for row, label in zip(x, y):
+            f.write(f"{row[0]!r},{row[1]!r},{label}\n")
+    return path
+
+
 def test_regression_map_then_laplace_gives_a_finite_predictive():
     x, y = sine(80, 0)
     post = credence.fit("mlp:16", (x, y), "laplace", epochs=300, lr=0.01, hessian="full", subset="all")
@@ -49,11 +58,7 @@ def test_the_same_fit_as_the_command_line(tmp_path):
     if not cli:
         pytest.skip("CREDENCE_CLI is not set (ctest sets it)")
     x, y = blobs(60, 2)
-    csv = tmp_path / "blobs.csv"
-    with open(csv, "w") as f:
-        f.write("a,b,y\n")
-        for row, label in zip(x, y):
-            f.write(f"{row[0]!r},{row[1]!r},{label}\n")
+    csv = write_csv(tmp_path / "blobs.csv", x, y)
     out = tmp_path / "cli.crd"
     subprocess.run([cli, "fit", "--data", f"csv:{csv}?target=y&task=classification", "--model", "mlp:8",
                     "--method", "laplace:hessian=diag", "--epochs", "4", "--dtype", "float64", "--seed", "3",
@@ -74,11 +79,7 @@ def test_every_method_fits_as_the_command_line_does(tmp_path):
     if not cli:
         pytest.skip("CREDENCE_CLI is not set (ctest sets it)")
     x, y = blobs(40, 3)
-    csv = tmp_path / "blobs.csv"
-    with open(csv, "w") as f:
-        f.write("a,b,y\n")
-        for row, label in zip(x, y):
-            f.write(f"{row[0]!r},{row[1]!r},{label}\n")
+    csv = write_csv(tmp_path / "blobs.csv", x, y)
     names = [m["name"] for m in credence.describe()["methods"] if m["name"] != "gp"]  # gp: regression only
     assert len(names) >= 17
     for name in names:
@@ -185,10 +186,7 @@ def test_a_trained_torch_module_is_the_map_for_post_hoc_laplace(tmp_path):
         return
     weights, csv, out = tmp_path / "net.pt", tmp_path / "xs.csv", tmp_path / "cli.crd"
     torch.save(net.state_dict(), weights)
-    with open(csv, "w") as f:
-        f.write("a,b,y\n")
-        for row, label in zip(xs, y):
-            f.write(f"{row[0]!r},{row[1]!r},{label}\n")
+    write_csv(csv, xs, y)
     subprocess.run([cli, "fit", "--data", f"csv:{csv}?target=y&task=classification", "--model", "mlp:8",
                     "--init", str(weights), "--method", "laplace", "--epochs", "0", "--dtype", "float64",
                     "--out", str(out), "-q"], check=True)

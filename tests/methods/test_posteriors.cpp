@@ -75,15 +75,20 @@ TEST(MixturePosterior, PredictiveIsTheWeightedMixtureAndSurvivesSaveLoad) {
 namespace credence {
 namespace {
 
-// A sampled posterior draws its weights once per (samples, seed): repeated predictions reuse them
-// and equal a fresh posterior's; another seed, or a changed Laplace prior, draws anew.
-TEST(PosteriorDraws, RepeatedPredictionsReuseTheDrawsAndMatchFreshOnes) {
+FitRequest moons_request() {
   FitRequest req;
   req.data = load_data("synthetic:moons?n=200", {torch::kFloat64});
   req.model = "mlp:8";
   req.dtype = torch::kFloat64;
   req.train.epochs = 3;
   req.train.quiet = true;
+  return req;
+}
+
+// A sampled posterior draws its weights once per (samples, seed): repeated predictions reuse them
+// and equal a fresh posterior's; another seed, or a changed Laplace prior, draws anew.
+TEST(PosteriorDraws, RepeatedPredictionsReuseTheDrawsAndMatchFreshOnes) {
+  auto req = moons_request();
   auto test = load_data("synthetic:moons?n=40&part=test", {torch::kFloat64}).fit;
   for (const std::string method : {"vi", "swag:collect=2,rank=0", "mcdropout", "laplace:predictive=nn"}) {
     SCOPED_TRACE(method);
@@ -112,12 +117,7 @@ TEST(PosteriorDraws, RepeatedPredictionsReuseTheDrawsAndMatchFreshOnes) {
 // One fitted model serves several threads: predictions made at once (the first of them drawing
 // the weights and laying them out) equal those of a copy used by one thread.
 TEST(PosteriorDraws, ThreadsSharingOneFittedModelGetTheSequentialPredictions) {
-  FitRequest req;
-  req.data = load_data("synthetic:moons?n=200", {torch::kFloat64});
-  req.model = "mlp:8";
-  req.dtype = torch::kFloat64;
-  req.train.epochs = 3;
-  req.train.quiet = true;
+  auto req = moons_request();
   auto test = load_data("synthetic:moons?n=40&part=test", {torch::kFloat64}).fit;
   for (const std::string method : {"vi", "swag:collect=2,rank=0", "mcdropout", "ensemble:members=3",
                                    "laplace:subset=all,hessian=kron", "laplace:predictive=nn"}) {
