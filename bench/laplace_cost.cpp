@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
     print_row(r);
     const auto report = f.info.value("report", nlohmann::json::object());
     std::string parts;
-    for (const std::string key : {"curvature_seconds", "marglik_seconds", "prior_precision"})
+    for (const std::string key : {"curvature_seconds", "factor_seconds", "marglik_seconds", "prior_precision"})
       if (report.contains(key)) parts += fmt::format("  {} {:.3g}", key, report.at(key).get<double>());
     if (!parts.empty()) fmt::print("   {}\n", parts);
     rows[method] = r;

@@ -153,8 +153,8 @@ void add_chain_diagnostics(const FittedModel& fitted, const Predictive& predicti
 
 void add_fit_facts(const FittedModel& fitted, Row& row) {
   // The parts of a fit's time and the hyper-parameters it tuned, where its method reports them.
-  static const std::vector<std::string> facts = {"map_seconds",   "curvature_seconds", "marglik_seconds",
-                                                 "val_seconds",   "prior_precision",   "sigma"};
+  static const std::vector<std::string> facts = {"map_seconds",  "curvature_seconds", "factor_seconds",
+                                                 "marglik_seconds", "val_seconds",     "prior_precision", "sigma"};
   auto report = fitted.info.find("report");
   if (report == fitted.info.end() || !report->is_object()) return;
   for (const auto& key : facts)

@@ -55,7 +55,7 @@ void print_table(const std::vector<Row>& rows, size_t max_width = 100);
 /// For MCMC posteriors (several chains): R-hat and ESS of the test predictions into `row`
 /// (`rhat` = 90th percentile, `rhat_max`, `ess` = smallest bulk ESS, `ess_tail`), with warnings.
 void add_chain_diagnostics(const FittedModel& fitted, const Predictive& predictive, Row& row);
-/// map_seconds, curvature_seconds, marglik_seconds, val_seconds, prior_precision and sigma from
+/// map_seconds, curvature_seconds, factor_seconds, marglik_seconds, val_seconds, prior_precision and sigma from
 /// the fit's report, where its method gives them.
 void add_fit_facts(const FittedModel& fitted, Row& row);
 /// check_output_path for an optional output (empty: none asked for); call before any work.
