@@ -9,6 +9,7 @@
 #include "common.h"
 #include "credence/core/distributed.h"
 #include "credence/core/error.h"
+#include "credence/core/runtime.h"
 #include "credence/core/progress.h"
 #include "credence/core/files.h"
 #include "credence/eval/metrics.h"
@@ -155,11 +156,17 @@ void add_describe(CLI::App& app) {
   auto model = std::make_shared<std::string>(), data = std::make_shared<std::string>();
   cmd->add_option("method", *name, "method name");
   cmd->add_flag("--models", *models, "list the model families (--model SPEC) with their options");
+  auto runtime = std::make_shared<bool>(false);
+  cmd->add_flag("--runtime", *runtime, "print the runtime line (LibTorch, BLAS kernels, threads, devices)");
   cmd->add_flag("--adapters", *adapters,
                 "the options of --adapters lora:...; with --model and --data, the layers it can adapt");
   cmd->add_option("--model", *model, "with --adapters: the model whose adaptable layers to list");
   cmd->add_option("--data", *data, "with --adapters --model: data fixing the model's input shape");
-  cmd->callback([name, models, adapters, model, data] {
+  cmd->callback([name, models, adapters, model, data, runtime] {
+    if (*runtime) {
+      fmt::print("{}\n", runtime_summary());
+      return;
+    }
     if (*adapters) {
       fmt::print("adapters (--adapters lora:key=value,...): low-rank adapters on a frozen backbone\n");
       for (const auto& f : lora_fields())
