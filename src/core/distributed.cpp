@@ -149,6 +149,11 @@ void Communicator::all_reduce_sum(const std::vector<torch::Tensor>& tensors) con
   for (const auto& t : tensors)
     if (t.defined() && t.numel() > 0) by_dtype[t.scalar_type()].push_back(t);
   for (auto& [dtype, ts] : by_dtype) {
+    if (ts.size() == 1 && ts[0].is_contiguous() && ts[0].device().is_cpu()) {  // in place: no copies
+      std::vector<torch::Tensor> buf = {ts[0].detach().view({-1})};
+      group_->gloo->allreduce(buf)->wait();
+      continue;
+    }
     std::vector<torch::Tensor> flat_parts;
     for (const auto& t : ts) flat_parts.push_back(t.detach().reshape({-1}).to(at::kCPU));
     std::vector<torch::Tensor> buf = {at::cat(flat_parts).contiguous()};
