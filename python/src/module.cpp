@@ -279,23 +279,16 @@ PYBIND11_MODULE(_credence, m) {
                                             f.posterior->kind(), f.method));
         auto data = make_dataset(x, y, f.num_classes, f.model->dtype());
         f.check_data(data);
-        if (p->prior_rows().size(0) > 0) {
-          if (!training_rows)
-            throw InvalidArgument("the prior was learned on rows of the training data, so a certificate on other "
-                                  "arrays cannot rule out that the prior saw them; call bound() without data on the "
-                                  "posterior that fit() returned: it certifies on the training rows the prior never saw");
-          if (data.size() != f.info.value("n_fit", int64_t{-1}))
-            throw DataError(fmt::format("the training arrays have {} rows but the fit had {}", data.size(),
-                                        f.info.value("n_fit", int64_t{-1})));
-          auto keep = at::ones({data.size()}, at::kBool);
-          keep.index_fill_(0, p->prior_rows(), false);
-          data = data.subset(keep.nonzero().squeeze(1));
-        }
+        if (p->prior_rows().size(0) > 0 && !training_rows)
+          throw InvalidArgument("the prior was learned on rows of the training data, so a certificate on other "
+                                "arrays cannot rule out that the prior saw them; call bound() without data on the "
+                                "posterior that fit() returned: it certifies on the training rows the prior never saw");
+        data = p->unseen_rows(data, f.info.value("n_fit", int64_t{-1}));
         CertifyOptions o;
         o.delta = delta;
         o.delta_mc = delta_mc;
         o.networks = networks;
-        o.pmin = pmin > 0 ? pmin : std::stod(f.info["method_options"].value("pmin", std::string("1e-4")));
+        o.pmin = pmin > 0 ? pmin : fitted_pmin(f.info);
         o.seed = seed;
         nlohmann::json j;
         {

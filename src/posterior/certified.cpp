@@ -51,6 +51,22 @@ torch::Tensor kl_to_isotropic_gaussian(const torch::Tensor& mean, const torch::T
   return 0.5 * (ratio + (mean - prior_mean).pow(2) / s2 - 1.0 - at::log(ratio)).sum();
 }
 
+Dataset CertifiedGaussianPosterior::unseen_rows(const Dataset& train, int64_t n_fit) const {
+  if (prior_rows_.size(0) == 0) return train;
+  if (train.size() != n_fit)
+    throw DataError(fmt::format("the training data now has {} rows but had {} when fitted; the prior's rows no "
+                                "longer identify the rows it never saw",
+                                train.size(), n_fit));
+  auto keep = at::ones({train.size()}, at::kBool);
+  keep.index_fill_(0, prior_rows_.to(at::kCPU), false);
+  return train.subset(keep.nonzero().squeeze(1));
+}
+
+double fitted_pmin(const nlohmann::json& fit_info) {
+  const auto options = fit_info.value("method_options", nlohmann::json::object());
+  return std::stod(options.value("pmin", std::string("1e-4")));
+}
+
 double CertifiedGaussianPosterior::kl() const {
   return kl_to_isotropic_gaussian(mean().to(at::kDouble), variance().to(at::kDouble),
                                   prior_mean_.to(at::kDouble), prior_std_)

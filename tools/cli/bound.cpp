@@ -24,19 +24,12 @@ const CertifiedGaussianPosterior& certified(const FittedModel& f, const std::str
 Dataset bound_rows(const FittedModel& f, const CertifiedGaussianPosterior& p, const std::string& spec,
                    const Dataset& data) {
   const std::string fit_spec = f.info.value("data", "");
-  if (p.prior_rows().size(0) == 0) return data;
-  if (spec != fit_spec)
+  if (p.prior_rows().size(0) > 0 && spec != fit_spec)
     throw InvalidArgument(fmt::format(
         "the prior was learned on rows of '{}', so a bound on '{}' cannot rule out that the prior saw its "
         "examples; omit --data to bound on the rows of '{}' the prior never saw",
         fit_spec, spec, fit_spec));
-  if (data.size() != f.info.value("n_fit", int64_t{-1}))
-    throw DataError(fmt::format("'{}' now has {} examples but had {} when fitted; the prior's rows no longer "
-                                "identify the bound rows",
-                                spec, data.size(), f.info.value("n_fit", int64_t{-1})));
-  auto keep = at::ones({data.size()}, at::kBool);
-  keep.index_fill_(0, p.prior_rows(), false);
-  return data.subset(keep.nonzero().squeeze(1));
+  return p.unseen_rows(data, f.info.value("n_fit", int64_t{-1}));
 }
 
 }  // namespace
@@ -68,8 +61,7 @@ void add_bound(CLI::App& app) {
     check_optional_output(args->json, args->force, "--json");
     auto f = FittedModel::load(args->posterior, args->common.torch_device());
     const auto& p = certified(f, args->posterior);
-    if (cmd->count("--pmin") == 0)
-      args->certify.pmin = std::stod(f.info["method_options"].value("pmin", std::string("1e-4")));
+    if (cmd->count("--pmin") == 0) args->certify.pmin = fitted_pmin(f.info);
     const std::string spec = args->data.empty() ? f.info.value("data", "") : args->data;
     auto all = load_data(spec, {f.model->dtype()}).fit;
     f.check_data(all);

@@ -3,6 +3,7 @@
 /// PAC-Bayes risk certificate for its stochastic network on data that prior never saw.
 #include <nlohmann/json.hpp>
 
+#include "credence/data/dataset.h"
 #include "credence/posterior/posterior.h"
 
 namespace credence {
@@ -22,11 +23,19 @@ class CertifiedGaussianPosterior : public GaussianPosterior {
   const torch::Tensor& prior_rows() const { return prior_rows_; }
   /// KL(Q || P) in closed form.
   double kl() const;
+  /// Of the fit's own training rows `train` (`n_fit` of them when fitted), those the prior never
+  /// saw: all of them for a prior chosen without data. DataError when `train` no longer has
+  /// `n_fit` rows, since the prior's row indices would then name other rows.
+  Dataset unseen_rows(const Dataset& train, int64_t n_fit) const;
 
  private:
   torch::Tensor prior_mean_, prior_rows_;
   double prior_std_;
 };
+
+/// The bounded cross-entropy floor a fit used: its method option `pmin` (default 1e-4), from the
+/// fit's info (`FittedModel::info`).
+double fitted_pmin(const nlohmann::json& fit_info);
 
 /// KL(N(mean, diag(variance)) || N(prior_mean, prior_std^2 I)) in closed form, differentiable.
 torch::Tensor kl_to_isotropic_gaussian(const torch::Tensor& mean, const torch::Tensor& variance,
