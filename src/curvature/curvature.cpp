@@ -1,10 +1,10 @@
 #include "credence/curvature/curvature.h"
 
 #include <ATen/ATen.h>
-
-#include <algorithm>
 #include <fmt/format.h>
 #include <torch/csrc/autograd/autograd.h>
+
+#include <algorithm>
 
 #include "credence/core/distributed.h"
 #include "credence/core/error.h"
@@ -190,13 +190,13 @@ std::vector<LayerFactors> curvature_factors(const Model& model, const Likelihood
 
 namespace {
 // The exact curvature of one whole dense layer (no positions) from D > 1 output directions per
-// example, without per-example Jacobian rows: its (o, o') block is sum_n Lambda_n[o, o'] a_n a_n^T
-// with Lambda_n = g_n^T g_n [out, out] and a_n the input with a trailing 1 for the bias. That is
+// example, without per-example Jacobian rows: its (o, o') block is sum_n Lambda_n[o, o'] ab_n ab_n^T
+// with Lambda_n = g_n^T g_n [out, out] and ab_n the input with a trailing 1 for the bias. That is
 // `out` products of [in + 1, m] x [m, (out - o) (in + 1)] where the rows take m D K^2 multiplies.
 // Adds into `sums` [out, out, in + 1, in + 1] (blocks o <= o' only).
-void add_weighted_grams(torch::Tensor& sums, const torch::Tensor& a, const torch::Tensor& g) {
-  const int64_t m = a.size(0), out = g.size(2), in1 = sums.size(2);
-  auto ab = in1 > a.size(1) ? at::cat({a, at::ones({m, 1}, a.options())}, 1) : a;
+void add_weighted_grams(torch::Tensor& sums, const SubsetLayer& l, const torch::Tensor& a, const torch::Tensor& g) {
+  auto ab = l.with_bias_input(a);
+  const int64_t m = ab.size(0), out = g.size(2), in1 = ab.size(1);
   auto lambda = g.transpose(1, 2).bmm(g);  // [m, out, out]
   for (int64_t o = 0; o < out; ++o) {
     auto w = lambda.select(1, o).narrow(1, o, out - o);                   // [m, out - o]
@@ -205,22 +205,16 @@ void add_weighted_grams(torch::Tensor& sums, const torch::Tensor& a, const torch
   }
 }
 
-// The blocks of add_weighted_grams in the subset's order (weights row-major, then biases).
+// The blocks of add_weighted_grams added to `full` at the layer's entries (SubsetLayer::entry_index).
 void place_weighted_grams(torch::Tensor& full, torch::Tensor sums, const SubsetLayer& l) {
-  const int64_t out = l.out, in = l.in, nw = out * in;
+  const int64_t out = sums.size(0);
   for (int64_t o = 0; o < out; ++o)  // mirror the upper blocks
     for (int64_t p = o + 1; p < out; ++p) sums[p][o].copy_(sums[o][p].t());
-  auto H = full.narrow(0, l.offset, l.size()).narrow(1, l.offset, l.size());
-  H.narrow(0, 0, nw).narrow(1, 0, nw).add_(sums.narrow(2, 0, in).narrow(3, 0, in).permute({0, 2, 1, 3}).reshape({nw, nw}));
-  if (l.bias_block < 0) return;
-  auto wb = sums.narrow(2, 0, in).select(3, in).permute({0, 2, 1}).reshape({nw, out});  // [(o, i), o']
-  H.narrow(0, 0, nw).narrow(1, nw, out).add_(wb);
-  H.narrow(0, nw, out).narrow(1, 0, nw).add_(wb.t());
-  H.narrow(0, nw, out).narrow(1, nw, out).add_(sums.select(2, in).select(2, in));
+  auto idx = l.entry_index(full.device()).reshape({-1});
+  auto H = sums.permute({0, 2, 1, 3}).reshape({idx.numel(), idx.numel()});  // [(o, i), (o', j)]
+  full.index_put_({idx.unsqueeze(1), idx.unsqueeze(0)}, H, /*accumulate=*/true);
 }
-}  // namespace
 
-namespace {
 // Rows per chunk of the curvature pass: at most `batch_size`, fewer where one row's layer factors
 // are large (a convolution's hold every position's patch and every direction's gradient), so that a
 // chunk's factors stay near kChunkBytes. Sized from one row, alike on every rank.
@@ -327,7 +321,7 @@ Curvature compute_curvature(const Model& model, const Likelihood& likelihood, co
       } else if (gram_sums && !shared && g.size(1) > 1) {
         const int64_t in1 = l.in + (l.bias_block >= 0 ? 1 : 0);
         if (!sums.defined()) sums = at::zeros({l.out, l.out, in1, in1}, opts);
-        add_weighted_grams(sums, a, g);
+        add_weighted_grams(sums, l, a, g);
       } else {
         rows.push_back(l.jacobian_columns(a, g).reshape({-1, l.size()}));
       }

@@ -118,6 +118,18 @@ torch::Tensor all_shared_columns(const SubsetLayer& l, const torch::Tensor& a, c
 }
 }  // namespace
 
+torch::Tensor SubsetLayer::with_bias_input(const torch::Tensor& a) const {
+  return bias_block >= 0 ? at::cat({a, at::ones({a.size(0), 1}, a.options())}, 1) : a;
+}
+
+torch::Tensor SubsetLayer::entry_index(torch::Device device) const {
+  const int64_t in1 = in + (bias_block >= 0 ? 1 : 0);
+  auto opts = at::TensorOptions().dtype(at::kLong).device(device);
+  auto idx = at::arange(out, opts).unsqueeze(1) * in + at::arange(in1, opts).unsqueeze(0);
+  if (in1 > in) idx.select(1, in).copy_(out * in + at::arange(out, opts));
+  return idx + offset;
+}
+
 torch::Tensor SubsetLayer::jacobian_columns(const torch::Tensor& a, const torch::Tensor& g) const {
   const int64_t n = g.size(0), D = g.size(1);
   if (shared(g)) {

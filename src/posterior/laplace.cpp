@@ -74,12 +74,9 @@ torch::Tensor LaplacePosterior::layer_blocks(const torch::Tensor& m) const {
   if (subset_.layers.size() != 1) return {};
   const auto& l = subset_.layers.front();
   if (l.kind != LayerKind::Dense || l.partial()) return {};
-  // Entry (o, i) of the layer is weight o * in + i for i < in, and bias out * in + o for i = in.
-  const int64_t in1 = l.in + (l.bias_block >= 0 ? 1 : 0);
-  auto opts = at::TensorOptions().dtype(at::kLong).device(m.device());
-  auto idx = (at::arange(l.out, opts).unsqueeze(1) * l.in + at::arange(in1, opts).unsqueeze(0));
-  if (in1 > l.in) idx.select(1, l.in).copy_(l.out * l.in + at::arange(l.out, opts));
-  idx = idx.reshape({-1}) + l.offset;
+  auto idx = l.entry_index(m.device());
+  const int64_t in1 = idx.size(1);
+  idx = idx.reshape({-1});
   return m.index_select(0, idx).index_select(1, idx).view({l.out, in1, l.out, in1}).permute({0, 2, 1, 3}).contiguous();
 }
 

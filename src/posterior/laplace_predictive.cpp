@@ -57,15 +57,14 @@ torch::Tensor LaplacePosterior::slice_variance(const Model& model, const torch::
   if (curvature_.structure == Structure::Full && cov_blocks_.defined()) {
     // One dense layer: J_n's row c is sum_o g_nco (e_o (x) a_n), with a_n's trailing 1 for the bias,
     // so J Sigma J^T = g Q g^T with Q_n[o, o'] = a_n^T Sigma_oo' a_n; the last layer's g is I.
-    const auto& a = factors.front().a;
     const auto& g = factors.front().g;
     const int64_t out = cov_blocks_.size(0), in1 = cov_blocks_.size(2);
-    auto ab = in1 > a.size(1) ? at::cat({a, at::ones({n, 1}, a.options())}, 1) : a;
+    auto ab = subset_.layers.front().with_bias_input(factors.front().a);
     if (subset_.last_layer && diag_only) {
       auto blocks = cov_blocks_.diagonal(0, 0, 1).permute({2, 0, 1}).reshape({out * in1, in1});  // [(o, i), j]
       return (ab.matmul(blocks.t()).view({n, out, in1}) * ab.unsqueeze(1)).sum(-1);
     }
-    auto Q = at::empty({n, out, out}, a.options());
+    auto Q = at::empty({n, out, out}, ab.options());
     const int64_t per = std::max<int64_t>(1, static_cast<int64_t>(16e6 / double(out * out * in1)));
     for (int64_t s0 = 0; s0 < n; s0 += per) {  // slices of rows bound the [rows, out, out, in + 1] product
       auto part = ab.narrow(0, s0, std::min(per, n - s0));
@@ -167,19 +166,15 @@ Predictive LaplacePosterior::predict(const Model& model, const Likelihood& likel
     return Posterior::predict(model, likelihood, x, y_mean, y_std, options);
   const bool probit = likelihood.task() == Task::Classification && link != GlmLink::MC;
   const bool diag_only = probit || likelihood.task() == Task::Regression;
-  torch::Tensor mu, var;
-  if (x.size(0) <= options.batch_size) {
-    var = function_variance(model, x, diag_only, &mu);
-  } else {
-    std::vector<torch::Tensor> mus, vars;
-    for (int64_t start = 0; start < x.size(0); start += options.batch_size) {
-      auto xb = x.narrow(0, start, std::min(options.batch_size, x.size(0) - start));
-      vars.push_back(function_variance(model, xb, diag_only, &mu));
-      mus.push_back(mu);
-    }
-    mu = at::cat(mus);
-    var = at::cat(vars);
+  std::vector<torch::Tensor> mus, vars;
+  for (int64_t start = 0; start < x.size(0); start += options.batch_size) {
+    auto xb = x.narrow(0, start, std::min(options.batch_size, x.size(0) - start));
+    torch::Tensor mu_b;
+    vars.push_back(function_variance(model, xb, diag_only, &mu_b));
+    mus.push_back(mu_b);
   }
+  // One batch (a single example, say) needs no copy into a joined tensor.
+  auto mu = mus.size() == 1 ? mus[0] : at::cat(mus), var = vars.size() == 1 ? vars[0] : at::cat(vars);
   Predictive p;
   p.task = likelihood.task();
   if (p.task == Task::Regression) {

@@ -36,6 +36,12 @@ struct SubsetLayer {
   torch::Tensor jacobian_times(const torch::Tensor& a, const torch::Tensor& g, const torch::Tensor& V) const;
   /// J^T U summed over examples and directions, for U [n, D, m]: [size(), m].
   torch::Tensor jacobian_transpose_times(const torch::Tensor& a, const torch::Tensor& g, const torch::Tensor& U) const;
+  /// A whole dense layer's inputs a [n, in] with a column of ones for the bias: [n, in + 1] (a
+  /// itself without a bias). Entry (o, i) of the layer multiplies its column i.
+  torch::Tensor with_bias_input(const torch::Tensor& a) const;
+  /// Subset positions of a whole dense layer's entries as [out, in + 1] (int64 on `device`):
+  /// weight (o, i) at offset + o * in + i, and, in the last column, bias o after the weights.
+  torch::Tensor entry_index(torch::Device device) const;
 };
 
 struct ParamSubset {
