@@ -53,7 +53,6 @@ void add_active(CLI::App& app) {
   args->flags.add(*cmd);
   cmd->callback([args] {
     args->common.apply();
-    args->flags.check();
     check_optional_output(args->json, args->force, "--json");
     const auto methods = split_methods(args->methods);
     const auto acquisitions = split_choices(args->acquisitions, active_acquisitions(), "--acquisition");
@@ -62,12 +61,7 @@ void add_active(CLI::App& app) {
       check_report_dir(args->report, args->force);
     }
     auto& al = args->al;
-    al.model = args->flags.model;
-    al.likelihood = args->flags.likelihood;
-    al.init = args->flags.init;
-    al.freeze = args->flags.freeze;
-    al.adapters = args->flags.adapters;
-    al.train = args->flags.train;
+    args->flags.fill(al);
     al.balanced = !args->random_initial;
     for (const auto& m : methods)  // every row's options are checked before the first fit
       for (const auto& a : acquisitions) {

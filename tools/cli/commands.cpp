@@ -35,17 +35,11 @@ void add_fit(CLI::App& app) {
   cmd->callback([args] {
     args->common.apply();
     args->flags.train.quiet = args->common.quiet;
-    args->flags.check();
     if (is_root_process()) check_output_path(args->out, args->force, "--out");
     FitRequest req;
     req.data = load_data(args->data, {args->common.torch_dtype()});
-    req.model = args->flags.model;
+    args->flags.fill(req);
     req.method = args->method;
-    req.likelihood = args->flags.likelihood;
-    req.init = args->flags.init;
-    req.freeze = args->flags.freeze;
-    req.adapters = args->flags.adapters;
-    req.train = args->flags.train;
     req.device = args->common.torch_device();
     req.dtype = args->common.torch_dtype();
     req.comm = &world_communicator();  // from torchrun's (or `credence launch`'s) environment

@@ -84,6 +84,7 @@ void TrainFlags::add(CLI::App& app) {
   app.add_option("--seed", train.seed, "random seed")
       ->capture_default_str()
       ->check(whole_number_at_least(0, "--seed 0"));
+  app.parse_complete_callback([this] { check(); });  // before the command runs
 }
 
 void TrainFlags::check() const {

@@ -30,9 +30,21 @@ struct TrainFlags {
   std::string model = "mlp:50";
   std::string likelihood, init, freeze, adapters;
   TrainOptions train;
+  /// Adds the options to `app` and checks them together once it has parsed (check()).
   void add(CLI::App& app);
   /// InvalidArgument for flags that parse but do not go together (--epochs 0 without --init).
   void check() const;
+  /// Copies the model, likelihood, starting weights, frozen names, adapters and training options
+  /// into `request` (a FitRequest, or any options struct with those fields).
+  template <class Request>
+  void fill(Request& request) const {
+    request.model = model;
+    request.likelihood = likelihood;
+    request.init = init;
+    request.freeze = freeze;
+    request.adapters = adapters;
+    request.train = train;
+  }
 };
 
 /// "map,laplace:hessian=kron,subset=last_layer;vi" into method specs: a piece whose first '='

@@ -173,7 +173,6 @@ void add_compare(CLI::App& app) {
   cmd->callback([args] {
     args->common.apply();
     args->flags.train.quiet = args->common.quiet;
-    args->flags.check();
     const bool quiet = args->common.quiet;
     check_optional_output(args->json, args->force, "--json");
     const double level = args->conformal_level;
@@ -189,12 +188,7 @@ void add_compare(CLI::App& app) {
     auto dtype = args->common.torch_dtype();
     FitRequest req;
     req.data = load_data(args->data, {dtype});
-    req.model = args->flags.model;
-    req.likelihood = args->flags.likelihood;
-    req.init = args->flags.init;
-    req.freeze = args->flags.freeze;
-    req.adapters = args->flags.adapters;
-    req.train = args->flags.train;
+    args->flags.fill(req);
     req.device = args->common.torch_device();
     req.dtype = dtype;
     EvalData eval;
