@@ -31,6 +31,13 @@ def write_csv(path, x, y):
     return path
 
 
+def module_probs(net, x):
+    """A PyTorch classifier's probabilities on NumPy inputs."""
+    import torch
+    with torch.no_grad():
+        return torch.softmax(net(torch.tensor(x)), 1).numpy()
+
+
 def test_regression_map_then_laplace_gives_a_finite_predictive():
     x, y = sine(80, 0)
     post = credence.fit("mlp:16", (x, y), "laplace", epochs=300, lr=0.01, hessian="full", subset="all")
@@ -174,8 +181,7 @@ def test_a_trained_torch_module_is_the_map_for_post_hoc_laplace(tmp_path):
         torch.nn.functional.cross_entropy(net(xt), yt).backward()
         opt.step()
     post = credence.fit("mlp:8", (xs, y), "map", init=net, epochs=0, dtype="float64")
-    with torch.no_grad():
-        expected = torch.softmax(net(torch.tensor(xs)), 1).numpy()
+    expected = module_probs(net, xs)
     # Standardizing xs again changes it only by rounding.
     np.testing.assert_allclose(post.predict(xs).probs, expected, atol=1e-6)
     lap = credence.fit("mlp:8", (xs, y), "laplace", init=net, epochs=0, dtype="float64")
@@ -262,8 +268,7 @@ def test_a_torch_module_with_skip_connections_is_converted_with_its_weights(tmp_
     x = rng.standard_normal((40, 1, 8, 8)) + y[:, None, None, None]
     post = credence.fit(net, (x, y), "map", epochs=0, dtype="float64")
     expect_pytorch_gradients(net, x, y)
-    with torch.no_grad():
-        expected = torch.softmax(net(torch.tensor(x)), 1).numpy()
+    expected = module_probs(net, x)
     np.testing.assert_allclose(post.predict(x).probs, expected, atol=1e-10)
     lap = credence.fit(net, (x, y), "laplace", epochs=2, batch_size=8, dtype="float64", subset="all")
     lap.save(tmp_path / "net.crd")
@@ -273,9 +278,7 @@ def test_a_torch_module_with_skip_connections_is_converted_with_its_weights(tmp_
     other = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Sigmoid(), nn.Flatten(), nn.Linear(72, 3)).double()
     as_script = credence.fit(other, (x, y), "map", epochs=0, dtype="float64")
     assert as_script.model.startswith("torchscript:")
-    with torch.no_grad():
-        np.testing.assert_allclose(as_script.predict(x).probs, torch.softmax(other(torch.tensor(x)), 1).numpy(),
-                                   atol=1e-10)
+    np.testing.assert_allclose(as_script.predict(x).probs, module_probs(other, x), atol=1e-10)
     with pytest.raises(credence.NotSupported, match="Sigmoid"):
         credence.fit(other, (x, y), "mcdropout", epochs=1, dtype="float64")
 
@@ -308,16 +311,13 @@ def test_a_torchvision_style_network_with_batch_norm_and_max_pooling_keeps_its_p
             net(torch.tensor(x) * 3 + 1)
     net.eval()
     post = credence.fit(net, (x, y), "map", epochs=0, dtype="float64")
-    with torch.no_grad():
-        expected = torch.softmax(net(torch.tensor(x)), 1).numpy()
+    expected = module_probs(net, x)
     np.testing.assert_allclose(post.predict(x).probs, expected, atol=1e-10)
     assert credence.fit(net, (x, y), "laplace", epochs=1, dtype="float64", subset="all").predict(x).probs.shape == (30, 3)
     # Trained weights go back into the module, BatchNorm unfolded: it then predicts as the fit.
     trained = credence.fit(net, (x, y), "map", epochs=3, batch_size=10, dtype="float64")
     trained.to_module(net)
-    with torch.no_grad():
-        np.testing.assert_allclose(torch.softmax(net(torch.tensor(x)), 1).numpy(), trained.predict(x).probs,
-                                   atol=1e-10)
+    np.testing.assert_allclose(module_probs(net, x), trained.predict(x).probs, atol=1e-10)
 
 
 def test_adapted_weights_fold_into_the_backbones_state_dict():
@@ -479,14 +479,11 @@ def test_a_module_with_self_attention_over_patches_keeps_its_predictions_and_wei
     x = rng.standard_normal((30, 1, 8, 8)) + y[:, None, None, None]
     post = credence.fit(net, (x, y), "map", epochs=0, dtype="float64")
     expect_pytorch_gradients(net, x, y)
-    with torch.no_grad():
-        expected = torch.softmax(net(torch.tensor(x)), 1).numpy()
+    expected = module_probs(net, x)
     np.testing.assert_allclose(post.predict(x).probs, expected, atol=1e-10)
     trained = credence.fit(net, (x, y), "map", epochs=3, batch_size=10, dtype="float64")
     back = trained.to_module(Vit().double().eval())
-    with torch.no_grad():
-        np.testing.assert_allclose(torch.softmax(back(torch.tensor(x)), 1).numpy(), trained.predict(x).probs,
-                                   atol=1e-10)
+    np.testing.assert_allclose(module_probs(back, x), trained.predict(x).probs, atol=1e-10)
     lap = credence.fit(net, (x, y), "laplace", epochs=0, dtype="float64", subset="all", hessian="diag")
     assert np.all(np.isfinite(lap.predict(x).probs))
 
