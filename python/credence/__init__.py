@@ -360,8 +360,7 @@ def compare(model, train, test, methods, *, report=None, force=False, samples=32
         row["fit_seconds"] = post.info.get("fit_seconds", float("nan"))
         rows.append(row)
         fitted.append(post._fitted)
-    x_train = _arrays(train)[0]
-    facts = [("training data", f"arrays ({len(x_train)} rows)"), ("test data", f"arrays ({len(x_test)} rows)"),
+    facts = [("training data", f"arrays ({base.info['n_fit']} rows)"), ("test data", f"arrays ({len(x_test)} rows)"),
              ("model", model if isinstance(model, str) else type(model).__name__)]
     ranked, lines = _credence.rank_and_report(json.dumps(rows), fitted, x_test, y_test,
                                               "" if report is None else os.fspath(report), facts, samples)
