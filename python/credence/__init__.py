@@ -16,7 +16,7 @@ import numpy as np
 from . import _credence
 from ._credence import DataError, Error, InvalidArgument, IoError, NotSupported, NumericalError
 
-__all__ = ["fit", "load", "compare", "decide", "describe", "load_data", "Posterior", "Prediction", "Decisions",
+__all__ = ["fit", "meta_fit", "load", "compare", "decide", "describe", "load_data", "Posterior", "Prediction", "Decisions",
            "BayesOpt", "select_queries",
            "Error", "InvalidArgument",
            "DataError", "NotSupported", "NumericalError", "IoError", "set_threads"]
@@ -265,6 +265,9 @@ def fit(model, data, method="map", *, likelihood="", epochs=20, lr=0.0, batch_si
     names match the spec's (or come in the same order); with epochs=0 they are the MAP as they
     are (post-hoc methods such as "laplace" then add uncertainty to a network trained elsewhere).
     adapters: low-rank adapters on the frozen backbone `init`, e.g. "lora:rank=4,alpha=8".
+    prior_precision: the prior over the weights, as --prior: "auto", "gaussian:PRECISION" (or a
+    number), the path of a prior learned by meta_fit(), or "gp:KERNEL?..." (a prior over functions,
+    for vi). (A method's own `prior=` option, e.g. laplace's, is a method option as any other.)
     A module with layers credence cannot convert runs as TorchScript (saved in ~/.cache/credence), for
     the methods that need only a forward pass and autograd; the others say so. Progress shows on a
     terminal unless quiet. Integer labels make a classification task, floating targets a regression.
@@ -299,6 +302,18 @@ def fit(model, data, method="map", *, likelihood="", epochs=20, lr=0.0, batch_si
             os.unlink(path)
     # A "pacbayes" posterior keeps the training arrays, so that bound() can certify on its rows.
     return Posterior(fitted, training=(x, y) if fitted.method.split(":")[0] == "pacbayes" else None)
+
+
+def meta_fit(tasks, model, out, *, likelihood="", hessian="auto", variance="tensor", zero_mean=False, rounds=30,
+             steps=50, seed=0, force=False, quiet=True):
+    """Learns a Gaussian prior over `model`'s weights from related tasks and writes it to `out`
+    (use it as fit(..., prior_precision=out)). tasks: a task-family spec ("synthetic:sinusoid?tasks=20&points=5",
+    "csv:PATH?target=Y&group=COLUMN") or a list of (x, y) array pairs, one per task. Returns the
+    summed log evidence per round, the learned noise level (standardized units) and the task count."""
+    if not isinstance(tasks, str):
+        tasks = [(_as_numpy(x, "x").astype(np.float64), _as_numpy(y, "y").astype(np.float64)) for x, y in tasks]
+    return _credence.meta_fit(tasks, model, os.fspath(out), likelihood, hessian, variance, bool(zero_mean),
+                              int(rounds), int(steps), int(seed), bool(force), bool(quiet))
 
 
 def load(path):

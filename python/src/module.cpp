@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "credence/core/error.h"
+#include "credence/core/files.h"
 #include "credence/core/progress.h"
 #include "credence/core/runtime.h"
 #include "credence/credence.h"
@@ -21,6 +22,7 @@
 #include "credence/eval/metrics.h"
 #include "credence/eval/selective.h"
 #include "credence/fit/fit.h"
+#include "credence/fit/meta.h"
 #include "credence/methods/method.h"
 #include "credence/model/network.h"
 #include "credence/posterior/certified.h"
@@ -223,6 +225,49 @@ PYBIND11_MODULE(_credence, m) {
       py::arg("prior_precision") = "auto", py::arg("seed") = 0, py::arg("dtype") = "float32", py::arg("init") = "",
       py::arg("freeze") = "", py::arg("adapters") = "", py::arg("architecture") = "", py::arg("map") = nullptr,
       py::arg("quiet") = true);
+
+  // A prior learned from related tasks: a task-family spec, or (x, y) array pairs, one per task.
+  m.def(
+      "meta_fit",
+      [](const py::object& tasks, const std::string& model, const std::string& out, const std::string& likelihood,
+         const std::string& hessian, const std::string& variance, bool zero_mean, int64_t rounds, int64_t steps,
+         uint64_t seed, bool overwrite, bool quiet) {
+        MetaFitRequest r;
+        if (py::isinstance<py::str>(tasks)) {
+          r.tasks = load_tasks(tasks.cast<std::string>());
+        } else {
+          r.tasks.name = "arrays";
+          for (const auto& pair : tasks) {
+            auto xy = pair.cast<py::tuple>();
+            if (xy.size() != 2) throw InvalidArgument("meta_fit: each task must be an (x, y) pair of arrays");
+            r.tasks.tasks.push_back(make_dataset(xy[0].cast<py::array>(), xy[1].cast<py::array>(), 0, torch::kFloat64));
+          }
+        }
+        check_output_path(out, overwrite, "out");
+        r.model = model;
+        r.likelihood = likelihood;
+        r.hessian = hessian;
+        r.variance = variance;
+        r.learn_mean = !zero_mean;
+        r.rounds = rounds;
+        r.steps = steps;
+        r.seed = seed;
+        r.quiet = quiet;
+        MetaFitResult result;
+        {
+          py::gil_scoped_release release;
+          result = meta_fit(r);
+        }
+        save_prior_file(out, result.prior, overwrite);
+        py::dict info;
+        info["log_evidence"] = result.log_evidence;
+        info["sigma"] = result.sigma;
+        info["tasks"] = r.tasks.tasks.size();
+        return info;
+      },
+      py::arg("tasks"), py::arg("model"), py::arg("out"), py::arg("likelihood") = "", py::arg("hessian") = "auto",
+      py::arg("variance") = "tensor", py::arg("zero_mean") = false, py::arg("rounds") = 30, py::arg("steps") = 50,
+      py::arg("seed") = 0, py::arg("overwrite") = false, py::arg("quiet") = true);
 
   m.def(
       "metrics",

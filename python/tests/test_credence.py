@@ -518,3 +518,24 @@ def test_the_examples_run(script, args):
     run = subprocess.run([os.sys.executable, path] + args, capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip()
+
+
+def test_meta_fit_learns_a_prior_that_fit_uses(tmp_path):
+    rng = np.random.default_rng(0)
+    tasks = []
+    for _ in range(6):
+        x = rng.uniform(-5, 5, size=(5, 1))
+        tasks.append((x, 0.5 * x[:, 0] + np.sin(1.5 * x[:, 0] + rng.normal(0, 0.1)) + 5))
+    out = tmp_path / "sites.prior"
+    info = credence.meta_fit(tasks, "mlp:8", out, rounds=3)
+    assert info["tasks"] == 6 and len(info["log_evidence"]) == 3
+    with pytest.raises(credence.IoError, match="exists"):
+        credence.meta_fit(tasks, "mlp:8", out, rounds=1)
+    x, y = tasks[0]
+    post = credence.fit("mlp:8", (x, y), "map", prior_precision=str(out), epochs=50, batch_size=5, quiet=True)
+    assert post.info["prior_precision"] == f"file:{out}"
+    with pytest.raises(credence.InvalidArgument, match="prior over the weights"):
+        credence.fit("mlp:8", (x, y), "gp", prior_precision=str(out), quiet=True)
+    vi = credence.fit("mlp:8", (x, y), "vi", prior_precision="gp:rbf?lengthscale=0.5&points=4", epochs=5,
+                      batch_size=5, quiet=True)
+    assert vi.info["report"]["prior"] == "gp:rbf?lengthscale=0.5&points=4"

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <optional>
 
 #include "credence/core/distributed.h"
 #include "credence/core/error.h"
@@ -204,6 +205,19 @@ void compare_with_map_on_validation(FittedModel& fitted, const FittedModel& map,
   fitted.info["warnings"].push_back(warning);
   if (print) fmt::print(stderr, "warning: {}\n", warning);
 }
+
+// The prior file's standardization, checked against the data's inputs.
+Standardizer units_for(const PriorFile& file, const Dataset& raw) {
+  const auto& s = file.standardizer;
+  const int64_t features = raw.x.dim() == 2 ? raw.x.size(1) : -1;
+  if (s.x_mean.defined() && s.x_mean.numel() != features)
+    throw InvalidArgument(fmt::format("prior file '{}' was learned on {} input features; data '{}' has inputs [{}]",
+                                      file.prior.source, s.x_mean.numel(), raw.name, fmt::join(raw.input_shape(), ", ")));
+  if (raw.task == Task::Classification && s.y_std != 1.0)
+    throw InvalidArgument(fmt::format("prior file '{}' was learned on a regression target; data '{}' is a "
+                                      "classification task", file.prior.source, raw.name));
+  return s;
+}
 }  // namespace
 
 FittedModel fit(const FitRequest& given) {
@@ -230,6 +244,28 @@ FittedModel fit(const FitRequest& given) {
   result.num_classes = raw.num_classes;
   result.likelihood = Likelihood::parse(request.likelihood, raw);
   result.standardizer = Standardizer::fit(raw);
+  std::optional<FunctionPrior> function_prior;
+  if (is_function_prior_spec(request.train.prior)) {
+    if (!info->takes_function_prior)
+      throw InvalidArgument(fmt::format("{} takes a prior over the weights; a prior over functions (--prior {}) "
+                                        "works with vi (family=diag)",
+                                        info->name, request.train.prior));
+    function_prior = FunctionPrior::parse(request.train.prior);
+  }
+  // A learned prior lives in the units it was learned in: standardize as its tasks were.
+  std::optional<PriorFile> prior_file;
+  if (std::string path; is_prior_file_spec(request.train.prior, &path)) {
+    prior_file = load_prior_file(path);
+    if (!info->uses_weight_prior)
+      throw InvalidArgument(fmt::format("{} does not use a prior over the weights; --prior {} does not apply to it",
+                                        info->name, request.train.prior));
+    if (prior_file->has_units) result.standardizer = units_for(*prior_file, raw);
+    // The noise level learned with the prior, unless a likelihood is given.
+    if (request.likelihood.empty() && raw.task == Task::Regression && prior_file->info.contains("sigma")) {
+      request.likelihood = fmt::format("gaussian?sigma={:.17g}", prior_file->info.at("sigma").get<double>());
+      result.likelihood = Likelihood::parse(request.likelihood, raw);
+    }
+  }
 
   // A post-hoc method refines a MAP fit of the same model; fit one if none was given.
   FittedModel map_fit;
@@ -237,6 +273,7 @@ FittedModel fit(const FitRequest& given) {
   if ((info->starts_from_map(options) || !subspace_kind.empty()) && !map) {
     FitRequest map_request = given;
     map_request.method = "map";
+    if (function_prior) map_request.train.prior = "auto";  // the MAP takes the default weight prior
     map_fit = fit(map_request);
     map = &map_fit;
   }
@@ -286,9 +323,16 @@ FittedModel fit(const FitRequest& given) {
     subspace_map.posterior = std::make_shared<ParticlePosterior>(problem.model->init_params(0).unsqueeze(0));
     map = &subspace_map;
   }
-  problem.prior = request.train.prior == "auto"
+  problem.function_prior = function_prior;
+  problem.prior = prior_file ? prior_file->for_model(*problem.model)
+                  : request.train.prior == "auto" || function_prior
                       ? GaussianPrior::isotropic(kDefaultWeightDecay * raw.size(), *problem.model)
                       : GaussianPrior::parse(request.train.prior, *problem.model);
+  // Training under a prior with a mean starts at that mean (other members and chains at draws
+  // from the prior), unless it starts from given weights.
+  if (problem.prior.has_mean() && !map && request.init.empty() && request.adapters.empty())
+    problem.model = with_prior_start(problem.model, problem.prior.mean, problem.prior.precision.rsqrt(),
+                                     request.train.seed);
   problem.train_options = request.train;
   if (!comm.is_root()) problem.train_options.quiet = true;
   problem.map = map;

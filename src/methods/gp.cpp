@@ -118,6 +118,7 @@ MethodInfo gp_method_info() {
   info.summary = "Exact Gaussian-process regression (ARD kernel, hyper-parameters by marginal likelihood); "
                  "ignores --model";
   info.uses_network = false;
+  info.uses_weight_prior = false;
   info.fields = {
       {"kernel", FieldType::Choice, "matern52", "rbf, matern52 (ARD: one length scale per input) or linear",
        {"rbf", "matern52", "linear"}},

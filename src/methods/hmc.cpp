@@ -26,6 +26,7 @@ LogDensity posterior_log_density(const Problem& p, const Likelihood& likelihood,
   auto y = p.train.task == Task::Regression ? p.train.y.to(dtype) : p.train.y;
   auto base = map_theta.to(model->device(), dtype);
   auto precision = subset.gather(p.prior.precision).to(at::kDouble);
+  auto prior_mean = p.prior.has_mean() ? subset.gather(p.prior.mean).to(at::kDouble) : torch::Tensor();
   // The last layer alone is a linear model of fixed features: compute them once.
   torch::Tensor features;
   if (subset.last_layer) {
@@ -82,6 +83,7 @@ LogDensity posterior_log_density(const Problem& p, const Likelihood& likelihood,
     }
     at::NoGradGuard no_grad;
     auto theta64 = q.narrow(0, 0, K).to(precision.device(), at::kDouble);
+    if (prior_mean.defined()) theta64 = theta64 - prior_mean;
     auto prior_grad = precision * theta64;
     grad.narrow(0, 0, K).sub_(prior_grad.to(grad.device()));
     return -(u + 0.5 * (prior_grad * theta64).sum().item<double>());

@@ -43,6 +43,7 @@ class IvonMethod : public Method {
     state_["hess"] = at::full_like(mean, hess_init_);
     state_["momentum"] = at::zeros_like(mean);
     delta_ = problem.prior.precision.to(mean.options()) / static_cast<double>(n_);
+    if (problem.prior.has_mean()) prior_mean_ = problem.prior.mean.to(mean.options());
     const auto& lik = problem.likelihood;
     if (lik.kind == LikelihoodKind::Gaussian && lik.learn_sigma)
       state_["log_sigma"] = at::full({}, std::log(lik.sigma), mean.options());
@@ -80,7 +81,7 @@ class IvonMethod : public Method {
     auto grad = theta_.grad().defined() ? theta_.grad() : at::zeros_like(theta_);
     reduce_gradients(p, batch, {grad});
     ++steps_;
-    const double prior = ivon::update(m, h, g, delta_, grad, eps_.to(m.device()), sigma_,
+    const double prior = ivon::update(m, h, g, delta_, prior_mean_, grad, eps_.to(m.device()), sigma_,
                                       {beta1_, beta2_, lambda_, lr_, clip_, steps_}, fused);
     if (log_sigma.defined()) update_sigma(out, batch);
     return {nll.mean().item<double>() + prior};
@@ -127,7 +128,7 @@ class IvonMethod : public Method {
   double lambda_ = 0, lr_ = 0;
   int64_t n_ = 0, steps_ = 0;
   uint64_t seed_ = 0;
-  torch::Tensor delta_;
+  torch::Tensor delta_, prior_mean_;  ///< prior precision / N, and the prior's mean (undefined: zero)
   torch::Tensor eps_, sigma_, theta_;
 };
 

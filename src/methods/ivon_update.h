@@ -16,9 +16,10 @@ void sample(const torch::Tensor& m, const torch::Tensor& h, const torch::Tensor&
             const torch::Tensor& eps, torch::Tensor& sigma, torch::Tensor& theta, bool fused);
 
 /// From per-sample gradients grad [S, P] at theta = m + sigma * eps: ghat = mean grad,
-/// hhat = mean grad * eps / sigma; then g, h and m (all [P]) in place. Returns 0.5 sum(delta m^2).
+/// hhat = mean grad * eps / sigma; then g, h and m (all [P]) in place, under the prior
+/// N(prior_mean, 1 / (N delta)) (prior_mean undefined: zero). Returns 0.5 sum(delta (m - prior_mean)^2).
 double update(torch::Tensor& m, torch::Tensor& h, torch::Tensor& g, const torch::Tensor& delta,
-              const torch::Tensor& grad, const torch::Tensor& eps, const torch::Tensor& sigma, const Hyper& hyper,
+              const torch::Tensor& prior_mean, const torch::Tensor& grad, const torch::Tensor& eps, const torch::Tensor& sigma, const Hyper& hyper,
               bool fused);
 
 /// Whether the fused CPU passes apply to these tensors.

@@ -71,7 +71,9 @@ class LaplaceMethod : public Method {
                                              parse_kfac_sharing(options_.get_string("kfac")));
     report_["curvature_seconds"] = seconds_since(start);  // the pass over the data
     start = std::chrono::steady_clock::now();
-    const std::string prior = options_.get_string("prior");
+    std::string prior = options_.get_string("prior");
+    // A learned prior (--prior FILE) is kept as it is; an isotropic one is tuned.
+    if (prior == "auto") prior = problem.prior.source.empty() ? "marglik" : "fixed";
     torch::Tensor prior_precision = subset.gather(problem.prior.precision);
     if (prior.rfind("fixed:", 0) == 0)
       prior_precision = at::full({1}, parse_double(prior.substr(6), "laplace prior"), theta.options());
@@ -79,6 +81,7 @@ class LaplaceMethod : public Method {
       throw InvalidArgument("laplace: prior=val needs a validation part; add holdout=val:0.1 to --data");
     posterior_ = std::make_shared<LaplacePosterior>(theta, subset, std::move(curvature), prior_precision,
                                                     likelihood_.sigma, options_.get_double("temperature"));
+    if (problem.prior.has_mean()) posterior_->set_prior_mean(subset.gather(problem.prior.mean));
     report_["map_seconds"] = problem.map->info.value("fit_seconds", 0.0);
     report_["factor_seconds"] = seconds_since(start);  // eigendecompositions or Cholesky factor
     start = std::chrono::steady_clock::now();
@@ -160,9 +163,10 @@ MethodInfo laplace_method_info() {
       {"curvature", FieldType::Choice, "ggn",
        "ggn (exact generalized Gauss-Newton), ef (empirical Fisher), mc (Monte-Carlo Fisher: one sampled target)",
        {"ggn", "ef", "mc"}},
-      {"prior", FieldType::String, "marglik",
-       "marglik (tune prior precision, and Gaussian noise, by marginal likelihood), marglik:layerwise, "
-       "val (grid search on the validation part by NLL), fixed (the MAP's prior), fixed:VALUE",
+      {"prior", FieldType::String, "auto",
+       "auto (marglik, or fixed for a learned --prior file), marglik (tune prior precision, and Gaussian noise, "
+       "by marginal likelihood), marglik:layerwise, val (grid search on the validation part by NLL), fixed "
+       "(the MAP's prior), fixed:VALUE",
        {}},
       {"predictive", FieldType::Choice, "glm", "glm (linearized network) or nn (sample weights)", {"glm", "nn"}},
       {"link", FieldType::Choice, "probit",
@@ -178,9 +182,10 @@ MethodInfo laplace_method_info() {
           fmt::format("laplace: unknown subset '{}' (known: all, last_layer, names:PATTERN, subnetwork:K)", subset));
     if (subset.rfind("subnetwork:", 0) == 0) parse_int(subset.substr(11), "laplace subset=subnetwork:K");
     if (prior.rfind("fixed:", 0) == 0) parse_double(prior.substr(6), "laplace prior=fixed:VALUE");
-    else if (prior != "fixed" && prior != "marglik" && prior != "marglik:layerwise" && prior != "val")
+    else if (prior != "auto" && prior != "fixed" && prior != "marglik" && prior != "marglik:layerwise" && prior != "val")
       throw InvalidArgument(fmt::format(
-          "laplace: prior '{}' unknown (known: marglik, marglik:layerwise, val, fixed (the MAP's), fixed:VALUE)", prior));
+          "laplace: prior '{}' unknown (known: auto, marglik, marglik:layerwise, val, fixed (the MAP's), fixed:VALUE)",
+          prior));
     if (!(o.get_double("temperature") > 0)) throw InvalidArgument("laplace: temperature must be > 0");
     if (o.get_int("iterations") < 0) throw InvalidArgument("laplace: iterations must be >= 0");
   };

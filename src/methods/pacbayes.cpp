@@ -145,6 +145,7 @@ class PacBayesMethod : public Method {
 
 MethodInfo pacbayes_method_info() {
   MethodInfo info;
+  info.uses_weight_prior = false;
   info.name = "pacbayes";
   info.summary = "PAC-Bayes training: a Gaussian posterior minimizing a risk bound; certify it with `credence bound`";
   info.fields = {

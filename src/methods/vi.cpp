@@ -97,6 +97,11 @@ class ViMethod : public Method {
       state_["point"] = theta0.clone().requires_grad_(true);
     }
     prior_precision_ = gather(problem.prior.precision);
+    // The prior's mean over the random parameters, and over the point estimates (zero: unset).
+    if (problem.prior.has_mean()) {
+      prior_mean_ = gather(problem.prior.mean);
+      point_mean_ = problem.prior.mean;
+    }
     const int64_t K = prior_precision_.size(0);
     check_size(K);
     const std::string estimator = options_.get_string("estimator");
@@ -106,6 +111,11 @@ class ViMethod : public Method {
       throw InvalidArgument("vi: estimator=local needs family=diag and subset=all; use estimator=weight");
     }
     local_ = estimator == "local" || (estimator == "auto" && per_example);
+    if (problem.function_prior) {
+      if (family_.family != Family::Diag || has_subset_)
+        throw InvalidArgument("vi: a prior over functions (--prior gp:...) needs family=diag and subset=all");
+      function_prior_ = &*problem.function_prior;
+    }
 
     const int64_t C = family_.family == Family::Mixture ? family_.k : 1;
     std::vector<torch::Tensor> means;
@@ -151,8 +161,8 @@ class ViMethod : public Method {
     }
     // Per example: E_q[batch NLL] / B + T (KL + point parameters' prior) / N.
     auto nll = p.likelihood.nll_stacked(out, batch.y, log_sigma()).mean() / batch.x.size(0);
-    auto penalty = divergence(theta);
-    if (has_subset_) penalty = penalty + 0.5 * (point_precision_ * state_["point"].pow(2)).sum();
+    auto penalty = function_prior_ ? function_kl(batch.step) : divergence(theta);
+    if (has_subset_) penalty = penalty + 0.5 * (point_precision_ * centered(state_["point"], point_mean_).pow(2)).sum();
     auto loss = nll + penalty * (temperature_ / static_cast<double>(p.train.size()));
     loss.backward();
     reduce_gradients(p, batch, state_);
@@ -164,6 +174,7 @@ class ViMethod : public Method {
     at::NoGradGuard no_grad;
     estimate_elbo();
     report_["estimator"] = local_ ? "local" : "weight";
+    if (function_prior_) report_["prior"] = function_prior_->spec;
     auto means = full(state_["mean"]);
     auto sd = at::softplus(state_["rho"]);
     auto variances = has_subset_ ? subset_.scatter(at::zeros_like(state_["point"]), sd * sd) : sd * sd;
@@ -205,6 +216,9 @@ class ViMethod : public Method {
                       K, subset, K));
   }
 
+  static torch::Tensor centered(const torch::Tensor& theta, const torch::Tensor& mean) {
+    return mean.defined() ? theta - mean : theta;
+  }
   torch::Tensor gather(const torch::Tensor& theta) const {
     return has_subset_ ? subset_.gather(theta) : theta;
   }
@@ -244,6 +258,14 @@ class ViMethod : public Method {
     return {};
   }
 
+  /// The KL to a prior over functions at one step's context points (step -1: the ELBO's).
+  torch::Tensor function_kl(int64_t step) const {
+    const auto& p = *problem_;
+    auto xc = function_prior_->context_points(p.train.x, rng_key(seed_, Stream::Sample, 7, step + 1));
+    auto sd = at::softplus(state_.at("rho"))[0];
+    return function_prior_->kl(*p.model, state_.at("mean")[0], sd * sd, xc);
+  }
+
   /// KL(q || prior) over the random parameters: closed form for a Gaussian; for a mixture, the
   /// Monte-Carlo estimate mean(log q - log prior) at its draws `theta`.
   torch::Tensor divergence(const torch::Tensor& theta) const {
@@ -251,11 +273,11 @@ class ViMethod : public Method {
     auto sd = at::softplus(state_.at("rho"));
     switch (family_.family) {
       case Family::Diag:
-        return kl_diag_gaussian(mean[0], sd[0], prior_precision_);
+        return kl_diag_gaussian(centered(mean[0], prior_mean_), sd[0], prior_precision_);
       case Family::LowRank:
-        return kl_lowrank_gaussian(mean[0], sd[0], state_.at("factor"), prior_precision_);
+        return kl_lowrank_gaussian(centered(mean[0], prior_mean_), sd[0], state_.at("factor"), prior_precision_);
       case Family::Full:
-        return kl_full_gaussian(mean[0], chol(), prior_precision_);
+        return kl_full_gaussian(centered(mean[0], prior_mean_), chol(), prior_precision_);
       case Family::Mixture:
         return log_ratio(theta).mean();
     }
@@ -270,7 +292,8 @@ class ViMethod : public Method {
     auto z = (theta.unsqueeze(1) - mean.unsqueeze(0)) / sd.unsqueeze(0);  // [S', C, K]
     auto log_components = -0.5 * z.pow(2).sum(-1) - at::log(sd).sum(-1) - mean.size(1) * half_log_2pi;
     auto log_q = at::logsumexp(log_components, 1) - std::log(static_cast<double>(mean.size(0)));
-    auto log_prior = -0.5 * (prior_precision_ * theta * theta).sum(-1) +
+    auto offset = centered(theta, prior_mean_);
+    auto log_prior = -0.5 * (prior_precision_ * offset * offset).sum(-1) +
                      (0.5 * at::log(prior_precision_) - half_log_2pi).sum();
     return log_q - log_prior;
   }
@@ -290,11 +313,14 @@ class ViMethod : public Method {
                                               log_sigma()));
     }
     auto nll = at::cat(nlls);
-    auto kl = family_.family == Family::Mixture ? log_ratio(theta) : divergence(theta).expand_as(nll);
+    auto kl = family_.family == Family::Mixture ? log_ratio(theta)
+              : function_prior_                 ? function_kl(-1).expand_as(nll)
+                                                : divergence(theta).expand_as(nll);
     double point_log_prior = 0.0;
     if (has_subset_) {
       auto fixed = point_precision_ > 0;
-      auto lam = point_precision_.masked_select(fixed), v = state_["point"].masked_select(fixed);
+      auto lam = point_precision_.masked_select(fixed),
+           v = centered(state_["point"], point_mean_).masked_select(fixed);
       point_log_prior = (0.5 * at::log(lam / (2 * M_PI)) - 0.5 * lam * v * v).sum().item<double>();
     }
     auto terms = -nll - kl;
@@ -316,7 +342,8 @@ class ViMethod : public Method {
   bool has_subset_ = false;
   bool local_ = false;  ///< per-example weights (local reparameterization / Flipout)
   ParamSubset subset_;
-  torch::Tensor prior_precision_, point_precision_;
+  torch::Tensor prior_precision_, point_precision_, prior_mean_, point_mean_;
+  const FunctionPrior* function_prior_ = nullptr;  ///< set for a prior over functions
   std::unique_ptr<torch::optim::Adam> optimizer_;
   nlohmann::json report_ = nlohmann::json::object();
 };
@@ -326,6 +353,7 @@ class ViMethod : public Method {
 MethodInfo vi_method_info() {
   MethodInfo info;
   info.name = "vi";
+  info.takes_function_prior = true;
   info.summary = "Variational inference: a Gaussian or Gaussian mixture fitted by the reparameterized ELBO";
   info.fields = {
       {"family",

@@ -8,6 +8,7 @@
 
 #include "credence/core/error.h"
 #include "credence/core/files.h"
+#include "credence/core/rng.h"
 
 namespace credence {
 namespace {
@@ -17,14 +18,18 @@ std::string shape_of(const std::vector<int64_t>& s) { return fmt::format("[{}]",
 
 class InitializedModel : public Model {
  public:
-  InitializedModel(std::shared_ptr<Model> inner, torch::Tensor theta, std::vector<int> seeded)
-      : inner_(std::move(inner)), theta_(std::move(theta)), seeded_(std::move(seeded)) {}
+  InitializedModel(std::shared_ptr<Model> inner, torch::Tensor theta, std::vector<int> seeded,
+                   torch::Tensor spread = {}, uint64_t anchor_seed = 0)
+      : inner_(std::move(inner)), theta_(std::move(theta)), seeded_(std::move(seeded)), spread_(std::move(spread)),
+        anchor_seed_(anchor_seed) {}
   const std::string& spec() const override { return inner_->spec(); }
   const ParamLayout& layout() const override { return inner_->layout(); }
   const std::vector<int64_t>& input_shape() const override { return inner_->input_shape(); }
   int64_t output_dim() const override { return inner_->output_dim(); }
   torch::Tensor init_params(uint64_t seed) const override {
     auto theta = theta_.clone();
+    if (spread_.defined() && seed != anchor_seed_)
+      theta.add_(spread_ * keyed_randn({theta.size(0)}, rng_key(seed, Stream::Init, 7), theta.options()));
     if (seeded_.empty()) return theta;
     auto drawn = inner_->init_params(seed);
     for (int b : seeded_) {
@@ -46,6 +51,8 @@ class InitializedModel : public Model {
   std::shared_ptr<Model> inner_;
   torch::Tensor theta_;
   std::vector<int> seeded_;
+  torch::Tensor spread_;  ///< per-parameter std of draws around theta_ for seeds other than the anchor
+  uint64_t anchor_seed_;
 };
 
 }  // namespace
@@ -121,6 +128,17 @@ std::shared_ptr<Model> with_initial_weights(std::shared_ptr<Model> inner, torch:
     if (b < 0 || b >= static_cast<int>(inner->layout().blocks.size()))
       throw InvalidArgument(fmt::format("model '{}' has no parameter block {}", inner->spec(), b));
   return std::make_shared<InitializedModel>(std::move(inner), std::move(on_device), std::move(seeded_blocks));
+}
+
+std::shared_ptr<Model> with_prior_start(std::shared_ptr<Model> inner, const torch::Tensor& mean,
+                                        const torch::Tensor& sd, uint64_t anchor_seed) {
+  const int64_t P = inner->layout().size;
+  if (mean.numel() != P || sd.numel() != P)
+    throw InvalidArgument(fmt::format("prior start for model '{}': mean and sd must be [{}], got {} and {}",
+                                      inner->spec(), P, shape_of(mean), shape_of(sd)));
+  auto opts = torch::TensorOptions().dtype(inner->dtype()).device(inner->device());
+  return std::make_shared<InitializedModel>(std::move(inner), mean.reshape({P}).to(opts), std::vector<int>{},
+                                            sd.reshape({P}).to(opts), anchor_seed);
 }
 
 }  // namespace credence

@@ -87,6 +87,13 @@ void LaplacePosterior::set_hyper(const torch::Tensor& prior_precision, double si
   if (prior_.numel() != subset_.size)
     throw InvalidArgument(fmt::format("laplace: {} prior precisions for {} parameters", prior_.numel(), subset_.size));
   if (at::any(prior_ <= 0).item<bool>()) throw InvalidArgument("laplace: prior precision must be > 0");
+  if (curvature_.structure == Structure::Kron && prior_.numel() > 1)
+    for (const auto& b : curvature_.kron) {
+      auto block = prior_.narrow(0, b.offset, b.out * b.in);
+      if (!at::equal(block, block[0].expand_as(block)))
+        throw InvalidArgument("laplace: hessian=kron needs one prior precision per weight or bias tensor; a prior "
+                              "with a precision per parameter needs hessian=diag, full or lowrank:K");
+    }
   sigma_ = sigma;
   factorize();
 }
@@ -129,7 +136,9 @@ void LaplacePosterior::factorize() {
 torch::Tensor LaplacePosterior::log_marginal_likelihood(const torch::Tensor& log_prior,
                                                         const torch::Tensor& log_sigma) const {
   auto opts = theta_.options();
-  auto delta = subset_.per_entry(log_prior.exp());  // prior precision per subset entry
+  // Prior precision per subset entry: from one value, one per layer, or one per entry.
+  auto delta = log_prior.numel() == subset_.size && log_prior.numel() > 1 ? log_prior.reshape({-1}).exp()
+                                                                          : subset_.per_entry(log_prior.exp());
   const bool gaussian = curvature_.noise_power > 0;
   auto sigma = gaussian ? log_sigma.reshape({}).exp() : at::ones({}, opts);
   auto s = 1.0 / (temperature_ * sigma.pow(curvature_.noise_power));
@@ -160,7 +169,8 @@ torch::Tensor LaplacePosterior::log_marginal_likelihood(const torch::Tensor& log
                                                 .to(opts.dtype());
       break;
   }
-  auto scatter = (delta * theta_sub_ * theta_sub_).sum();
+  auto offset = prior_mean_.defined() ? theta_sub_ - prior_mean_ : theta_sub_;
+  auto scatter = (delta * offset * offset).sum();
   return log_lik - 0.5 * (logdet - at::log(delta).sum() + scatter);
 }
 
@@ -169,11 +179,7 @@ double LaplacePosterior::log_marginal_likelihood() const {
   // Per-entry prior: pass it through its log per layer when it is constant per layer.
   auto lp = at::log(prior_.narrow(0, 0, 1));
   bool scalar = at::allclose(prior_, prior_[0].expand_as(prior_));
-  if (!scalar) {
-    std::vector<torch::Tensor> v;
-    for (const auto& l : subset_.layers) v.push_back(at::log(prior_[l.offset]));
-    lp = at::stack(v);
-  }
+  if (!scalar) lp = at::log(prior_);  // per entry (a learned prior varies within a layer)
   return log_marginal_likelihood(lp, at::full({}, std::log(sigma_), theta_.options())).item<double>();
 }
 
@@ -198,7 +204,42 @@ double LaplacePosterior::log_det_precision() const {
 }
 
 double LaplacePosterior::log_det_prior() const { return at::log(prior_).sum().item<double>(); }
-double LaplacePosterior::scatter() const { return (prior_ * theta_sub_ * theta_sub_).sum().item<double>(); }
+double LaplacePosterior::scatter() const {
+  auto offset = prior_mean_.defined() ? theta_sub_ - prior_mean_ : theta_sub_;
+  return (prior_ * offset * offset).sum().item<double>();
+}
+
+torch::Tensor LaplacePosterior::marginal_variance() const {
+  switch (curvature_.structure) {
+    case Structure::Diag: return diag_p_.reciprocal();
+    case Structure::Full: return cov_.diagonal().clone();
+    case Structure::Kron: {
+      // The diagonal of (Qa (x) Qb) D^-1 (Qa (x) Qb)^T is (Qa o Qa) D^-1 (Qb o Qb)^T, entry by entry.
+      auto var = at::empty({subset_.size}, theta_.options());
+      for (size_t i = 0; i < curvature_.kron.size(); ++i) {
+        const auto& b = curvature_.kron[i];
+        auto v = vec_a_[i].pow(2).mm(block_d_[i].reciprocal()).mm(vec_b_[i].pow(2).t());
+        var.narrow(0, b.offset, b.out * b.in).copy_(v.reshape({-1}));
+      }
+      return var;
+    }
+    case Structure::LowRank: {
+      // P = D^1/2 (I + W W^T) D^1/2 with W = D^-1/2 U (s L)^1/2: by Woodbury,
+      // diag P^-1 = (1 - rowsum((W R^-T)^2)) / D with R R^T = I + W^T W.
+      auto W = lowrank_w(prior_, at::full({}, curvature_scale(sigma_), theta_.options())).to(at::kDouble);
+      auto R = check_cholesky(at::eye(W.size(1), W.options()) + W.t().mm(W));
+      auto Z = at::linalg_solve_triangular(R, W.t(), /*upper=*/false).t();
+      return ((1.0 - Z.pow(2).sum(1)) / prior_.to(at::kDouble)).to(theta_.scalar_type());
+    }
+  }
+  return {};
+}
+
+void LaplacePosterior::set_prior_mean(const torch::Tensor& mean) {
+  if (mean.defined() && mean.numel() != subset_.size)
+    throw InvalidArgument(fmt::format("laplace: a prior mean of {} values for {} parameters", mean.numel(), subset_.size));
+  prior_mean_ = mean.defined() ? mean.detach().to(theta_.options()).reshape({-1}) : torch::Tensor();
+}
 
 torch::Tensor LaplacePosterior::precision_dense() const {
   const double s = curvature_scale(sigma_);

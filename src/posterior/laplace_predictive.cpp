@@ -218,6 +218,7 @@ Predictive LaplacePosterior::predict(const Model& model, const Likelihood& likel
 void LaplacePosterior::save(TensorMap& tensors, nlohmann::json& meta) const {
   tensors["laplace.theta"] = theta_;
   tensors["laplace.prior"] = prior_;
+  if (prior_mean_.defined()) tensors["laplace.prior_mean"] = prior_mean_;
   tensors["laplace.subset_index"] = subset_.index;
   const char* structure = curvature_.structure == Structure::Kron      ? "kron"
                           : curvature_.structure == Structure::Diag    ? "diag"
@@ -281,6 +282,7 @@ std::unique_ptr<LaplacePosterior> LaplacePosterior::load(const TensorMap& tensor
                                                  m.at("temperature").get<double>());
   post->predictive_type = m.at("predictive") == "glm" ? LaplacePredictive::GLM : LaplacePredictive::NN;
   post->link = parse_glm_link(m.at("link"));
+  if (tensors.count("laplace.prior_mean")) post->set_prior_mean(get("laplace.prior_mean"));
   return post;
 }
 

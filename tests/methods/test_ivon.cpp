@@ -141,12 +141,14 @@ namespace {
 TEST(Ivon, FusedPassesEqualTheTensorOps) {
   for (auto dtype : {at::kDouble, at::kFloat}) {
     for (int64_t S : {1, 3}) {
+     for (bool with_mean : {false, true}) {
       auto gen = cpu_generator(11);
       const int64_t P = 257;
       auto opts = at::TensorOptions().dtype(dtype);
       auto m = at::randn({P}, gen, opts), h = at::rand({P}, gen, opts) * 2 - 0.5, g = at::randn({P}, gen, opts);
       auto delta = at::rand({P}, gen, opts) + 0.1, eps = at::randn({S, P}, gen, opts);
       auto grad = at::randn({S, P}, gen, opts);
+      auto prior_mean = with_mean ? at::randn({P}, gen, opts) : torch::Tensor();
       ivon::Hyper hyper{0.9, 0.99, 50.0, 0.1, 0.05, 3};
       std::vector<torch::Tensor> results[2];
       double priors[2];
@@ -154,13 +156,14 @@ TEST(Ivon, FusedPassesEqualTheTensorOps) {
         auto m2 = m.clone(), h2 = h.abs().clone(), g2 = g.clone();
         auto sigma = at::empty({P}, opts), theta = at::empty({S, P}, opts);
         ivon::sample(m2, h2, delta, hyper.lambda, eps, sigma, theta, fused);
-        priors[fused] = ivon::update(m2, h2, g2, delta, grad, eps, sigma, hyper, fused);
+        priors[fused] = ivon::update(m2, h2, g2, delta, prior_mean, grad, eps, sigma, hyper, fused);
         results[fused] = {sigma, theta, m2, h2, g2};
       }
       const double tol = dtype == at::kDouble ? 1e-12 : 1e-5;
       for (size_t k = 0; k < results[0].size(); ++k)
         EXPECT_TRUE(at::allclose(results[0][k], results[1][k], tol, tol)) << "tensor " << k << " S " << S;
       EXPECT_NEAR(priors[0], priors[1], tol * (1 + std::abs(priors[0])));
+     }
     }
   }
 }

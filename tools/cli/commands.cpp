@@ -150,13 +150,29 @@ void add_describe(CLI::App& app) {
   auto model = std::make_shared<std::string>(), data = std::make_shared<std::string>();
   cmd->add_option("method", *name, "method name");
   cmd->add_flag("--models", *models, "list the model families (--model SPEC) with their options");
-  auto runtime = std::make_shared<bool>(false);
+  auto runtime = std::make_shared<bool>(false), priors = std::make_shared<bool>(false);
+  cmd->add_flag("--priors", *priors, "list the kinds of prior over the weights (--prior SPEC)");
   cmd->add_flag("--runtime", *runtime, "print the runtime line (LibTorch, BLAS kernels, threads, devices)");
   cmd->add_flag("--adapters", *adapters,
                 "the options of --adapters lora:...; with --model and --data, the layers it can adapt");
   cmd->add_option("--model", *model, "with --adapters: the model whose adaptable layers to list");
   cmd->add_option("--data", *data, "with --adapters --model: data fixing the model's input shape");
-  cmd->callback([name, models, adapters, model, data, runtime] {
+  cmd->callback([name, models, adapters, model, data, runtime, priors] {
+    if (*priors) {
+      fmt::print("priors over the weights (--prior SPEC, for fit, compare, active and optimize):\n"
+                 "  auto                 Gaussian, zero mean, precision 5e-4 * N (weight decay 5e-4)\n"
+                 "  gaussian:PRECISION   Gaussian, zero mean, one precision for every weight\n"
+                 "  gaussian:P1,P2,...   Gaussian, zero mean, one precision per layer\n"
+                 "  file:PATH (or PATH)  a prior learned from related tasks by credence meta-fit: a mean per\n"
+                 "                       weight, a precision per tensor, and the units (standardization) and\n"
+                 "                       noise level it was learned with; every method but gp and pacbayes\n"
+                 "                       uses it, and training starts at its mean\n"
+                 "  gp:KERNEL?lengthscale=L&amplitude=A[&points=M&context=box|train&margin=F&jitter=J]\n"
+                 "                       a Gaussian-process prior over the outputs (rbf, matern52, linear; in\n"
+                 "                       standardized units), for vi with family=diag: its KL is taken between\n"
+                 "                       the linearized network and the GP at M context points per step\n");
+      return;
+    }
     if (*runtime) {
       fmt::print("{}\n", runtime_summary());
       return;

@@ -79,7 +79,10 @@ void TrainFlags::add(CLI::App& app) {
             return fmt::format("must be a number > 0 (e.g. 1e-3), got '{}'", v);
           },
           "NUMBER>0"));
-  app.add_option("--prior-precision", train.prior, "Gaussian prior precision: auto (5e-4 * N, i.e. weight decay 5e-4), one value, or one per layer")
+  app.add_option("--prior,--prior-precision", train.prior,
+                 "prior over the weights: auto (precision 5e-4 * N, i.e. weight decay 5e-4), gaussian:PRECISION, "
+                 "gaussian:P1,P2,... (one per layer), or a file from credence meta-fit (see `credence describe "
+                 "--priors`)")
       ->capture_default_str();
   app.add_option("--seed", train.seed, "random seed")
       ->capture_default_str()

@@ -84,5 +84,6 @@ void add_bound(CLI::App& app);
 void add_launch(CLI::App& app);
 void add_optimize(CLI::App& app);
 void add_active(CLI::App& app);
+void add_meta_fit(CLI::App& app);
 
 }  // namespace credence::cli

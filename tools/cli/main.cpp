@@ -66,6 +66,7 @@ int main(int argc, char** argv) {
   credence::cli::add_launch(app);
   credence::cli::add_optimize(app);
   credence::cli::add_active(app);
+  credence::cli::add_meta_fit(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -10,6 +10,7 @@
 #include "credence/core/tensor_io.h"
 #include "credence/data/dataset.h"
 #include "credence/likelihood/likelihood.h"
+#include "credence/methods/function_prior.h"
 #include "credence/posterior/fitted.h"
 #include "credence/prior/prior.h"
 
@@ -24,7 +25,8 @@ struct TrainOptions {
   int64_t batch_size = 128;
   /// Step size; 0 (the default) is the method's own (MethodInfo::default_lr).
   double lr = 0.0;
-  /// Prior precision: "auto" (5e-4 * N), one value, or one per layer ("1,1,10").
+  /// The prior (--prior): "auto" (precision 5e-4 * N), a precision ("30" or "gaussian:30"), one
+  /// per layer ("1,1,10"), a learned prior's file, or a prior over functions ("gp:rbf?...").
   std::string prior = "auto";
   uint64_t seed = 0;
   bool quiet = false;
@@ -36,6 +38,9 @@ struct Problem {
   std::shared_ptr<Model> model;
   Likelihood likelihood;
   GaussianPrior prior;
+  /// Set when --prior is a prior over functions (gp:...), for the methods that take one
+  /// (MethodInfo::takes_function_prior); `prior` is then the default weight prior, unused by them.
+  std::optional<FunctionPrior> function_prior;
   Dataset train;
   std::optional<Dataset> val;
   TrainOptions train_options;
@@ -91,6 +96,11 @@ struct MethodInfo {
   /// False for a method that does not use the network (the GP): --model, --init and the like do
   /// not apply, and its posterior has no weight vectors.
   bool uses_network = true;
+  /// False for a method whose prior is its own (the GP's kernel, PAC-Bayes's data prior): it
+  /// refuses a learned --prior file rather than ignore it.
+  bool uses_weight_prior = true;
+  /// True for a method that can take a prior over functions (--prior gp:...) instead.
+  bool takes_function_prior = false;
   /// The step size when none is given (--lr): Adam's 1e-3 for most; a method whose step means
   /// something else (IVON's fraction of a Newton step) sets its own.
   double default_lr = 1e-3;

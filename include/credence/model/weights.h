@@ -38,4 +38,10 @@ torch::Tensor weights_to_theta(const Model& model, const NamedWeights& weights, 
 std::shared_ptr<Model> with_initial_weights(std::shared_ptr<Model> inner, torch::Tensor theta,
                                            std::vector<int> seeded_blocks = {});
 
+/// A model like `inner` that starts at a prior's mean: init_params(anchor_seed) is `mean`, and any
+/// other seed draws from N(mean, sd^2) (so ensemble members and chains start apart, as draws
+/// from the prior).
+std::shared_ptr<Model> with_prior_start(std::shared_ptr<Model> inner, const torch::Tensor& mean,
+                                        const torch::Tensor& sd, uint64_t anchor_seed);
+
 }  // namespace credence

@@ -27,10 +27,13 @@ class LaplacePosterior : public Posterior {
   static std::unique_ptr<LaplacePosterior> load(const TensorMap& tensors, const nlohmann::json& meta,
                                                 const Model& model);
 
+  /// The prior's mean over the subset [K] (undefined: zero). It moves only the evidence: the
+  /// posterior stays centred on theta, the mode found under that prior.
+  void set_prior_mean(const torch::Tensor& mean);
   /// Changes the prior precision (scalar or [K]) and noise std, refreshing the factorization.
   void set_hyper(const torch::Tensor& prior_precision, double sigma);
   /// The log marginal likelihood as a differentiable function of log prior precision (scalar or
-  /// one per subset layer) and log sigma (ignored unless the Gaussian likelihood).
+  /// one per subset layer, or one per subset entry) and log sigma (ignored unless the Gaussian likelihood).
   torch::Tensor log_marginal_likelihood(const torch::Tensor& log_prior, const torch::Tensor& log_sigma) const;
   /// At the current hyper-parameters.
   double log_marginal_likelihood() const;
@@ -38,6 +41,8 @@ class LaplacePosterior : public Posterior {
   double log_det_precision() const;
   double log_det_prior() const;
   double scatter() const;
+  /// The posterior variance of each subset entry, diag(P^-1) [K], in the curvature's structure.
+  torch::Tensor marginal_variance() const;
   /// The posterior precision as a dense [K, K] matrix (tests, small subsets).
   torch::Tensor precision_dense() const;
   /// Function-space covariance J Sigma J^T at x: [n, C, C], or its diagonal [n, C].
@@ -64,6 +69,7 @@ class LaplacePosterior : public Posterior {
   ParamSubset subset_;
   Curvature curvature_;
   torch::Tensor prior_;  ///< [K]
+  torch::Tensor prior_mean_;  ///< [K], or undefined for zero
   double sigma_, temperature_;
   // Factorization at the current hyper-parameters.
   std::vector<torch::Tensor> eig_a_, vec_a_, eig_b_, vec_b_, block_d_;  ///< Kron: per block

@@ -1,0 +1,132 @@
+// Task families: seeded sinusoids and one task per group of a CSV file.
+#include "credence/data/tasks.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <fmt/format.h>
+
+#include <cmath>
+#include <map>
+
+#include "credence/core/error.h"
+#include "loaders.h"
+
+namespace credence {
+namespace {
+
+using data_detail::derive_seed;
+const at::TensorOptions kF64 = at::TensorOptions().dtype(at::kDouble);
+
+// y = slope x + amplitude sin(1.5 (x - phase)) + offset + noise, x ~ U(-5, 5), each task's
+// coefficients drawn from its own stream.
+TaskSet sinusoids(const Spec& spec, const DataOptions& options) {
+  spec.check_keys({"tasks", "points", "seed", "part", "noise"}, /*data_error=*/true);
+  const long tasks = data_detail::spec_int(spec, "tasks", 20), points = data_detail::spec_int(spec, "points", 5);
+  const long seed = data_detail::spec_int(spec, "seed", 0);
+  const double noise = data_detail::spec_double(spec, "noise", 0.1);
+  const std::string part = spec.get("part", "train");
+  if (tasks < 1 || points < 1)
+    throw DataError(fmt::format("spec '{}': tasks and points must be >= 1", spec.text));
+  if (!std::isfinite(noise) || noise < 0)
+    throw DataError(fmt::format("spec '{}': noise must be a finite number >= 0, got {}", spec.text, noise));
+  if (part != "train" && part != "test")
+    throw DataError(fmt::format("spec '{}': part '{}' is unknown (use part=train or part=test)", spec.text, part));
+  TaskSet set;
+  set.name = spec.text;
+  for (long t = 0; t < tasks; ++t) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(
+        derive_seed(derive_seed(static_cast<uint64_t>(seed), part == "test" ? 11 : 10), static_cast<uint64_t>(t)));
+    auto coef = at::rand({1}, gen, kF64).item<double>();
+    const double amplitude = 0.7 + 0.6 * coef;
+    const double phase = 0.1 * at::randn({1}, gen, kF64).item<double>();
+    const double slope = 0.5 + 0.2 * at::randn({1}, gen, kF64).item<double>();
+    const double offset = 5.0 + 0.1 * at::randn({1}, gen, kF64).item<double>();
+    auto x = at::rand({points}, gen, kF64) * 10.0 - 5.0;
+    auto y = slope * x + amplitude * at::sin(1.5 * (x - phase)) + offset + noise * at::randn({points}, gen, kF64);
+    Dataset d;
+    d.x = x.unsqueeze(1).to(options.dtype).contiguous();
+    d.y = y.to(options.dtype).contiguous();
+    d.task = Task::Regression;
+    d.name = fmt::format("{}#{}", spec.text, t);
+    set.tasks.push_back(std::move(d));
+  }
+  return set;
+}
+
+// The group column's index among the input columns (the columns other than the target).
+int64_t group_feature(const std::string& path, const std::string& target, const std::string& group) {
+  auto lines = data_detail::read_lines(path, "");
+  if (lines.empty()) throw DataError(fmt::format("CSV file '{}' is empty (it needs a header row)", path));
+  int64_t feature = 0;
+  for (auto name : split(lines.front(), ',')) {
+    name = trim(name);
+    if (name.size() >= 2 && name.front() == '"' && name.back() == '"') name = name.substr(1, name.size() - 2);
+    if (name == target) continue;
+    if (name == group) return feature;
+    ++feature;
+  }
+  throw DataError(fmt::format("CSV file '{}': no group column '{}' (group= names the column whose values split "
+                              "the rows into tasks)",
+                              path, group));
+}
+
+TaskSet grouped_csv(const Spec& spec, const DataOptions& options) {
+  if (!spec.has("group"))
+    throw DataError(fmt::format("spec '{}': a task family from a CSV file needs group=COLUMN", spec.text));
+  const std::string group = spec.get("group", "");
+  std::string rest;
+  for (const auto& [k, v] : spec.query)
+    if (k != "group") rest += fmt::format("{}{}={}", rest.empty() ? "?" : "&", k, v);
+  auto all = load_data(fmt::format("csv:{}{}", spec.body, rest), options).fit;
+  const int64_t col = group_feature(spec.body, spec.get("target", ""), group);
+  if (all.x.dim() != 2 || all.x.size(1) < 2)
+    throw DataError(fmt::format("spec '{}': the group column must leave at least one input column", spec.text));
+  auto keys = all.x.select(1, col);
+  std::vector<int64_t> keep;
+  for (int64_t c = 0; c < all.x.size(1); ++c)
+    if (c != col) keep.push_back(c);
+  auto inputs = all.x.index_select(1, at::tensor(keep, at::kLong));
+  auto values = std::get<0>(at::_unique(keys, /*sorted=*/true));
+  TaskSet set;
+  set.name = spec.text;
+  for (int64_t g = 0; g < values.size(0); ++g) {
+    auto rows = (keys == values[g]).nonzero().reshape({-1});
+    Dataset d = all.subset(rows);
+    d.x = inputs.index_select(0, rows).contiguous();
+    d.name = fmt::format("{}#{}={}", spec.text, group, values[g].item<double>());
+    set.tasks.push_back(std::move(d));
+  }
+  return set;
+}
+
+}  // namespace
+
+TaskSet load_tasks(const std::string& text, const DataOptions& options) {
+  Spec spec = Spec::parse(text);
+  if (spec.scheme == "synthetic" && spec.body == "sinusoid") return sinusoids(spec, options);
+  if (spec.scheme == "csv") return grouped_csv(spec, options);
+  throw DataError(fmt::format("task spec '{}' is unknown (known: synthetic:sinusoid?tasks=T&points=N, "
+                              "csv:PATH?target=Y&group=COLUMN)",
+                              text));
+}
+
+std::pair<Dataset, Dataset> split_context(const Dataset& task, int64_t context) {
+  if (context < 1 || context >= task.size())
+    throw InvalidArgument(fmt::format("task '{}' has {} rows: a context of {} must leave rows to judge on",
+                                      task.name, task.size(), context));
+  auto all = at::arange(task.size(), at::kLong);
+  return {task.subset(all.narrow(0, 0, context)), task.subset(all.narrow(0, context, task.size() - context))};
+}
+
+Dataset pool_tasks(const TaskSet& set) {
+  if (set.tasks.empty()) throw DataError(fmt::format("task family '{}' has no tasks", set.name));
+  Dataset d = set.tasks.front();
+  std::vector<torch::Tensor> xs, ys;
+  for (const auto& t : set.tasks) xs.push_back(t.x), ys.push_back(t.y);
+  d.x = at::cat(xs);
+  d.y = at::cat(ys);
+  d.name = set.name;
+  return d;
+}
+
+}  // namespace credence
