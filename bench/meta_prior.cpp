@@ -66,7 +66,7 @@ struct Score {
 int main(int argc, char** argv) {
   use_fast_blas_kernels(argv);
   CLI::App app{"meta-learned prior vs isotropic prior vs meta-learned initialization on sinusoid tasks"};
-  int seeds = 5, rounds = 30, tasks = 20, context = 5, targets = 50, epochs = 1000, init_steps = 50;
+  int seeds = 5, rounds = 60, tasks = 20, context = 5, targets = 50, epochs = 1000, init_steps = 50;
   std::string variance = "tensor", family = "sinusoid", model = "mlp:32,32", methods_text = "map;laplace:subset=all,hessian=full;vi", tasks_spec = "synthetic:sinusoid";
   app.add_option("--seeds", seeds)->capture_default_str();
   app.add_option("--family", family, "sinusoid, or yacht (UCI hulls as tasks; --tasks is then the meta-test hulls)")

@@ -304,7 +304,7 @@ def fit(model, data, method="map", *, likelihood="", epochs=20, lr=0.0, batch_si
     return Posterior(fitted, training=(x, y) if fitted.method.split(":")[0] == "pacbayes" else None)
 
 
-def meta_fit(tasks, model, out, *, likelihood="", hessian="auto", variance="tensor", zero_mean=False, rounds=30,
+def meta_fit(tasks, model, out, *, likelihood="", hessian="auto", variance="tensor", zero_mean=False, rounds=60,
              steps=50, seed=0, force=False, quiet=True):
     """Learns a Gaussian prior over `model`'s weights from related tasks and writes it to `out`
     (use it as fit(..., prior_precision=out)). tasks: a task-family spec ("synthetic:sinusoid?tasks=20&points=5",

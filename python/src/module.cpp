@@ -266,7 +266,7 @@ PYBIND11_MODULE(_credence, m) {
         return info;
       },
       py::arg("tasks"), py::arg("model"), py::arg("out"), py::arg("likelihood") = "", py::arg("hessian") = "auto",
-      py::arg("variance") = "tensor", py::arg("zero_mean") = false, py::arg("rounds") = 30, py::arg("steps") = 50,
+      py::arg("variance") = "tensor", py::arg("zero_mean") = false, py::arg("rounds") = 60, py::arg("steps") = 50,
       py::arg("seed") = 0, py::arg("overwrite") = false, py::arg("quiet") = true);
 
   m.def(

@@ -70,17 +70,13 @@ int64_t group_feature(const std::string& path, const std::string& target, const 
                               path, group));
 }
 
-TaskSet grouped_csv(const Spec& spec, const DataOptions& options) {
-  if (!spec.has("group"))
-    throw DataError(fmt::format("spec '{}': a task family from a CSV file needs group=COLUMN", spec.text));
-  const std::string group = spec.get("group", "");
-  std::string rest;
-  for (const auto& [k, v] : spec.query)
-    if (k != "group") rest += fmt::format("{}{}={}", rest.empty() ? "?" : "&", k, v);
-  auto all = load_data(fmt::format("csv:{}{}", spec.body, rest), options).fit;
-  const int64_t col = group_feature(spec.body, spec.get("target", ""), group);
+// One task per value of input column `col`, which is dropped from the inputs.
+TaskSet split_by_column(const Dataset& all, int64_t col, const std::string& group, const Spec& spec) {
   if (all.x.dim() != 2 || all.x.size(1) < 2)
     throw DataError(fmt::format("spec '{}': the group column must leave at least one input column", spec.text));
+  if (col < 0 || col >= all.x.size(1))
+    throw DataError(fmt::format("spec '{}': group column {} is out of range (the data have {} input columns)",
+                                spec.text, col, all.x.size(1)));
   auto keys = all.x.select(1, col);
   std::vector<int64_t> keep;
   for (int64_t c = 0; c < all.x.size(1); ++c)
@@ -99,14 +95,40 @@ TaskSet grouped_csv(const Spec& spec, const DataOptions& options) {
   return set;
 }
 
+TaskSet grouped_csv(const Spec& spec, const DataOptions& options) {
+  if (!spec.has("group"))
+    throw DataError(fmt::format("spec '{}': a task family from a CSV file needs group=COLUMN", spec.text));
+  const std::string group = spec.get("group", "");
+  std::string rest;
+  for (const auto& [k, v] : spec.query)
+    if (k != "group") rest += fmt::format("{}{}={}", rest.empty() ? "?" : "&", k, v);
+  auto all = load_data(fmt::format("csv:{}{}", spec.body, rest), options).fit;
+  return split_by_column(all, group_feature(spec.body, spec.get("target", ""), group), group, spec);
+}
+
+// uci:DIR?group=K: every row (train and test of split 0), one task per value of input column K.
+TaskSet grouped_uci(const Spec& spec, const DataOptions& options) {
+  spec.check_keys({"group"}, /*data_error=*/true);
+  if (!spec.has("group"))
+    throw DataError(fmt::format("spec '{}': a task family from a UCI set needs group=K (an input column, from 0)",
+                                spec.text));
+  auto train = load_data(fmt::format("uci:{}?split=0&part=train", spec.body), options).fit;
+  auto test = load_data(fmt::format("uci:{}?split=0&part=test", spec.body), options).fit;
+  Dataset all = train;
+  all.x = at::cat({train.x, test.x});
+  all.y = at::cat({train.y, test.y});
+  return split_by_column(all, data_detail::spec_int(spec, "group", 0), "column " + spec.get("group", ""), spec);
+}
+
 }  // namespace
 
 TaskSet load_tasks(const std::string& text, const DataOptions& options) {
   Spec spec = Spec::parse(text);
   if (spec.scheme == "synthetic" && spec.body == "sinusoid") return sinusoids(spec, options);
   if (spec.scheme == "csv") return grouped_csv(spec, options);
+  if (spec.scheme == "uci") return grouped_uci(spec, options);
   throw DataError(fmt::format("task spec '{}' is unknown (known: synthetic:sinusoid?tasks=T&points=N, "
-                              "csv:PATH?target=Y&group=COLUMN)",
+                              "csv:PATH?target=Y&group=COLUMN, uci:DIR?group=K)",
                               text));
 }
 

@@ -53,4 +53,18 @@ TEST(Tasks, GroupedCsvGivesOneTaskPerValueWithoutTheGroupColumn) {
   EXPECT_THROW(split_context(set.tasks[0], 2), InvalidArgument);
 }
 
+TEST(Tasks, UciSetsSplitByAnInputColumn) {
+  // Energy efficiency: column 5 is the orientation (2, 3, 4, 5), 192 buildings each.
+  auto set = load_tasks(std::string("uci:") + CREDENCE_DATA_DIR + "/uci/energy?group=5");
+  ASSERT_EQ(set.tasks.size(), 4u);
+  int64_t rows = 0;
+  for (const auto& t : set.tasks) {
+    EXPECT_EQ(t.x.size(1), 7);
+    rows += t.size();
+  }
+  EXPECT_EQ(rows, 768);
+  EXPECT_THROW(load_tasks(std::string("uci:") + CREDENCE_DATA_DIR + "/uci/energy?group=8"), DataError);
+  EXPECT_THROW(load_tasks(std::string("uci:") + CREDENCE_DATA_DIR + "/uci/energy"), DataError);
+}
+
 }  // namespace credence

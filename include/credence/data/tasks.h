@@ -19,6 +19,8 @@ struct TaskSet {
 ///     amplitude, phase, slope and offset (the environment of Rothfuss et al. 2021), x in [-5, 5];
 ///     part=test draws other tasks than part=train for the same seed
 ///   csv:PATH?target=Y&group=COLUMN  one task per value of COLUMN (which is not an input)
+///   uci:DIR?group=K  every row of a UCI set, one task per value of input column K (from 0), which
+///     is then not an input
 /// DataError naming the problem otherwise.
 TaskSet load_tasks(const std::string& spec, const DataOptions& options = {});
 

@@ -21,7 +21,7 @@ struct MetaFitRequest {
   /// One precision per parameter tensor ("tensor"), one in all ("shared"), or one per parameter
   /// ("parameter": then Laplace fits with it need hessian=diag, full or lowrank).
   std::string variance = "tensor";
-  int64_t rounds = 30;             ///< EM rounds
+  int64_t rounds = 60;             ///< EM rounds
   int64_t steps = 50;              ///< L-BFGS iterations of each task's MAP per round (warm-started)
   uint64_t seed = 0;
   bool quiet = true;
