@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <fstream>
 #include <map>
 
 #include "bench_common.h"
@@ -72,6 +73,10 @@ int main(int argc, char** argv) {
   app.add_option("--gap-methods", gap_methods, "';'-separated; ':prior=SPEC' at the end sets --prior")
       ->capture_default_str();
   app.add_option("--moons-methods", moons_methods)->capture_default_str();
+  std::string plot_data;
+  app.add_option("--plot-data", plot_data,
+                 "write seed 0's gap predictives on a grid to FILE.csv (x, then mean and sd per method) and its "
+                 "training points to FILE.train.csv");
   CLI11_PARSE(app, argc, argv);
   bench::start(1);
   fmt::print("# function_prior | {} | model {} | {} epochs | {} seeds\n", bench::now_string(), model, epochs, seeds);
@@ -96,12 +101,33 @@ int main(int argc, char** argv) {
     gap.fit = gap_data(80, rng_key(s, Stream::Noise, 1), true);
     auto test = gap_data(400, rng_key(s, Stream::Noise, 2), true);
     auto between = gap_data(200, rng_key(s, Stream::Noise, 3), false);
+    Dataset grid;
+    grid.x = at::linspace(-2.5, 2.5, 201, at::kFloat).unsqueeze(1);
+    grid.y = at::zeros({201}, at::kFloat);
+    std::vector<torch::Tensor> columns = {grid.x.squeeze(1).to(at::kDouble)};
     for (const auto& row : split(gap_methods, ';')) {
       auto fitted = run(row, gap, s);
+      if (seed == 0 && !plot_data.empty()) {
+        auto p = fitted.predict(grid);
+        columns.push_back(p.mean.to(at::kDouble));
+        columns.push_back(p.var.sqrt().to(at::kDouble));
+      }
       auto on_data = fitted.predict(test), in_gap = fitted.predict(between);
       ratio[row].push_back(mean_std(in_gap) / mean_std(on_data));
       epistemic[row].push_back(mean_epistemic_std(in_gap) / mean_epistemic_std(on_data));
       nll[row].push_back(regression_nll(on_data, test.y));
+    }
+    if (seed == 0 && !plot_data.empty()) {
+      std::ofstream out(plot_data + ".csv"), train(plot_data + ".train.csv");
+      out << "x";
+      for (const auto& row : split(gap_methods, ';')) out << "," << row << " mean," << row << " sd";
+      out << "\n";
+      auto table = at::stack(columns, 1);
+      for (int64_t i = 0; i < table.size(0); ++i) {
+        for (int64_t j = 0; j < table.size(1); ++j) out << (j ? "," : "") << table[i][j].item<double>();
+        out << "\n";
+      }
+      for (int64_t i = 0; i < gap.fit.size(); ++i) train << gap.fit.x[i][0].item<float>() << "," << gap.fit.y[i].item<float>() << "\n";
     }
     auto moons = load_data(fmt::format("synthetic:moons?n=200&seed={}", seed));
     auto moons_test = load_data(fmt::format("synthetic:moons?n=500&part=test&seed={}", seed)).fit;

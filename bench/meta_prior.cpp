@@ -81,6 +81,10 @@ int main(int argc, char** argv) {
   app.add_option("--init-steps", init_steps, "fine-tuning steps from the meta-learned initialization")
       ->capture_default_str();
   app.add_option("--model", model)->capture_default_str();
+  std::string plot_data;
+  app.add_option("--plot-data", plot_data,
+                 "write seed 0's first meta-test task: predictives on a grid to FILE.csv (x, then mean and sd per "
+                 "row), its context points to FILE.context.csv and its test points to FILE.test.csv");
   app.add_option("--methods", methods_text, "methods, ';'-separated")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   bench::start(1);
@@ -122,7 +126,18 @@ int main(int argc, char** argv) {
     save_prior_file(init_path, init, true);
 
     std::map<std::string, Score> scores;
+    const bool plot = seed == 0 && !plot_data.empty();
+    std::vector<torch::Tensor> columns;
+    std::vector<std::string> names;
+    Dataset grid;
+    if (plot) {
+      auto lo = std::get<0>(test.tasks.front().x.min(0)), hi = std::get<0>(test.tasks.front().x.max(0));
+      grid.x = at::linspace(lo.item<double>(), hi.item<double>(), 201, at::kFloat).unsqueeze(1);
+      grid.y = at::zeros({201}, at::kFloat);
+      columns.push_back(grid.x.squeeze(1).to(at::kDouble));
+    }
     for (const auto& task : test.tasks) {
+      const bool plot_task = plot && &task == &test.tasks.front();
       auto [ctx, target] = split_context(task, context);
       auto run = [&](const std::string& row, const std::string& method, const std::string& prior, int steps) {
         FitRequest f;
@@ -137,6 +152,11 @@ int main(int argc, char** argv) {
         try {
           auto fitted = fit(f);
           scores[row].add(fitted.predict(target), target.y);
+          if (plot_task) {
+            auto p = fitted.predict(grid);
+            columns.push_back(p.mean.to(at::kDouble)), columns.push_back(p.var.sqrt().to(at::kDouble));
+            names.push_back(row);
+          }
         } catch (const NumericalError& e) {  // counted, and left out of the means
           ++scores[row].failed;
           fmt::print("# seed {} {}: {}\n", seed, row, e.what());
@@ -149,6 +169,22 @@ int main(int argc, char** argv) {
       run(fmt::format("meta-init map, {} steps", init_steps), "map", init_path, init_steps);
     }
     for (const auto& [row, s] : scores) per_seed[row].push_back(s.mean());
+    if (plot) {
+      std::ofstream out(plot_data + ".csv");
+      out << "x";
+      for (const auto& n : names) out << "," << n << " mean," << n << " sd";
+      out << "\n";
+      auto table = at::stack(columns, 1);
+      for (int64_t i = 0; i < table.size(0); ++i) {
+        for (int64_t j = 0; j < table.size(1); ++j) out << (j ? "," : "") << table[i][j].item<double>();
+        out << "\n";
+      }
+      auto [ctx, target] = split_context(test.tasks.front(), context);
+      for (auto [part, name] : {std::pair{ctx, ".context.csv"}, std::pair{target, ".test.csv"}}) {
+        std::ofstream f(plot_data + name);
+        for (int64_t i = 0; i < part.size(); ++i) f << part.x[i][0].item<float>() << "," << part.y[i].item<float>() << "\n";
+      }
+    }
     fmt::print("# seed {}: meta-fit {:.1f}s, evidence {:.2f} -> best {:.2f} (round {}), noise {:.4f} (standardized)\n",
                seed, meta_seconds, learned.log_evidence.front(),
                *std::max_element(learned.log_evidence.begin(), learned.log_evidence.end()),

@@ -11,6 +11,8 @@
 #include "credence/core/progress.h"
 #include "credence/core/spec.h"
 #include "credence/eval/metrics.h"
+#include "credence/core/rng.h"
+#include "credence/posterior/functional_laplace.h"
 #include "credence/posterior/laplace.h"
 
 namespace credence {
@@ -59,6 +61,7 @@ class LaplaceMethod : public Method {
     const std::string subset_spec = options_.get_string("subset");
     auto subset = subset_spec.rfind("subnetwork:", 0) == 0 ? choose_subnetwork(problem, theta, subset_spec)
                                                             : ParamSubset::parse(subset_spec, model);
+    if (options_.get_string("hessian") == "gp") return init_functional(problem, theta, subset);
     int64_t rank = 0;
     auto structure = parse_structure(options_.get_string("hessian"), &rank);
     auto start = std::chrono::steady_clock::now();
@@ -102,7 +105,47 @@ class LaplaceMethod : public Method {
   }
   nlohmann::json report() const override { return report_; }
 
-  std::shared_ptr<Posterior> finalize() override { return posterior_; }
+  std::shared_ptr<Posterior> finalize() override {
+    if (functional_) return functional_;
+    return posterior_;
+  }
+
+  // hessian=gp: the linearized network as a GP on M inducing rows, under the fit's prior.
+  void init_functional(const Problem& problem, const torch::Tensor& theta, const ParamSubset& subset) {
+    const std::string prior = options_.get_string("prior");
+    if (prior != "auto" && prior != "fixed" && prior.rfind("fixed:", 0) != 0)
+      throw InvalidArgument(fmt::format("laplace: hessian=gp takes prior=fixed or fixed:VALUE, not '{}'", prior));
+    if (options_.get_string("predictive") != "glm")
+      throw InvalidArgument("laplace: hessian=gp is a posterior over functions: its predictive is glm");
+    auto start = std::chrono::steady_clock::now();
+    const auto& data = problem.train;
+    const int64_t n = data.size(), asked = options_.get_int("points");
+    const int64_t M = asked <= 0 ? n : std::min(asked, n);
+    auto rows = std::get<0>(keyed_permutation(n, rng_key(problem.train_options.seed, Stream::Sample, 9))
+                                .narrow(0, 0, M).sort()).to(data.x.device());
+    auto z = data.x.index_select(0, rows);
+    auto y = data.y.index_select(0, rows);
+    torch::Tensor f;
+    {
+      at::NoGradGuard no_grad;
+      f = problem.model->forward(z, theta, nullptr);
+    }
+    Likelihood unit = likelihood_;
+    unit.sigma = 1.0;
+    // The inducing rows stand for all N, and the curvature is at unit noise for a Gaussian.
+    double scale = std::sqrt(static_cast<double>(n) / M / options_.get_double("temperature"));
+    if (likelihood_.kind == LikelihoodKind::Gaussian) scale /= likelihood_.sigma;
+    auto factors = output_factors(unit, f, y, CurvatureKind::GGN) * scale;
+    auto precision = prior.rfind("fixed:", 0) == 0
+                         ? at::full({1}, parse_double(prior.substr(6), "laplace prior"), theta.options())
+                         : subset.gather(problem.prior.precision);
+    functional_ = std::make_shared<FunctionalLaplacePosterior>(*problem.model, theta, subset, precision, z, factors,
+                                                               likelihood_.sigma);
+    functional_->link = parse_glm_link(options_.get_string("link"));
+    report_["map_seconds"] = problem.map->info.value("fit_seconds", 0.0);
+    report_["inducing_points"] = M;
+    report_["factor_seconds"] = seconds_since(start);
+  }
 
   // The K weights whose posterior variance (diagonal GGN Laplace) falls most below their prior
   // variance: weights that the data inform, unlike raw posterior variance, which favours dead ones.
@@ -140,6 +183,7 @@ class LaplaceMethod : public Method {
   Options options_;
   Likelihood likelihood_;
   std::shared_ptr<LaplacePosterior> posterior_;
+  std::shared_ptr<FunctionalLaplacePosterior> functional_;
   nlohmann::json report_ = nlohmann::json::object();
 };
 
@@ -154,7 +198,10 @@ MethodInfo laplace_method_info() {
       {"subset", FieldType::String, "last_layer",
        "random parameters: all, last_layer, names:PATTERN, subnetwork:K (the K weights the data inform most)", {}},
       {"hessian", FieldType::String, "kron",
-       "structure: diag, kron (KFAC), full, lowrank:K (top-K eigenpairs of the exact curvature plus the prior)", {}},
+       "structure: diag, kron (KFAC), full, lowrank:K (top-K eigenpairs of the exact curvature plus the prior), or "
+       "gp (the linearized network as a GP with its tangent kernel on `points` inducing rows)",
+       {}},
+      {"points", FieldType::Int, "0", "hessian=gp: inducing rows drawn from the training data (0: all of them)", {}},
       {"iterations", FieldType::Int, "4", "lowrank: subspace-iteration passes over the data", {}},
       {"kfac", FieldType::Choice, "expand",
        "kron over weights shared by positions (convolutions, token-wise layers): expand (each position an "
@@ -174,7 +221,8 @@ MethodInfo laplace_method_info() {
       {"temperature", FieldType::Double, "1", "posterior temperature (curvature divided by it)", {}}};
   info.make = [](const Options& o) { return std::make_unique<LaplaceMethod>(o); };
   info.validate = [](const Options& o) {
-    parse_structure(o.get_string("hessian"));
+    if (o.get_string("hessian") != "gp") parse_structure(o.get_string("hessian"));
+    if (o.get_int("points") < 0) throw InvalidArgument("laplace: points must be >= 0 (0: every training row)");
     const std::string subset = o.get_string("subset"), prior = o.get_string("prior");
     if (subset != "all" && subset != "last_layer" && subset.rfind("names:", 0) != 0 &&
         subset.rfind("subnetwork:", 0) != 0)

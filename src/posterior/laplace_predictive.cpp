@@ -175,13 +175,19 @@ Predictive LaplacePosterior::predict(const Model& model, const Likelihood& likel
   }
   // One batch (a single example, say) needs no copy into a joined tensor.
   auto mu = mus.size() == 1 ? mus[0] : at::cat(mus), var = vars.size() == 1 ? vars[0] : at::cat(vars);
+  return glm_predictive(mu, var, likelihood, link, sigma_, y_mean, y_std, options);
+}
+
+Predictive glm_predictive(const torch::Tensor& mu, const torch::Tensor& var, const Likelihood& likelihood, GlmLink link,
+                          double sigma, double y_mean, double y_std, const PredictOptions& options) {
+  const bool probit = likelihood.task() == Task::Classification && link != GlmLink::MC;
   Predictive p;
   p.task = likelihood.task();
   if (p.task == Task::Regression) {
     // Linearized over the mean output; the noise (or the heteroscedastic head at the MAP) adds on.
     auto noise = likelihood.kind == LikelihoodKind::Heteroscedastic
                      ? at::softplus(mu.select(1, 1)) + 1e-6
-                     : at::full({mu.size(0)}, sigma_ * sigma_, mu.options());
+                     : at::full({mu.size(0)}, sigma * sigma, mu.options());
     p.mean = mu.select(1, 0) * y_std + y_mean;
     p.var = (var.select(1, 0) + noise) * (y_std * y_std);
     return p;

@@ -11,6 +11,7 @@
 #include "credence/posterior/certified.h"
 #include "credence/posterior/dropout.h"
 #include "credence/posterior/gp.h"
+#include "credence/posterior/functional_laplace.h"
 #include "credence/posterior/laplace.h"
 #include "credence/posterior/lowrank_gaussian.h"
 #include "credence/posterior/swag.h"
@@ -163,6 +164,7 @@ std::unique_ptr<Posterior> load_posterior(const TensorMap& tensors, const nlohma
     return p;
   }
   if (kind == "laplace") return LaplacePosterior::load(tensors, meta, model);
+  if (kind == "functional_laplace") return FunctionalLaplacePosterior::load(tensors, meta, model);
   if (kind == "gp") return GpPosterior::load(tensors, meta);
   if (kind == "dropout") return DropoutPosterior::load(tensors, meta, model);
   if (kind == "swag") return SwagPosterior::load(tensors, meta, model);

@@ -13,6 +13,12 @@ enum class LaplacePredictive { GLM, NN };
 enum class GlmLink { Probit, Bridge, MC };
 GlmLink parse_glm_link(const std::string& name);
 
+/// The linearized predictive from the network's outputs mu [n, C] at the mode and their variance
+/// under the posterior: var [n, C] (regression, and classification with the probit or bridge
+/// link) or [n, C, C] (the MC link); `sigma` is a Gaussian's noise (standardized units).
+Predictive glm_predictive(const torch::Tensor& mu, const torch::Tensor& var, const Likelihood& likelihood, GlmLink link,
+                          double sigma, double y_mean, double y_std, const PredictOptions& options);
+
 class LaplacePosterior : public Posterior {
  public:
   /// `prior_precision` [K] over the subset (constant within each layer's weight and bias for kron).
