@@ -63,7 +63,17 @@ class PacBayesMethod : public Method {
     const auto& o = problem.train_options;
     const int64_t n = problem.train.size();
     torch::Tensor prior_mean;
-    if (options_.get_string("prior") == "data") {
+    std::string prior = options_.get_string("prior");
+    if (prior == "auto") prior = problem.prior.source.empty() ? "data" : "given";
+    if (prior == "given" && problem.prior.source.empty())
+      throw InvalidArgument("pacbayes: prior=given needs a learned prior (--prior FILE from credence meta-fit)");
+    prior_kind_ = prior;
+    if (prior == "given") {
+      // A prior learned on other tasks saw none of these rows: the bound uses them all.
+      prior_rows_ = at::empty({0}, at::kLong);
+      prior_mean = problem.prior.has_mean() ? problem.prior.mean : at::zeros_like(problem.prior.precision);
+      prior_variance_ = problem.prior.precision.reciprocal().detach();
+    } else if (prior == "data") {
       const double f = options_.get_double("prior_fraction");
       const int64_t k = static_cast<int64_t>(std::llround(f * n));
       if (k < 1 || k >= n)
@@ -82,7 +92,9 @@ class PacBayesMethod : public Method {
     prior_std_ = options_.get_double("prior_std");
     // The posterior starts at the prior (KL = 0), as in Pérez-Ortiz et al.
     state_["mean"] = prior_mean_.clone().requires_grad_(true);
-    state_["rho"] = at::full_like(prior_mean_, std::log(std::expm1(prior_std_))).requires_grad_(true);
+    state_["rho"] = (prior_variance_.defined() ? at::log(at::expm1(prior_variance_.sqrt()))
+                                               : at::full_like(prior_mean_, std::log(std::expm1(prior_std_))))
+                        .requires_grad_(true);
     optimizer_ = std::make_unique<torch::optim::Adam>(std::vector<torch::Tensor>{state_["mean"], state_["rho"]},
                                                       torch::optim::AdamOptions(o.lr));
   }
@@ -104,7 +116,8 @@ class PacBayesMethod : public Method {
     // with this shard's risk gradient, which reduce_gradients then weighs and sums.
     const double local = risk.item<double>(), whole = reduce_mean(*problem_, batch, local);
     if (whole != local) risk = risk - local + whole;
-    auto kl = kl_to_isotropic_gaussian(mean, sd * sd, prior_mean_, prior_std_);
+    auto kl = prior_variance_.defined() ? kl_to_diagonal_gaussian(mean, sd * sd, prior_mean_, prior_variance_)
+                                        : kl_to_isotropic_gaussian(mean, sd * sd, prior_mean_, prior_std_);
     auto loss = pacbayes_objective(options_.get_string("objective"), risk, kl, n_bound_,
                                    options_.get_double("delta"));
     loss.backward();
@@ -117,10 +130,14 @@ class PacBayesMethod : public Method {
   std::shared_ptr<Posterior> finalize() override {
     at::NoGradGuard no_grad;
     auto sd = at::softplus(state_["rho"]);
-    auto posterior = std::make_shared<CertifiedGaussianPosterior>(state_["mean"], sd * sd, prior_mean_,
-                                                                  prior_std_, prior_rows_);
+    auto posterior =
+        prior_variance_.defined()
+            ? std::make_shared<CertifiedGaussianPosterior>(state_["mean"], sd * sd, prior_mean_, prior_variance_,
+                                                           prior_rows_)
+            : std::make_shared<CertifiedGaussianPosterior>(state_["mean"], sd * sd, prior_mean_, prior_std_,
+                                                           prior_rows_);
     report_ = {{"objective", options_.get_string("objective")},
-               {"prior", options_.get_string("prior")},
+               {"prior", prior_kind_},
                {"prior_rows", prior_rows_.size(0)},
                {"bound_rows", n_bound_},
                {"kl", posterior->kl()},
@@ -134,7 +151,8 @@ class PacBayesMethod : public Method {
  private:
   Options options_;
   const Problem* problem_ = nullptr;
-  torch::Tensor prior_mean_, prior_rows_;
+  torch::Tensor prior_mean_, prior_rows_, prior_variance_;  ///< prior_variance_: a learned prior's
+  std::string prior_kind_;
   double prior_std_ = 0.03;
   int64_t n_bound_ = 0;
   std::unique_ptr<torch::optim::Adam> optimizer_;
@@ -145,16 +163,16 @@ class PacBayesMethod : public Method {
 
 MethodInfo pacbayes_method_info() {
   MethodInfo info;
-  info.uses_weight_prior = false;
   info.name = "pacbayes";
   info.summary = "PAC-Bayes training: a Gaussian posterior minimizing a risk bound; certify it with `credence bound`";
   info.fields = {
       {"objective", FieldType::Choice, "quad", "bound minimized: classic (McAllester), quad, lambda (Thiemann)",
        {"classic", "quad", "lambda"}},
-      {"prior", FieldType::Choice, "data",
-       "data: prior mean = MAP on prior_fraction of the training rows (the bound uses the rest); init: the "
-       "initialization (the bound uses every row)",
-       {"data", "init"}},
+      {"prior", FieldType::Choice, "auto",
+       "auto (given with a learned --prior FILE, else data); data: prior mean = MAP on prior_fraction of the "
+       "training rows (the bound uses the rest); init: the initialization (the bound uses every row); given: the "
+       "learned --prior FILE, its mean and variances (the bound uses every row)",
+       {"auto", "data", "init", "given"}},
       {"prior_fraction", FieldType::Double, "0.5", "share of the training rows the data prior learns from", {}},
       {"prior_epochs", FieldType::Int, "0", "epochs of the prior's MAP fit (0: --epochs)", {}},
       {"prior_std", FieldType::Double, "0.03", "prior standard deviation of every parameter; the posterior starts there", {}},

@@ -23,11 +23,23 @@ CertifiedGaussianPosterior::CertifiedGaussianPosterior(torch::Tensor mean, torch
   if (!(prior_std_ > 0)) throw InvalidArgument(fmt::format("prior std must be > 0, got {}", prior_std_));
 }
 
+CertifiedGaussianPosterior::CertifiedGaussianPosterior(torch::Tensor mean, torch::Tensor variance,
+                                                       torch::Tensor prior_mean, torch::Tensor prior_variance,
+                                                       torch::Tensor prior_rows)
+    : CertifiedGaussianPosterior(std::move(mean), std::move(variance), std::move(prior_mean),
+                                 std::sqrt(prior_variance.to(at::kDouble).mean().item<double>()),
+                                 std::move(prior_rows)) {
+  if (prior_variance.sizes() != this->mean().sizes() || !(prior_variance > 0).all().item<bool>())
+    throw InvalidArgument("certified posterior: the prior variance must be > 0 and shaped as the mean");
+  prior_variance_ = prior_variance.detach();
+}
+
 void CertifiedGaussianPosterior::save(TensorMap& tensors, nlohmann::json& meta) const {
   GaussianPosterior::save(tensors, meta);
   tensors["posterior.prior_mean"] = prior_mean_;
   tensors["posterior.prior_rows"] = prior_rows_;
   meta["prior_std"] = prior_std_;
+  if (prior_variance_.defined()) tensors["posterior.prior_variance"] = prior_variance_;
 }
 
 std::unique_ptr<CertifiedGaussianPosterior> CertifiedGaussianPosterior::load(const TensorMap& tensors,
@@ -38,6 +50,10 @@ std::unique_ptr<CertifiedGaussianPosterior> CertifiedGaussianPosterior::load(con
     return it->second;
   };
   if (!meta.contains("prior_std")) throw IoError("certified posterior file lacks its prior_std");
+  if (tensors.count("posterior.prior_variance"))
+    return std::make_unique<CertifiedGaussianPosterior>(get("posterior.mean"), get("posterior.variance"),
+                                                        get("posterior.prior_mean"), get("posterior.prior_variance"),
+                                                        get("posterior.prior_rows"));
   return std::make_unique<CertifiedGaussianPosterior>(get("posterior.mean"), get("posterior.variance"),
                                                       get("posterior.prior_mean"), meta["prior_std"].get<double>(),
                                                       get("posterior.prior_rows"));
@@ -49,6 +65,12 @@ torch::Tensor kl_to_isotropic_gaussian(const torch::Tensor& mean, const torch::T
   const double s2 = prior_std * prior_std;
   auto ratio = variance / s2;
   return 0.5 * (ratio + (mean - prior_mean).pow(2) / s2 - 1.0 - at::log(ratio)).sum();
+}
+
+torch::Tensor kl_to_diagonal_gaussian(const torch::Tensor& mean, const torch::Tensor& variance,
+                                      const torch::Tensor& prior_mean, const torch::Tensor& prior_variance) {
+  auto ratio = variance / prior_variance;
+  return 0.5 * (ratio + (mean - prior_mean).pow(2) / prior_variance - 1.0 - at::log(ratio)).sum();
 }
 
 Dataset CertifiedGaussianPosterior::unseen_rows(const Dataset& train, int64_t n_fit) const {
@@ -68,6 +90,10 @@ double fitted_pmin(const nlohmann::json& fit_info) {
 }
 
 double CertifiedGaussianPosterior::kl() const {
+  if (prior_variance_.defined())
+    return kl_to_diagonal_gaussian(mean().to(at::kDouble), variance().to(at::kDouble), prior_mean_.to(at::kDouble),
+                                   prior_variance_.to(at::kDouble))
+        .item<double>();
   return kl_to_isotropic_gaussian(mean().to(at::kDouble), variance().to(at::kDouble),
                                   prior_mean_.to(at::kDouble), prior_std_)
       .item<double>();

@@ -12,6 +12,7 @@
 #include "credence/credence.h"
 #include "credence/core/rng.h"
 #include "credence/fit/meta.h"
+#include "credence/posterior/certified.h"
 #include "credence/posterior/laplace.h"
 
 namespace credence {
@@ -192,7 +193,7 @@ TEST(LearnedPrior, LinearGaussianPosteriorUnderAMeanPriorIsTheClosedForm) {
   EXPECT_TRUE(at::allclose(post_lr.marginal_variance(), at::inverse(post_lr.precision_dense()).diagonal(), 1e-8, 1e-12));
 }
 
-TEST(LearnedPrior, MethodsWithAPriorOfTheirOwnRefuseAFile) {
+TEST(LearnedPrior, TheGpRefusesAFileAndPacBayesCertifiesAgainstIt) {
   auto m = make_model("mlp:", {1}, 1);
   PriorFile f;
   f.prior = GaussianPrior::isotropic(1.0, *m);
@@ -203,13 +204,50 @@ TEST(LearnedPrior, MethodsWithAPriorOfTheirOwnRefuseAFile) {
   r.model = "mlp:";
   r.train.prior = path;
   r.train.quiet = true;
-  for (std::string method : {"gp", "pacbayes"}) {
-    r.method = method;
-    EXPECT_THROW(fit(r), InvalidArgument) << method;
-  }
+  r.method = "gp";
+  EXPECT_THROW(fit(r), InvalidArgument);
   r.method = "map";
   r.model = "mlp:4";
   EXPECT_THROW(fit(r), InvalidArgument);  // another model
+
+  // PAC-Bayes takes a learned prior as its (data-free) prior: every row goes to the bound.
+  auto moons_model = make_model("mlp:8", {2}, 2);
+  PriorFile g;
+  g.prior.precision = at::linspace(50.0, 400.0, moons_model->layout().size);
+  g.prior.mean = moons_model->init_params(3) * 0.5;
+  g.model = "mlp:8";
+  auto learned = temp_path("pacbayes.crd");
+  save_prior_file(learned, g, false);
+  FitRequest c;
+  c.data = load_data("synthetic:moons?n=64");
+  c.model = "mlp:8";
+  c.method = "pacbayes";
+  c.train.epochs = 2;
+  c.train.batch_size = 32;
+  c.train.quiet = true;
+  c.train.prior = learned;
+  auto fitted = fit(c);
+  EXPECT_EQ(fitted.info.at("report").at("prior").get<std::string>(), "given");
+  EXPECT_EQ(fitted.info.at("report").at("prior_rows").get<int64_t>(), 0);
+  EXPECT_EQ(fitted.info.at("report").at("bound_rows").get<int64_t>(), 64);
+  const auto& post = dynamic_cast<const CertifiedGaussianPosterior&>(*fitted.posterior);
+  ASSERT_TRUE(post.prior_variance().defined());
+  EXPECT_TRUE(at::allclose(post.prior_variance(), g.prior.precision.reciprocal().to(at::kFloat)));
+  EXPECT_TRUE(at::allclose(post.prior_mean(), g.prior.mean.to(at::kFloat)));
+  // The KL by hand, for the diagonal prior.
+  auto v = post.variance().to(at::kDouble), d = post.mean().to(at::kDouble) - g.prior.mean;
+  auto s2 = g.prior.precision.reciprocal();
+  const double kl = 0.5 * (v / s2 + d * d / s2 - 1 - at::log(v / s2)).sum().item<double>();
+  EXPECT_NEAR(post.kl(), kl, 1e-6 * std::max(1.0, kl));
+  auto saved = temp_path("certified.crd");
+  fitted.save(saved, false);
+  auto loaded = FittedModel::load(saved);
+  const auto& back = dynamic_cast<const CertifiedGaussianPosterior&>(*loaded.posterior);
+  ASSERT_TRUE(back.prior_variance().defined());
+  EXPECT_DOUBLE_EQ(back.kl(), post.kl());
+  c.method = "pacbayes:prior=given";
+  c.train.prior = "auto";
+  EXPECT_THROW(fit(c), InvalidArgument);  // given, but no learned prior
 }
 
 // Tasks w_t ~ N(mu, diag(s^2)), y = X w_t + noise: meta-fit recovers mu, s^2 and the noise.

@@ -96,8 +96,8 @@ struct MethodInfo {
   /// False for a method that does not use the network (the GP): --model, --init and the like do
   /// not apply, and its posterior has no weight vectors.
   bool uses_network = true;
-  /// False for a method whose prior is its own (the GP's kernel, PAC-Bayes's data prior): it
-  /// refuses a learned --prior file rather than ignore it.
+  /// False for a method whose prior is its own (the GP's kernel): it refuses a learned --prior
+  /// file rather than ignore it.
   bool uses_weight_prior = true;
   /// True for a method that can take a prior over functions (--prior gp:...) instead.
   bool takes_function_prior = false;

@@ -14,12 +14,19 @@ class CertifiedGaussianPosterior : public GaussianPosterior {
   /// was learned on (int64 [K]; empty for a prior chosen without data).
   CertifiedGaussianPosterior(torch::Tensor mean, torch::Tensor variance, torch::Tensor prior_mean,
                              double prior_std, torch::Tensor prior_rows);
+  /// Prior N(prior_mean, diag(prior_variance)), e.g. one learned on other tasks.
+  CertifiedGaussianPosterior(torch::Tensor mean, torch::Tensor variance, torch::Tensor prior_mean,
+                             torch::Tensor prior_variance, torch::Tensor prior_rows);
   std::string kind() const override { return "certified_gaussian"; }
   void save(TensorMap& tensors, nlohmann::json& meta) const override;
   static std::unique_ptr<CertifiedGaussianPosterior> load(const TensorMap& tensors, const nlohmann::json& meta);
 
   const torch::Tensor& prior_mean() const { return prior_mean_; }
+  /// The prior's standard deviation: its one value, or the root mean prior variance of a diagonal
+  /// prior.
   double prior_std() const { return prior_std_; }
+  /// [P] for a diagonal prior; undefined for an isotropic one.
+  const torch::Tensor& prior_variance() const { return prior_variance_; }
   const torch::Tensor& prior_rows() const { return prior_rows_; }
   /// KL(Q || P) in closed form.
   double kl() const;
@@ -29,7 +36,7 @@ class CertifiedGaussianPosterior : public GaussianPosterior {
   Dataset unseen_rows(const Dataset& train, int64_t n_fit) const;
 
  private:
-  torch::Tensor prior_mean_, prior_rows_;
+  torch::Tensor prior_mean_, prior_rows_, prior_variance_;
   double prior_std_;
 };
 
@@ -40,6 +47,9 @@ double fitted_pmin(const nlohmann::json& fit_info);
 /// KL(N(mean, diag(variance)) || N(prior_mean, prior_std^2 I)) in closed form, differentiable.
 torch::Tensor kl_to_isotropic_gaussian(const torch::Tensor& mean, const torch::Tensor& variance,
                                        const torch::Tensor& prior_mean, double prior_std);
+/// KL(N(mean, diag(variance)) || N(prior_mean, diag(prior_variance))), differentiable.
+torch::Tensor kl_to_diagonal_gaussian(const torch::Tensor& mean, const torch::Tensor& variance,
+                                      const torch::Tensor& prior_mean, const torch::Tensor& prior_variance);
 
 /// -log(max(p_y, pmin)) / log(1 / pmin): the cross-entropy clipped and scaled into [0, 1].
 torch::Tensor bounded_cross_entropy(const torch::Tensor& logits, const torch::Tensor& y, double pmin);
