@@ -9,6 +9,7 @@
 #include <map>
 
 #include "bench_common.h"
+#include "plot_data.h"
 #include "credence/core/rng.h"
 #include "credence/core/spec.h"
 #include "credence/credence.h"
@@ -118,16 +119,8 @@ int main(int argc, char** argv) {
       nll[row].push_back(regression_nll(on_data, test.y));
     }
     if (seed == 0 && !plot_data.empty()) {
-      std::ofstream out(plot_data + ".csv"), train(plot_data + ".train.csv");
-      out << "x";
-      for (const auto& row : split(gap_methods, ';')) out << "," << row << " mean," << row << " sd";
-      out << "\n";
-      auto table = at::stack(columns, 1);
-      for (int64_t i = 0; i < table.size(0); ++i) {
-        for (int64_t j = 0; j < table.size(1); ++j) out << (j ? "," : "") << table[i][j].item<double>();
-        out << "\n";
-      }
-      for (int64_t i = 0; i < gap.fit.size(); ++i) train << gap.fit.x[i][0].item<float>() << "," << gap.fit.y[i].item<float>() << "\n";
+      bench::write_predictive_table(plot_data + ".csv", split(gap_methods, ';'), columns);
+      bench::write_points(plot_data + ".train.csv", gap.fit);
     }
     auto moons = load_data(fmt::format("synthetic:moons?n=200&seed={}", seed));
     auto moons_test = load_data(fmt::format("synthetic:moons?n=500&part=test&seed={}", seed)).fit;

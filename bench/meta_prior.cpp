@@ -11,6 +11,7 @@
 #include <map>
 
 #include "bench_common.h"
+#include "plot_data.h"
 #include "credence/credence.h"
 #include "credence/core/rng.h"
 #include "credence/core/spec.h"
@@ -170,20 +171,10 @@ int main(int argc, char** argv) {
     }
     for (const auto& [row, s] : scores) per_seed[row].push_back(s.mean());
     if (plot) {
-      std::ofstream out(plot_data + ".csv");
-      out << "x";
-      for (const auto& n : names) out << "," << n << " mean," << n << " sd";
-      out << "\n";
-      auto table = at::stack(columns, 1);
-      for (int64_t i = 0; i < table.size(0); ++i) {
-        for (int64_t j = 0; j < table.size(1); ++j) out << (j ? "," : "") << table[i][j].item<double>();
-        out << "\n";
-      }
+      bench::write_predictive_table(plot_data + ".csv", names, columns);
       auto [ctx, target] = split_context(test.tasks.front(), context);
-      for (auto [part, name] : {std::pair{ctx, ".context.csv"}, std::pair{target, ".test.csv"}}) {
-        std::ofstream f(plot_data + name);
-        for (int64_t i = 0; i < part.size(); ++i) f << part.x[i][0].item<float>() << "," << part.y[i].item<float>() << "\n";
-      }
+      bench::write_points(plot_data + ".context.csv", ctx);
+      bench::write_points(plot_data + ".test.csv", target);
     }
     fmt::print("# seed {}: meta-fit {:.1f}s, evidence {:.2f} -> best {:.2f} (round {}), noise {:.4f} (standardized)\n",
                seed, meta_seconds, learned.log_evidence.front(),
