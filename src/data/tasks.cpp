@@ -1,4 +1,4 @@
-// Task families: seeded sinusoids and one task per group of a CSV file.
+// Task families: seeded sinusoids and Cauchy bumps, and one task per group of a CSV file or UCI set.
 #include "credence/data/tasks.h"
 
 #include <ATen/ATen.h>
@@ -17,9 +17,11 @@ namespace {
 using data_detail::derive_seed;
 const at::TensorOptions kF64 = at::TensorOptions().dtype(at::kDouble);
 
-// y = slope x + amplitude sin(1.5 (x - phase)) + offset + noise, x ~ U(-5, 5), each task's
-// coefficients drawn from its own stream.
-TaskSet sinusoids(const Spec& spec, const DataOptions& options) {
+// Sinusoids: y = slope x + amplitude sin(1.5 (x - phase)) + offset + noise, x ~ U(-5, 5).
+// Cauchy bumps: y = amplitude / (1 + ((x - centre) / width)^2) + slope x + noise, x ~ U(-3, 3).
+// Each task's coefficients come from its own stream.
+TaskSet function_family(const Spec& spec, const DataOptions& options) {
+  const bool cauchy = spec.body == "cauchy";
   spec.check_keys({"tasks", "points", "seed", "part", "noise"}, /*data_error=*/true);
   const long tasks = data_detail::spec_int(spec, "tasks", 20), points = data_detail::spec_int(spec, "points", 5);
   const long seed = data_detail::spec_int(spec, "seed", 0);
@@ -36,13 +38,22 @@ TaskSet sinusoids(const Spec& spec, const DataOptions& options) {
   for (long t = 0; t < tasks; ++t) {
     auto gen = at::make_generator<at::CPUGeneratorImpl>(
         derive_seed(derive_seed(static_cast<uint64_t>(seed), part == "test" ? 11 : 10), static_cast<uint64_t>(t)));
-    auto coef = at::rand({1}, gen, kF64).item<double>();
-    const double amplitude = 0.7 + 0.6 * coef;
-    const double phase = 0.1 * at::randn({1}, gen, kF64).item<double>();
-    const double slope = 0.5 + 0.2 * at::randn({1}, gen, kF64).item<double>();
-    const double offset = 5.0 + 0.1 * at::randn({1}, gen, kF64).item<double>();
-    auto x = at::rand({points}, gen, kF64) * 10.0 - 5.0;
-    auto y = slope * x + amplitude * at::sin(1.5 * (x - phase)) + offset + noise * at::randn({points}, gen, kF64);
+    at::Tensor x, y;
+    if (cauchy) {
+      auto u = at::rand({2}, gen, kF64), z = at::randn({2}, gen, kF64);
+      const double amplitude = 1.0 + 2.0 * u[0].item<double>(), width = 0.3 + 0.7 * u[1].item<double>();
+      const double centre = 0.5 * z[0].item<double>(), slope = 0.3 * z[1].item<double>();
+      x = at::rand({points}, gen, kF64) * 6.0 - 3.0;
+      y = amplitude / (1 + ((x - centre) / width).pow(2)) + slope * x;
+    } else {
+      const double amplitude = 0.7 + 0.6 * at::rand({1}, gen, kF64).item<double>();
+      const double phase = 0.1 * at::randn({1}, gen, kF64).item<double>();
+      const double slope = 0.5 + 0.2 * at::randn({1}, gen, kF64).item<double>();
+      const double offset = 5.0 + 0.1 * at::randn({1}, gen, kF64).item<double>();
+      x = at::rand({points}, gen, kF64) * 10.0 - 5.0;
+      y = slope * x + amplitude * at::sin(1.5 * (x - phase)) + offset;
+    }
+    y = y + noise * at::randn({points}, gen, kF64);
     Dataset d;
     d.x = x.unsqueeze(1).to(options.dtype).contiguous();
     d.y = y.to(options.dtype).contiguous();
@@ -124,10 +135,11 @@ TaskSet grouped_uci(const Spec& spec, const DataOptions& options) {
 
 TaskSet load_tasks(const std::string& text, const DataOptions& options) {
   Spec spec = Spec::parse(text);
-  if (spec.scheme == "synthetic" && spec.body == "sinusoid") return sinusoids(spec, options);
+  if (spec.scheme == "synthetic" && (spec.body == "sinusoid" || spec.body == "cauchy"))
+    return function_family(spec, options);
   if (spec.scheme == "csv") return grouped_csv(spec, options);
   if (spec.scheme == "uci") return grouped_uci(spec, options);
-  throw DataError(fmt::format("task spec '{}' is unknown (known: synthetic:sinusoid?tasks=T&points=N, "
+  throw DataError(fmt::format("task spec '{}' is unknown (known: synthetic:sinusoid?tasks=T&points=N, synthetic:cauchy, "
                               "csv:PATH?target=Y&group=COLUMN, uci:DIR?group=K)",
                               text));
 }

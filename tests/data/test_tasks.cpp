@@ -31,6 +31,16 @@ TEST(Tasks, SinusoidsAreSeededAndSplitIntoTrainAndTestFamilies) {
   EXPECT_THROW(load_tasks("synthetic:sinusoid?tasks=2&part=val"), DataError);
   EXPECT_THROW(load_tasks("synthetic:sinusoid?shots=2"), Error);
   EXPECT_THROW(load_tasks("synthetic:moons"), DataError);
+  // Cauchy bumps: noise-free, each task peaks within its amplitude range above its slope line.
+  auto bumps = load_tasks("synthetic:cauchy?tasks=30&points=200&noise=0");
+  auto again = load_tasks("synthetic:cauchy?tasks=30&points=200&noise=0");
+  for (size_t t = 0; t < bumps.tasks.size(); ++t) {
+    const auto& b = bumps.tasks[t];
+    EXPECT_TRUE(at::equal(b.y, again.tasks[t].y));
+    EXPECT_LE(b.x.abs().max().item<double>(), 3.0);
+    EXPECT_LT(b.y.abs().max().item<double>(), 3.0 + 1.5 * 3.0) << b.name;
+  }
+  EXPECT_FALSE(at::allclose(bumps.tasks[0].y, bumps.tasks[1].y));
 }
 
 TEST(Tasks, GroupedCsvGivesOneTaskPerValueWithoutTheGroupColumn) {

@@ -23,7 +23,7 @@ void add_meta_fit(CLI::App& app) {
   auto args = std::make_shared<Args>();
   auto& r = args->request;
   cmd->add_option("--tasks", args->tasks,
-                  "task family: synthetic:sinusoid?tasks=T&points=N, csv:PATH?target=Y&group=COLUMN or uci:DIR?group=K")
+                  "task family: synthetic:sinusoid|cauchy?tasks=T&points=N, csv:PATH?target=Y&group=COLUMN or uci:DIR?group=K")
       ->required();
   cmd->add_option("--model", r.model, "model spec (as for fit)")->capture_default_str();
   cmd->add_option("--likelihood", r.likelihood, "likelihood (default: the tasks'; a Gaussian's noise is learned)");

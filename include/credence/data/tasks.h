@@ -18,6 +18,8 @@ struct TaskSet {
 ///   synthetic:sinusoid?tasks=T&points=N[&seed=S&part=train|test&noise=SD]  sinusoids with random
 ///     amplitude, phase, slope and offset (the environment of Rothfuss et al. 2021), x in [-5, 5];
 ///     part=test draws other tasks than part=train for the same seed
+///   synthetic:cauchy?... (same keys)  Cauchy-shaped bumps amplitude / (1 + ((x - centre) / width)^2)
+///     + slope x with random amplitude, centre, width and slope, x in [-3, 3]
 ///   csv:PATH?target=Y&group=COLUMN  one task per value of COLUMN (which is not an input)
 ///   uci:DIR?group=K  every row of a UCI set, one task per value of input column K (from 0), which
 ///     is then not an input
