@@ -18,6 +18,7 @@
 #include "credence/model/adapters.h"
 #include "credence/model/frozen.h"
 #include "credence/model/subspace.h"
+#include "credence/posterior/gp.h"
 #include "credence/posterior/swag.h"
 #include "credence/model/weights.h"
 #include "credence/eval/metrics.h"
@@ -206,6 +207,25 @@ void compare_with_map_on_validation(FittedModel& fitted, const FittedModel& map,
   if (print) fmt::print(stderr, "warning: {}\n", warning);
 }
 
+// lengthscale=auto: the length scales and amplitude of a GP fitted by its evidence on the same
+// data (in the same standardized units).
+void set_from_evidence(FunctionPrior& prior, const FitRequest& request) {
+  if (request.data.fit.task != Task::Regression)
+    throw InvalidArgument(fmt::format("prior '{}': lengthscale=auto fits a GP regression to the data; for "
+                                      "classification give lengthscale=L",
+                                      prior.spec));
+  FitRequest g = request;
+  g.method = "gp:kernel=" + prior.kernel;
+  g.train.prior = "auto";
+  g.train.quiet = true;
+  g.init.clear(), g.freeze.clear(), g.adapters.clear(), g.built_model.reset();
+  g.map = nullptr;
+  auto gp = fit(g);
+  const auto& post = dynamic_cast<const GpPosterior&>(*gp.posterior);
+  prior.ard_log_lengthscale = post.kernel().log_lengthscale.detach().clone();
+  prior.amplitude = std::exp(post.kernel().log_amplitude.item<double>());
+}
+
 // The prior file's standardization, checked against the data's inputs.
 Standardizer units_for(const PriorFile& file, const Dataset& raw) {
   const auto& s = file.standardizer;
@@ -251,6 +271,7 @@ FittedModel fit(const FitRequest& given) {
                                         "works with vi (family=diag)",
                                         info->name, request.train.prior));
     function_prior = FunctionPrior::parse(request.train.prior);
+    if (function_prior->from_evidence) set_from_evidence(*function_prior, request);
   }
   // A learned prior lives in the units it was learned in: standardize as its tasks were.
   std::optional<PriorFile> prior_file;
@@ -364,6 +385,12 @@ FittedModel fit(const FitRequest& given) {
                  {"n_fit", raw.size()},
                  {"data", raw.name}};
   if (problem.comm) result.info["processes"] = comm.world_size();
+  if (function_prior && function_prior->ard_log_lengthscale.defined()) {
+    auto ls = function_prior->ard_log_lengthscale.exp().to(at::kDouble).contiguous();
+    result.info["function_prior"] = {
+        {"lengthscale", std::vector<double>(ls.data_ptr<double>(), ls.data_ptr<double>() + ls.numel())},
+        {"amplitude", function_prior->amplitude}};
+  }
   if (!request.init.empty()) result.info["init"] = request.init;
   if (!request.freeze.empty()) result.info["freeze"] = request.freeze;
   if (!request.adapters.empty()) {

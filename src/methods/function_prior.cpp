@@ -23,7 +23,12 @@ FunctionPrior FunctionPrior::parse(const std::string& text) {
   p.spec = text;
   p.kernel = spec.body.empty() ? "rbf" : spec.body;
   parse_gp_kernel(p.kernel);  // names the known kernels when unknown
-  p.lengthscale = spec.get_double("lengthscale", 1.0);
+  p.from_evidence = spec.get("lengthscale", "") == "auto";
+  if (p.from_evidence && spec.has("amplitude"))
+    throw InvalidArgument(fmt::format("prior '{}': lengthscale=auto learns the amplitude too; drop amplitude=", text));
+  if (p.from_evidence && p.kernel == "linear")
+    throw InvalidArgument(fmt::format("prior '{}': the linear kernel has no length scale", text));
+  p.lengthscale = p.from_evidence ? 1.0 : spec.get_double("lengthscale", 1.0);
   p.amplitude = spec.get_double("amplitude", 1.0);
   p.points = spec.get_int("points", 32);
   p.context = spec.get("context", "box");
@@ -71,7 +76,8 @@ torch::Tensor FunctionPrior::kl(const Model& model, const torch::Tensor& mean, c
   auto f = model.forward(xc, mean, nullptr);  // [M, C], differentiable in the mean
   GpKernel k;
   k.kind = parse_gp_kernel(kernel);
-  k.log_lengthscale = at::full({xc.size(1)}, std::log(lengthscale), xc.options());
+  k.log_lengthscale = ard_log_lengthscale.defined() ? ard_log_lengthscale.to(xc.options())
+                                                    : at::full({xc.size(1)}, std::log(lengthscale), xc.options());
   k.log_amplitude = at::full({}, std::log(amplitude), xc.options());
   auto eye = at::eye(M, xc.options());
   auto K = k(xc, xc) + jitter * eye;

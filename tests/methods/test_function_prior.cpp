@@ -9,6 +9,7 @@
 #include "credence/core/rng.h"
 #include "credence/methods/function_prior.h"
 #include "credence/methods/vi.h"
+#include "credence/posterior/gp.h"
 
 #include <torch/csrc/autograd/autograd.h>
 
@@ -102,6 +103,28 @@ TEST(FunctionPrior, VariationalFitEqualsTheWeightSpaceFitForTheMatchingKernel) {
   auto function = fit(r);
   auto a = weight.posterior->sample(64, 1), b = function.posterior->sample(64, 1);
   EXPECT_LT((a - b).abs().max().item<double>(), 1e-5);
+}
+
+// lengthscale=auto takes the length scale and amplitude of the GP that the data's evidence picks.
+TEST(FunctionPrior, AutoLengthscaleIsTheGpEvidenceChoice) {
+  FitRequest r;
+  r.data = load_data("synthetic:sine?n=40");
+  r.model = "mlp:8";
+  r.train.epochs = 2;
+  r.train.quiet = true;
+  r.method = "gp:kernel=rbf";
+  auto gp = fit(r);
+  const auto& kernel = dynamic_cast<const GpPosterior&>(*gp.posterior).kernel();
+  r.method = "vi";
+  r.train.prior = "gp:rbf?lengthscale=auto&points=8";
+  auto fitted = fit(r);
+  const auto& chosen = fitted.info.at("function_prior");
+  EXPECT_NEAR(chosen.at("lengthscale")[0].get<double>(), std::exp(kernel.log_lengthscale[0].item<double>()), 1e-9);
+  EXPECT_NEAR(chosen.at("amplitude").get<double>(), std::exp(kernel.log_amplitude.item<double>()), 1e-9);
+  EXPECT_THROW(FunctionPrior::parse("gp:rbf?lengthscale=auto&amplitude=2"), InvalidArgument);
+  EXPECT_THROW(FunctionPrior::parse("gp:linear?lengthscale=auto"), InvalidArgument);
+  r.data = load_data("synthetic:moons?n=40");
+  EXPECT_THROW(fit(r), InvalidArgument);  // classification: give the length scale
 }
 
 }  // namespace credence

@@ -16,13 +16,17 @@ struct FunctionPrior {
   std::string kernel = "rbf";   ///< rbf, matern52 or linear (a^2 (x.x' + 1))
   double lengthscale = 1.0;     ///< in standardized input units
   double amplitude = 1.0;       ///< prior std of each output, in standardized target units
+  /// lengthscale=auto: length scales (one per input) and amplitude by a GP's evidence on the
+  /// training data, set in `ard_log_lengthscale` and `amplitude` before fitting (regression).
+  bool from_evidence = false;
+  torch::Tensor ard_log_lengthscale;  ///< [D], when set: used instead of `lengthscale`
   int64_t points = 32;          ///< context points per step
   std::string context = "box";  ///< box: uniform in the inputs' box widened by `margin` x its range on each side,
                                 ///< fresh each step; train: the first `points` training rows
   double margin = 0.5;
   double jitter = 1e-4;         ///< added to both covariances' diagonals
 
-  /// gp:KERNEL[?lengthscale=L&amplitude=A&points=M&context=box|train&margin=F&jitter=J];
+  /// gp:KERNEL[?lengthscale=L|auto&amplitude=A&points=M&context=box|train&margin=F&jitter=J];
   /// InvalidArgument naming the problem.
   static FunctionPrior parse(const std::string& spec);
   /// Context points [M, D] for one step, from standardized training inputs [N, D].
