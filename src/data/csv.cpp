@@ -82,6 +82,22 @@ void check_label_coding(const std::vector<int64_t>& labels, int64_t max_label, c
 
 }  // namespace
 
+std::vector<std::string> csv_header(const std::vector<std::string>& lines, const std::string& path, size_t* line) {
+  size_t first = 0;
+  while (first < lines.size() && trim(lines[first]).empty()) ++first;
+  if (first == lines.size())
+    throw DataError(fmt::format("CSV file '{}' is empty (it needs a header row)", path));
+  std::string header_line = lines[first];
+  if (header_line.rfind("\xEF\xBB\xBF", 0) == 0) header_line = header_line.substr(3);  // BOM
+  std::vector<std::string> names;
+  std::string row_error;
+  for (const auto& cell : split_row(header_line, row_error)) names.push_back(unquote(cell));
+  if (!row_error.empty())
+    throw DataError(fmt::format("CSV file '{}' line {}: {}", path, first + 1, row_error));
+  if (line) *line = first;
+  return names;
+}
+
 Dataset load_csv(const Spec& spec, const DataOptions& options) {
   spec.check_keys(with_common_keys({"target", "task", "classes", "shape"}), /*data_error=*/true);
   const std::string path = spec.body;
@@ -113,16 +129,7 @@ Dataset load_csv(const Spec& spec, const DataOptions& options) {
 
   auto lines = read_lines(path, "");
   size_t first = 0;
-  while (first < lines.size() && trim(lines[first]).empty()) ++first;
-  if (first == lines.size())
-    throw DataError(fmt::format("CSV file '{}' is empty (it needs a header row)", path));
-  std::string header_line = lines[first];
-  if (header_line.rfind("\xEF\xBB\xBF", 0) == 0) header_line = header_line.substr(3);  // BOM
-  std::vector<std::string> names;
-  std::string row_error;
-  for (const auto& cell : split_row(header_line, row_error)) names.push_back(unquote(cell));
-  if (!row_error.empty())
-    throw DataError(fmt::format("CSV file '{}' line {}: {}", path, first + 1, row_error));
+  const auto names = csv_header(lines, path, &first);
   const int64_t cols = static_cast<int64_t>(names.size());
 
   int64_t target_col = -1;
@@ -143,6 +150,7 @@ Dataset load_csv(const Spec& spec, const DataOptions& options) {
   std::vector<double> x, y;
   std::vector<int64_t> labels;
   int64_t rows = 0, max_label = -1;
+  std::string row_error;
   for (size_t i = first + 1; i < lines.size(); ++i) {
     const size_t line = i + 1;
     if (trim(lines[i]).empty()) continue;

@@ -38,6 +38,11 @@ std::vector<bool> parse_label_set(const Spec& spec, const std::string& key, int6
 at::Tensor make_tensor(const std::vector<double>& values, at::IntArrayRef shape, at::ScalarType dtype);
 at::Tensor make_labels(const std::vector<int64_t>& labels);
 
+/// The column names of a CSV file's header row (the first non-blank line of `lines`; quoted
+/// names, BOM), and its index in `line`; DataError naming `path` when there is none or it is malformed.
+std::vector<std::string> csv_header(const std::vector<std::string>& lines, const std::string& path,
+                                    size_t* line = nullptr);
+
 /// Reads a text file into lines; DataError naming the file (and `hint`) if it cannot be opened.
 std::vector<std::string> read_lines(const std::string& path, const std::string& hint);
 

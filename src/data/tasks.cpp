@@ -66,12 +66,8 @@ TaskSet function_family(const Spec& spec, const DataOptions& options) {
 
 // The group column's index among the input columns (the columns other than the target).
 int64_t group_feature(const std::string& path, const std::string& target, const std::string& group) {
-  auto lines = data_detail::read_lines(path, "");
-  if (lines.empty()) throw DataError(fmt::format("CSV file '{}' is empty (it needs a header row)", path));
   int64_t feature = 0;
-  for (auto name : split(lines.front(), ',')) {
-    name = trim(name);
-    if (name.size() >= 2 && name.front() == '"' && name.back() == '"') name = name.substr(1, name.size() - 2);
+  for (const auto& name : data_detail::csv_header(data_detail::read_lines(path, ""), path)) {
     if (name == target) continue;
     if (name == group) return feature;
     ++feature;

@@ -54,6 +54,11 @@ TEST(Tasks, GroupedCsvGivesOneTaskPerValueWithoutTheGroupColumn) {
   EXPECT_TRUE(at::allclose(set.tasks[1].y.to(at::kDouble), at::tensor({2.0, 5.0}, at::kDouble)));
   EXPECT_EQ(set.tasks[2].size(), 1);
   EXPECT_THROW(load_tasks("csv:" + path + "?target=y&group=region"), DataError);
+  // The header is read as the CSV loader reads it: quoted names may hold commas.
+  auto quoted = dir.write("q.csv", "\"a, first\",site,y\n0.5,1,1\n0.1,2,2\n0.2,1,3\n");
+  auto by_site = load_tasks("csv:" + quoted + "?target=y&group=site");
+  ASSERT_EQ(by_site.tasks.size(), 2u);
+  EXPECT_TRUE(at::allclose(by_site.tasks[0].x.squeeze(1).to(at::kDouble), at::tensor({0.5, 0.2}, at::kDouble)));
   EXPECT_THROW(load_tasks("csv:" + path + "?target=y"), DataError);
   auto pooled = pool_tasks(set);
   EXPECT_EQ(pooled.size(), 5);
