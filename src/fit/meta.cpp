@@ -50,13 +50,14 @@ MetaFitResult meta_fit(const MetaFitRequest& r) {
   auto standardizer = r.standardize ? Standardizer::fit(pooled) : Standardizer{};
   auto lik = Likelihood::parse(r.likelihood, pooled);
   const bool gaussian = lik.kind == LikelihoodKind::Gaussian;
-  std::vector<Dataset> tasks;
-  for (const auto& t : raw) {
-    Dataset s = standardizer.apply(t);
+  auto in_units = [&](const Dataset& d) {  // standardized, in the fit's dtype
+    Dataset s = standardizer.apply(d);
     s.x = s.x.to(r.dtype);
     if (s.task == Task::Regression) s.y = s.y.to(r.dtype);
-    tasks.push_back(std::move(s));
-  }
+    return s;
+  };
+  std::vector<Dataset> tasks;
+  for (const auto& t : raw) tasks.push_back(in_units(t));
   auto model = make_model(r.model, pooled.input_shape(), lik.output_dim(pooled), r.dtype);
   const auto& layout = model->layout();
   auto subset = ParamSubset::parse("all", *model);
@@ -74,11 +75,8 @@ MetaFitResult meta_fit(const MetaFitRequest& r) {
   auto precision = at::ones({layout.size}, opts);
   auto mean = at::zeros({layout.size}, opts);
   if (r.learn_mean) {
-    Dataset all = standardizer.apply(pooled);
-    all.x = all.x.to(r.dtype);
-    if (all.task == Task::Regression) all.y = all.y.to(r.dtype);
     auto theta = model->init_params(r.seed);
-    fit_task(*model, lik, all, mean, precision, theta, 4 * r.steps);
+    fit_task(*model, lik, in_units(pooled), mean, precision, theta, 4 * r.steps);
     mean = theta;
   }
   std::vector<torch::Tensor> thetas(tasks.size(), mean);

@@ -77,9 +77,7 @@ class LaplaceMethod : public Method {
     std::string prior = options_.get_string("prior");
     // A learned prior (--prior FILE) is kept as it is; an isotropic one is tuned.
     if (prior == "auto") prior = problem.prior.source.empty() ? "marglik" : "fixed";
-    torch::Tensor prior_precision = subset.gather(problem.prior.precision);
-    if (prior.rfind("fixed:", 0) == 0)
-      prior_precision = at::full({1}, parse_double(prior.substr(6), "laplace prior"), theta.options());
+    auto prior_precision = starting_prior_precision(problem, subset, prior, theta);
     if (prior == "val" && !problem.val)
       throw InvalidArgument("laplace: prior=val needs a validation part; add holdout=val:0.1 to --data");
     posterior_ = std::make_shared<LaplacePosterior>(theta, subset, std::move(curvature), prior_precision,
@@ -110,6 +108,14 @@ class LaplaceMethod : public Method {
     return posterior_;
   }
 
+  // The fit's prior precision over the subset, or prior=fixed:VALUE's.
+  static torch::Tensor starting_prior_precision(const Problem& problem, const ParamSubset& subset,
+                                                const std::string& prior, const torch::Tensor& theta) {
+    if (prior.rfind("fixed:", 0) == 0)
+      return at::full({1}, parse_double(prior.substr(6), "laplace prior"), theta.options());
+    return subset.gather(problem.prior.precision);
+  }
+
   // hessian=gp: the linearized network as a GP on M inducing rows, under the fit's prior.
   void init_functional(const Problem& problem, const torch::Tensor& theta, const ParamSubset& subset) {
     const std::string prior = options_.get_string("prior");
@@ -136,11 +142,9 @@ class LaplaceMethod : public Method {
     double scale = std::sqrt(static_cast<double>(n) / M / options_.get_double("temperature"));
     if (likelihood_.kind == LikelihoodKind::Gaussian) scale /= likelihood_.sigma;
     auto factors = output_factors(unit, f, y, CurvatureKind::GGN) * scale;
-    auto precision = prior.rfind("fixed:", 0) == 0
-                         ? at::full({1}, parse_double(prior.substr(6), "laplace prior"), theta.options())
-                         : subset.gather(problem.prior.precision);
-    functional_ = std::make_shared<FunctionalLaplacePosterior>(*problem.model, theta, subset, precision, z, factors,
-                                                               likelihood_.sigma);
+    functional_ = std::make_shared<FunctionalLaplacePosterior>(*problem.model, theta, subset,
+                                                               starting_prior_precision(problem, subset, prior, theta),
+                                                               z, factors, likelihood_.sigma);
     functional_->link = parse_glm_link(options_.get_string("link"));
     report_["map_seconds"] = problem.map->info.value("fit_seconds", 0.0);
     report_["inducing_points"] = M;

@@ -211,6 +211,10 @@ ParamSubset ParamSubset::from_index(const std::string& spec, const Model& model,
   return s;
 }
 
+ParamSubset ParamSubset::restore(const std::string& spec, const Model& model, const torch::Tensor& index) {
+  return spec.rfind("subnetwork", 0) == 0 ? from_index(spec, model, index) : parse(spec, model);
+}
+
 torch::Tensor ParamSubset::per_entry(const torch::Tensor& values) const {
   if (values.numel() == 1) return values.reshape({}).expand({size});
   if (values.numel() != static_cast<int64_t>(layers.size()))

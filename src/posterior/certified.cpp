@@ -61,14 +61,12 @@ std::unique_ptr<CertifiedGaussianPosterior> CertifiedGaussianPosterior::load(con
 
 torch::Tensor kl_to_isotropic_gaussian(const torch::Tensor& mean, const torch::Tensor& variance,
                                        const torch::Tensor& prior_mean, double prior_std) {
-  // 0.5 * sum(v / s^2 + (m - m0)^2 / s^2 - 1 - log(v / s^2))
-  const double s2 = prior_std * prior_std;
-  auto ratio = variance / s2;
-  return 0.5 * (ratio + (mean - prior_mean).pow(2) / s2 - 1.0 - at::log(ratio)).sum();
+  return kl_to_diagonal_gaussian(mean, variance, prior_mean, at::full({}, prior_std * prior_std, variance.options()));
 }
 
 torch::Tensor kl_to_diagonal_gaussian(const torch::Tensor& mean, const torch::Tensor& variance,
                                       const torch::Tensor& prior_mean, const torch::Tensor& prior_variance) {
+  // 0.5 * sum(v / s^2 + (m - m0)^2 / s^2 - 1 - log(v / s^2))
   auto ratio = variance / prior_variance;
   return 0.5 * (ratio + (mean - prior_mean).pow(2) / prior_variance - 1.0 - at::log(ratio)).sum();
 }

@@ -90,7 +90,7 @@ void FunctionalLaplacePosterior::save(TensorMap& tensors, nlohmann::json& meta) 
   meta["functional_laplace"] = {
       {"subset", subset_.spec},
       {"sigma", sigma_},
-      {"link", link == GlmLink::Probit ? "probit" : link == GlmLink::Bridge ? "bridge" : "mc"}};
+      {"link", to_string(link)}};
 }
 
 std::unique_ptr<FunctionalLaplacePosterior> FunctionalLaplacePosterior::load(const TensorMap& tensors,
@@ -102,10 +102,9 @@ std::unique_ptr<FunctionalLaplacePosterior> FunctionalLaplacePosterior::load(con
     if (it == tensors.end()) throw IoError(fmt::format("posterior file lacks tensor '{}'", name));
     return it->second.to(model.device());
   };
-  const std::string spec = m.at("subset");
-  auto subset = spec.rfind("subnetwork", 0) == 0 ? ParamSubset::from_index(spec, model, get("flaplace.subset_index"))
-                                                  : ParamSubset::parse(spec, model);
-  auto post = std::make_unique<FunctionalLaplacePosterior>(model, get("flaplace.theta"), std::move(subset),
+  auto post = std::make_unique<FunctionalLaplacePosterior>(model, get("flaplace.theta"),
+                                                           ParamSubset::restore(m.at("subset"), model,
+                                                                                get("flaplace.subset_index")),
                                                            get("flaplace.prior_precision"), get("flaplace.inducing"),
                                                            get("flaplace.factors"), m.at("sigma").get<double>());
   post->link = parse_glm_link(m.at("link"));

@@ -29,6 +29,10 @@ GlmLink parse_glm_link(const std::string& name) {
   throw InvalidArgument(fmt::format("unknown link '{}' (known: probit, bridge, mc)", name));
 }
 
+const char* to_string(GlmLink link) {
+  return link == GlmLink::Probit ? "probit" : link == GlmLink::Bridge ? "bridge" : "mc";
+}
+
 LaplacePosterior::LaplacePosterior(torch::Tensor theta, ParamSubset subset, Curvature curvature,
                                    torch::Tensor prior_precision, double sigma, double temperature)
     : theta_(theta.detach()), subset_(std::move(subset)), curvature_(std::move(curvature)),
@@ -169,14 +173,14 @@ torch::Tensor LaplacePosterior::log_marginal_likelihood(const torch::Tensor& log
                                                 .to(opts.dtype());
       break;
   }
-  auto offset = prior_mean_.defined() ? theta_sub_ - prior_mean_ : theta_sub_;
+  auto offset = offset_from_prior_mean();
   auto scatter = (delta * offset * offset).sum();
   return log_lik - 0.5 * (logdet - at::log(delta).sum() + scatter);
 }
 
 double LaplacePosterior::log_marginal_likelihood() const {
   at::NoGradGuard no_grad;
-  // Per-entry prior: pass it through its log per layer when it is constant per layer.
+  // One log precision when the prior is isotropic, else one per entry.
   auto lp = at::log(prior_.narrow(0, 0, 1));
   bool scalar = at::allclose(prior_, prior_[0].expand_as(prior_));
   if (!scalar) lp = at::log(prior_);  // per entry (a learned prior varies within a layer)
@@ -205,8 +209,12 @@ double LaplacePosterior::log_det_precision() const {
 
 double LaplacePosterior::log_det_prior() const { return at::log(prior_).sum().item<double>(); }
 double LaplacePosterior::scatter() const {
-  auto offset = prior_mean_.defined() ? theta_sub_ - prior_mean_ : theta_sub_;
+  auto offset = offset_from_prior_mean();
   return (prior_ * offset * offset).sum().item<double>();
+}
+
+torch::Tensor LaplacePosterior::offset_from_prior_mean() const {
+  return prior_mean_.defined() ? theta_sub_ - prior_mean_ : theta_sub_;
 }
 
 torch::Tensor LaplacePosterior::marginal_variance() const {
@@ -223,14 +231,10 @@ torch::Tensor LaplacePosterior::marginal_variance() const {
       }
       return var;
     }
-    case Structure::LowRank: {
-      // P = D^1/2 (I + W W^T) D^1/2 with W = D^-1/2 U (s L)^1/2: by Woodbury,
-      // diag P^-1 = (1 - rowsum((W R^-T)^2)) / D with R R^T = I + W^T W.
-      auto W = lowrank_w(prior_, at::full({}, curvature_scale(sigma_), theta_.options())).to(at::kDouble);
-      auto R = check_cholesky(at::eye(W.size(1), W.options()) + W.t().mm(W));
-      auto Z = at::linalg_solve_triangular(R, W.t(), /*upper=*/false).t();
-      return ((1.0 - Z.pow(2).sum(1)) / prior_.to(at::kDouble)).to(theta_.scalar_type());
-    }
+    case Structure::LowRank:
+      // P = D^1/2 (I + Q S^2 Q^T) D^1/2 (the factorization's lr_q_, lr_s2_), so by Woodbury
+      // diag P^-1 = (1 - rowsum(Q^2 S^2 / (1 + S^2))) / D.
+      return (1.0 - (lr_q_.pow(2) * (lr_s2_ / (1 + lr_s2_))).sum(1)) / prior_;
   }
   return {};
 }

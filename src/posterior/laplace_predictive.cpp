@@ -11,10 +11,6 @@
 namespace credence {
 namespace {
 // sum_i u[n, c, i] u[n, d, i] s[n, i]: [n, C, C], or only its diagonal [n, C].
-ParamSubset load_subset(const std::string& spec, const Model& model, const torch::Tensor& index) {
-  return spec.rfind("subnetwork", 0) == 0 ? ParamSubset::from_index(spec, model, index) : ParamSubset::parse(spec, model);
-}
-
 torch::Tensor weighted_gram(const torch::Tensor& u, const torch::Tensor& s, bool diag_only) {
   if (diag_only) return (u * u * s.unsqueeze(1)).sum(-1);
   return (u * s.unsqueeze(1)).matmul(u.transpose(1, 2));
@@ -254,7 +250,7 @@ void LaplacePosterior::save(TensorMap& tensors, nlohmann::json& meta) const {
                      {"sigma", sigma_},
                      {"temperature", temperature_},
                      {"predictive", predictive_type == LaplacePredictive::GLM ? "glm" : "nn"},
-                     {"link", link == GlmLink::Probit ? "probit" : link == GlmLink::Bridge ? "bridge" : "mc"}};
+                     {"link", to_string(link)}};
 }
 
 std::unique_ptr<LaplacePosterior> LaplacePosterior::load(const TensorMap& tensors, const nlohmann::json& meta,
@@ -283,7 +279,7 @@ std::unique_ptr<LaplacePosterior> LaplacePosterior::load(const TensorMap& tensor
     c.kron.push_back({b[0].get<int64_t>(), b[1].get<int64_t>(), b[2].get<int64_t>(), get(fmt::format("laplace.kron.{}.A", i)),
                       get(fmt::format("laplace.kron.{}.B", i))});
   }
-  auto post = std::make_unique<LaplacePosterior>(get("laplace.theta"), load_subset(m.at("subset"), model, get("laplace.subset_index")),
+  auto post = std::make_unique<LaplacePosterior>(get("laplace.theta"), ParamSubset::restore(m.at("subset"), model, get("laplace.subset_index")),
                                                  std::move(c), get("laplace.prior"), m.at("sigma").get<double>(),
                                                  m.at("temperature").get<double>());
   post->predictive_type = m.at("predictive") == "glm" ? LaplacePredictive::GLM : LaplacePredictive::NN;

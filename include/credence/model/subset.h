@@ -58,6 +58,8 @@ struct ParamSubset {
   /// The parameters at positions `index` of theta (any order; kept sorted), all inside linear
   /// layers: a subnetwork.
   static ParamSubset from_index(const std::string& spec, const Model& model, const torch::Tensor& index);
+  /// A saved subset: its spec, and for a subnetwork (chosen from data) its saved `index`.
+  static ParamSubset restore(const std::string& spec, const Model& model, const torch::Tensor& index);
   /// Whether some layer is only partly in the subset (then only full and diag structures apply).
   bool partial() const;
   /// One value per subset entry [K] from one value [1] or one per layer [layers.size()]

@@ -12,6 +12,7 @@ enum class LaplacePredictive { GLM, NN };
 /// How the classification GLM predictive maps N(f_mu, f_var) to probabilities.
 enum class GlmLink { Probit, Bridge, MC };
 GlmLink parse_glm_link(const std::string& name);
+const char* to_string(GlmLink link);
 
 /// The linearized predictive from the network's outputs mu [n, C] at the mode and their variance
 /// under the posterior: var [n, C] (regression, and classification with the probit or bridge
@@ -76,6 +77,7 @@ class LaplacePosterior : public Posterior {
   Curvature curvature_;
   torch::Tensor prior_;  ///< [K]
   torch::Tensor prior_mean_;  ///< [K], or undefined for zero
+  torch::Tensor offset_from_prior_mean() const;  ///< theta - prior mean over the subset
   double sigma_, temperature_;
   // Factorization at the current hyper-parameters.
   std::vector<torch::Tensor> eig_a_, vec_a_, eig_b_, vec_b_, block_d_;  ///< Kron: per block
