@@ -6,7 +6,8 @@ import operator
 
 from ._credence import NotSupported
 
-SUPPORTED = ("nn.Conv2d (square kernel, no dilation or groups), nn.Linear, nn.GroupNorm, nn.LayerNorm (affine, "
+SUPPORTED = ("nn.Conv2d (square kernel, no dilation or groups), nn.Linear, nn.Embedding (first, on token ids), "
+             "nn.GroupNorm, nn.LayerNorm (affine, "
              "eps 1e-5), nn.BatchNorm2d (its running statistics, frozen), nn.MaxPool2d, nn.ReLU, nn.GELU, "
              "nn.AdaptiveAvgPool2d(1), nn.Flatten, nn.Identity, nn.Dropout (identity), "
              "nn.MultiheadAttention (self-attention, batch_first, no masks), residual additions, "
@@ -39,6 +40,11 @@ def _module_op(name, m, nn):
                    bias=m.bias is not None)
     if isinstance(m, nn.Linear):
         return _op("linear", name, m.in_features, m.out_features, bias=m.bias is not None)
+    if isinstance(m, nn.Embedding):
+        if m.padding_idx is not None or m.max_norm is not None or m.scale_grad_by_freq or m.sparse:
+            raise NotSupported(f"layer '{name}': Embedding with padding_idx, max_norm, scale_grad_by_freq or sparse "
+                               "gradients is not supported")
+        return _op("embed", name, m.num_embeddings, m.embedding_dim, bias=False)
     if isinstance(m, nn.GroupNorm):
         if not m.affine or m.eps != 1e-5:
             raise NotSupported(f"layer '{name}': GroupNorm must be affine with eps 1e-5")
@@ -233,9 +239,10 @@ def architecture(module, input_shape):
                 op = _module_op(str(node.target), sub, nn)
             else:
                 op = _function_op(node, torch, F)
-            if isinstance(op, dict) and op["op"] == "mean_tokens" and not any(o["op"] == "to_tokens" for o in ops):
+            if isinstance(op, dict) and op["op"] == "mean_tokens" and \
+                    not any(o["op"] in ("to_tokens", "embed") for o in ops):
                 raise NotSupported(f"'{node.format_node()}': a mean over axis 1 converts only over tokens "
-                                   "(after x.flatten(2).transpose(1, 2))")
+                                   "(after x.flatten(2).transpose(1, 2) or an nn.Embedding)")
             ops.extend(op if isinstance(op, list) else [op] if op is not None else [])
             consume(source)
             current = node

@@ -503,6 +503,36 @@ def test_a_module_with_self_attention_over_patches_keeps_its_predictions_and_wei
         credence.fit(cross, (x, y), "laplace", epochs=0, dtype="float64")
 
 
+def test_a_module_over_token_ids_keeps_its_predictions_gradients_and_weights():
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class Bag(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed, self.mix, self.head = nn.Embedding(9, 6), nn.Linear(6, 6), nn.Linear(6, 2)
+
+        def forward(self, ids):
+            return self.head(torch.nn.functional.gelu(self.mix(self.embed(ids))).mean(1))
+
+    torch.manual_seed(2)
+    net = Bag().double()
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 9, size=(40, 5))
+    y = (x == 3).any(1).astype(np.int64)
+    post = credence.fit(net, (x, y), "map", epochs=0, dtype="float64")
+    np.testing.assert_allclose(post.predict(x).probs, module_probs(net, x), atol=1e-10)  # ids not standardized
+    expect_pytorch_gradients(net, x, y)
+    trained = credence.fit(net, (x, y), "map", epochs=3, batch_size=10, dtype="float64")
+    assert trained.state_dict()["embed.weight"].shape == (9, 6)  # PyTorch's [vocab, dim]
+    back = trained.to_module(Bag().double())
+    np.testing.assert_allclose(module_probs(back, x), trained.predict(x).probs, atol=1e-10)
+    lap = credence.fit(net, (x, y), "laplace", epochs=0, dtype="float64", subset="all")
+    assert np.all(np.isfinite(lap.predict(x).probs))
+    with pytest.raises(ValueError, match="vocab"):
+        post.predict(np.full((2, 5), 9))
+
+
 @pytest.mark.parametrize("script,args", [("post_hoc.py", ["--n", "300", "--epochs", "1"]),
                                          ("compare.py", ["--n", "300", "--epochs", "2"]),
                                          ("certify.py", ["--n", "400", "--epochs", "2", "--networks", "200"])])

@@ -99,7 +99,14 @@ std::vector<std::string> csv_header(const std::vector<std::string>& lines, const
 }
 
 Dataset load_csv(const Spec& spec, const DataOptions& options) {
-  spec.check_keys(with_common_keys({"target", "task", "classes", "shape"}), /*data_error=*/true);
+  spec.check_keys(with_common_keys({"target", "task", "classes", "shape", "inputs"}), /*data_error=*/true);
+  const std::string inputs = spec.get("inputs", "features");
+  if (inputs != "features" && inputs != "tokens")
+    throw DataError(fmt::format("spec '{}': inputs '{}' is unknown (use inputs=features, standardized, or "
+                                "inputs=tokens, whole-number ids kept as they are)",
+                                spec.text, inputs));
+  if (inputs == "tokens" && spec.has("shape"))
+    throw DataError(fmt::format("spec '{}': inputs=tokens and shape= do not go together", spec.text));
   const std::string path = spec.body;
   if (path.empty())
     throw DataError(fmt::format("spec '{}': no file given (e.g. 'csv:data.csv?target=y')",
@@ -206,7 +213,16 @@ Dataset load_csv(const Spec& spec, const DataOptions& options) {
     d.y = make_tensor(y, {rows}, options.dtype);
     d.task = Task::Regression;
   }
-  d.standardize_inputs = true;
+  d.standardize_inputs = inputs == "features";
+  if (inputs == "tokens") {
+    auto bad = (d.x != d.x.floor()) | (d.x < 0);
+    if (bad.any().item<bool>()) {
+      const int64_t row = bad.any(1).nonzero().select(1, 0)[0].item<int64_t>();
+      throw DataError(fmt::format("CSV file '{}': data row {} holds an input that is not a token id (a whole number >= 0); "
+                                  "inputs=tokens needs every input column to hold ids",
+                                  path, row + 1));
+    }
+  }
   if (spec.has("shape")) {
     const std::string text = spec.get("shape", "");
     std::vector<int64_t> shape = {rows};

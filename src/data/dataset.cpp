@@ -317,7 +317,7 @@ DataParts load_data(const std::string& text, const DataOptions& options) {
   } else {
     throw DataError(fmt::format(
         "data spec '{}': unknown scheme '{}' (known: fmnist:train|test, uci:DIR, csv:PATH, "
-        "synthetic:sine|moons|linear)",
+        "synthetic:sine|moons|linear|tokens)",
         text, spec.scheme));
   }
   all.name = text;

@@ -1,4 +1,5 @@
-// synthetic:sine|moons|linear[?n=N&seed=S&noise=SD&part=train|test&d=D]: seeded toy problems.
+// synthetic:sine|moons|linear|tokens[?n=N&seed=S&noise=SD&part=train|test&d=D&length=T&vocab=V]: seeded toy
+// problems.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
@@ -55,22 +56,38 @@ void linear(Dataset& d, int64_t n, int64_t dim, double noise, uint64_t seed, at:
   d.task = Task::Regression;
 }
 
+// Sequences of `length` token ids: ids 0 and 1 each appear once, at random places, among ids drawn
+// from 2..vocab-1; the label says whether 0 comes before 1, flipped with probability `flip`. A
+// bag of tokens cannot tell the classes apart: the model needs positions.
+void tokens(Dataset& d, int64_t n, int64_t length, int64_t vocab, double flip, at::Generator& gen) {
+  auto x = at::randint(2, vocab, {n, length}, gen, at::TensorOptions().dtype(at::kLong));
+  auto places = at::rand({n, length}, gen, kF64).argsort(1, /*descending=*/false).narrow(1, 0, 2);  // two distinct positions
+  x.scatter_(1, places, at::arange(2, at::kLong).expand({n, 2}).contiguous());
+  auto label = places.select(1, 0).lt(places.select(1, 1)).to(at::kLong);
+  auto flipped = at::rand({n}, gen, kF64).lt(flip).to(at::kLong);
+  d.x = x.to(at::kDouble);
+  d.y = label.bitwise_xor(flipped);
+  d.task = Task::Classification;
+  d.num_classes = 2;
+}
+
 }  // namespace
 
 Dataset load_synthetic(const Spec& spec, const DataOptions& options) {
   const std::string& kind = spec.body;
-  if (kind != "sine" && kind != "moons" && kind != "linear")
+  if (kind != "sine" && kind != "moons" && kind != "linear" && kind != "tokens")
     throw DataError(fmt::format("spec '{}': synthetic set '{}' is unknown (known: sine, moons, "
-                                "linear)",
+                                "linear, tokens)",
                                 spec.text, kind));
   std::set<std::string> keys{"n", "seed", "noise", "part"};
   if (kind == "linear") keys.insert("d");
+  if (kind == "tokens") keys.insert({"length", "vocab"});
   spec.check_keys(with_common_keys(keys), /*data_error=*/true);
 
   const long n = spec_int(spec, "n", 200);
   if (n < 1) throw DataError(fmt::format("spec '{}': n must be >= 1, got {}", spec.text, n));
   const long seed = spec_int(spec, "seed", 0);
-  const double default_noise = kind == "sine" ? 0.3 : kind == "moons" ? 0.1 : 0.5;
+  const double default_noise = kind == "sine" ? 0.3 : kind == "moons" ? 0.1 : kind == "tokens" ? 0.0 : 0.5;
   const double noise = spec_double(spec, "noise", default_noise);
   if (!std::isfinite(noise) || noise < 0)
     throw DataError(fmt::format("spec '{}': noise must be a finite number >= 0, got {}",
@@ -81,6 +98,13 @@ Dataset load_synthetic(const Spec& spec, const DataOptions& options) {
                                 spec.text, part));
   const long dim = spec_int(spec, "d", 3);
   if (dim < 1) throw DataError(fmt::format("spec '{}': d must be >= 1, got {}", spec.text, dim));
+  const long length = spec_int(spec, "length", 12), vocab = spec_int(spec, "vocab", 10);
+  if (length < 2 || vocab < 3)
+    throw DataError(fmt::format("spec '{}': tokens need length >= 2 and vocab >= 3, got {} and {}", spec.text,
+                                length, vocab));
+  if (kind == "tokens" && noise > 1)
+    throw DataError(fmt::format("spec '{}': noise is the label flip probability for tokens, in [0, 1], got {}",
+                                spec.text, noise));
 
   const bool test = part == "test";
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(
@@ -90,12 +114,14 @@ Dataset load_synthetic(const Spec& spec, const DataOptions& options) {
     sine(d, n, noise, test, gen);
   } else if (kind == "moons") {
     moons(d, n, noise, gen);
+  } else if (kind == "tokens") {
+    tokens(d, n, length, vocab, noise, gen);
   } else {
     linear(d, n, dim, noise, static_cast<uint64_t>(seed), gen);
   }
   d.x = d.x.to(options.dtype).contiguous();
   if (d.task == Task::Regression) d.y = d.y.to(options.dtype).contiguous();
-  d.standardize_inputs = true;
+  d.standardize_inputs = kind != "tokens";  // token ids are names, not measurements
   return d;
 }
 

@@ -226,6 +226,23 @@ void set_from_evidence(FunctionPrior& prior, const FitRequest& request) {
   prior.amplitude = std::exp(post.kernel().log_amplitude.item<double>());
 }
 
+// Whether the model embeds token ids (which are names, not measurements, so stay unstandardized).
+bool takes_token_ids(const FitRequest& request, const Dataset& raw) {
+  if (!raw.standardize_inputs) return false;
+  if (request.map) return request.map->model->find<TokenInputs>() != nullptr;
+  if (request.built_model) return request.built_model->find<TokenInputs>() != nullptr;
+  try {  // building a model from its spec costs no weights
+    return make_model(request.model, raw.input_shape(), 1, request.dtype)->find<TokenInputs>() != nullptr;
+  } catch (const Error&) {
+    return false;  // the fit's own model construction reports the problem, where it applies
+  }
+}
+
+Dataset as_token_ids(Dataset d) {
+  d.standardize_inputs = false;
+  return d;
+}
+
 // The prior file's standardization, checked against the data's inputs.
 Standardizer units_for(const PriorFile& file, const Dataset& raw) {
   const auto& s = file.standardizer;
@@ -263,7 +280,7 @@ FittedModel fit(const FitRequest& given) {
   result.method = request.method;
   result.num_classes = raw.num_classes;
   result.likelihood = Likelihood::parse(request.likelihood, raw);
-  result.standardizer = Standardizer::fit(raw);
+  result.standardizer = Standardizer::fit(takes_token_ids(request, raw) ? as_token_ids(raw) : raw);
   std::optional<FunctionPrior> function_prior;
   if (is_function_prior_spec(request.train.prior)) {
     if (!info->takes_function_prior)

@@ -78,15 +78,31 @@ std::shared_ptr<Model> make_transformer(const std::string& text, const std::vect
              patch = positive_option(spec, "patch", 7), ratio = positive_option(spec, "mlp", 2);
   if (dim % heads != 0)
     throw InvalidArgument(fmt::format("model '{}': dim {} must be a multiple of heads {}", text, dim, heads));
-  require_images(text, input_shape, 1);
-  if (input_shape[1] % patch != 0 || input_shape[2] % patch != 0)
-    throw InvalidArgument(fmt::format("model '{}': patch {} must divide the image size {}x{} (set ?patch=)", text,
-                                      patch, input_shape[1], input_shape[2]));
-  const int64_t tokens = (input_shape[1] / patch) * (input_shape[2] / patch);
-  std::vector<NetOp> ops = {net_conv("patch", input_shape[0], dim, patch, patch, 0)};
-  NetOp to_tokens = net_op(NetOp::ToTokens);
-  to_tokens.out = dim;
-  ops.push_back(to_tokens);
+  std::vector<NetOp> ops;
+  int64_t tokens = 0;
+  if (input_shape.size() == 1) {  // a sequence of token ids
+    if (!spec.has("vocab"))
+      throw InvalidArgument(fmt::format("model '{}' on sequences [{}] needs vocab=V, the number of token ids (e.g. "
+                                        "'{}?vocab=100')",
+                                        text, input_shape[0], text));
+    if (spec.has("patch"))
+      throw InvalidArgument(fmt::format("model '{}': patch= applies to images; these inputs are token sequences", text));
+    tokens = input_shape[0];
+    ops.push_back(net_op(NetOp::Embed, "embed", positive_option(spec, "vocab", 1), dim));
+  } else {
+    if (spec.has("vocab"))
+      throw InvalidArgument(fmt::format("model '{}': vocab= applies to token sequences; these inputs are images [{}]",
+                                        text, fmt::join(input_shape, ", ")));
+    require_images(text, input_shape, 1);
+    if (input_shape[1] % patch != 0 || input_shape[2] % patch != 0)
+      throw InvalidArgument(fmt::format("model '{}': patch {} must divide the image size {}x{} (set ?patch=)", text,
+                                        patch, input_shape[1], input_shape[2]));
+    tokens = (input_shape[1] / patch) * (input_shape[2] / patch);
+    ops.push_back(net_conv("patch", input_shape[0], dim, patch, patch, 0));
+    NetOp to_tokens = net_op(NetOp::ToTokens);
+    to_tokens.out = dim;
+    ops.push_back(to_tokens);
+  }
   NetOp pos = net_op(NetOp::PosEmbed, "pos_embed", dim, dim);
   pos.groups = tokens;
   ops.push_back(pos);

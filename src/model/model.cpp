@@ -18,6 +18,19 @@ std::vector<int64_t> ParamLayout::numels() const {
   return out;
 }
 
+std::vector<int64_t> ParamBlock::torch_shape() const {
+  return transposed ? std::vector<int64_t>(shape.rbegin(), shape.rend()) : shape;
+}
+
+torch::Tensor ParamBlock::to_torch(const torch::Tensor& entries) const {
+  auto t = entries.view(shape);
+  return transposed ? t.t() : t;
+}
+
+torch::Tensor ParamBlock::from_torch(const torch::Tensor& tensor) const {
+  return (transposed ? tensor.t() : tensor).reshape({-1});
+}
+
 const ParamBlock& ParamLayout::find(const std::string& name) const {
   for (const auto& b : blocks)
     if (b.name == name) return b;
@@ -95,10 +108,12 @@ const std::vector<ModelFamily>& model_registry() {
        {{"width", "channels of the first stage (doubled at each of the next two)"},
         {"groups", "GroupNorm groups (must divide width)"}},
        make_resnet},
-      {"transformer", "transformer:LAYERS[?dim=64&heads=4&patch=7&mlp=2]",
-       "ViT-style encoder over image patches (pre-LayerNorm, mean-pooled tokens) for [C, H, W] images",
+      {"transformer", "transformer:LAYERS[?dim=64&heads=4&patch=7&mlp=2|vocab=V]",
+       "encoder (pre-LayerNorm, mean-pooled tokens) over the patches of [C, H, W] images (ViT-style), or over "
+       "sequences of token ids [T] with vocab=V",
        {{"dim", "token width"}, {"heads", "attention heads (must divide dim)"},
-        {"patch", "patch side (must divide the image sides)"}, {"mlp", "hidden width of each MLP, as a multiple of dim"}},
+        {"patch", "patch side (must divide the image sides)"}, {"mlp", "hidden width of each MLP, as a multiple of dim"},
+        {"vocab", "token sequences only: ids are whole numbers in [0, vocab)"}},
        make_transformer},
       {"torchscript", "torchscript:PATH",
        "a module saved from PyTorch with torch.jit.save, with its weights; last-layer methods need its "

@@ -58,6 +58,12 @@ NetworkModel::NetworkModel(std::string spec, std::vector<int64_t> input_shape, s
         op.weight_block = add(op.name, {op.groups, op.out});
         layout_.kinds.push_back(LayerKind::Shift);
         break;
+      case NetOp::Embed:  // a bias-free dense layer on one-hot ids, stored as PyTorch's [in, out] table
+        op.bias = false;
+        op.weight_block = add(op.name + ".weight", {op.out, op.in});
+        layout_.blocks.back().transposed = true;
+        layout_.kinds.push_back(LayerKind::Dense);
+        break;
       default: continue;
     }
     ++layout_.num_layers;
@@ -84,6 +90,7 @@ torch::Tensor NetworkModel::init_params(uint64_t seed) const {
         block(op.bias_block).zero_();
         break;
       case NetOp::PosEmbed: block(op.weight_block).normal_(0.0, 0.02, gen); break;
+      case NetOp::Embed: block(op.weight_block).normal_(0.0, 1.0, gen); break;  // PyTorch's default
       default: break;
     }
   }
@@ -121,6 +128,24 @@ torch::Tensor affine_last(const torch::Tensor& h, const torch::Tensor& w, const 
   shape.front() = w.size(0);
   shape.back() = w.size(1);
   return h * w.reshape(shape) + b.reshape(shape);
+}
+
+// Inputs that must be token ids as int64, refused unless whole numbers in [0, vocab).
+torch::Tensor token_ids(const torch::Tensor& h, int64_t vocab, const std::string& spec) {
+  auto ids = h.to(at::kLong);
+  if (h.is_floating_point() && !at::equal(ids.to(h.scalar_type()), h))
+    throw InvalidArgument(fmt::format(
+        "model '{}' takes token ids, whole numbers in [0, {}), but its inputs hold fractions (were they "
+        "standardized? give csv data inputs=tokens)",
+        spec, vocab));
+  if (ids.numel() == 0) return ids;
+  auto [lo, hi] = at::aminmax(ids);
+  const int64_t low = lo.item<int64_t>(), high = hi.item<int64_t>();
+  if (low < 0 || high >= vocab)
+    throw InvalidArgument(fmt::format("model '{}': token id {} is outside [0, {}) (set the model's vocab= to at "
+                                      "least {})",
+                                      spec, low < 0 ? low : high, vocab, std::max(high + 1, vocab)));
+  return ids;
 }
 
 bool constant_in_every_set(const std::vector<torch::Tensor>& parts, const NetOp& op) {
@@ -281,6 +306,21 @@ torch::Tensor NetworkModel::run_blocks(const torch::Tensor& x, const std::vector
         }
         break;
       }
+      case NetOp::Embed: {
+        const auto W = param(op.weight_block);
+        const auto ids = token_ids(h, op.in, spec_);
+        if (!st) {
+          if (trace) trace->inputs.push_back(at::one_hot(ids, op.in).to(h.scalar_type()));  // the dense input
+          h = at::embedding(W.view({op.out, op.in}).t(), ids);
+          if (trace) trace->outputs.push_back(h);
+        } else {  // the S tables stacked: set s's id k is row s * in + k
+          auto table = W.view({S, op.out, op.in}).transpose(1, 2).reshape({S * op.in, op.out});
+          auto offsets = at::arange(S, ids.options()).mul_(op.in).view({S, 1, 1});
+          h = at::embedding(table, (a.per_set ? ids : ids.unsqueeze(0)) + offsets);
+        }
+        a.image = false;
+        break;
+      }
       case NetOp::ReLU: h = at::relu(h); break;
       case NetOp::GELU: h = at::gelu(h); break;
       case NetOp::Save: slots.at(op.slot) = a; break;
@@ -370,6 +410,7 @@ const Capability* NetworkModel::find_capability(const std::type_info& type) cons
   if (type == typeid(DropoutForward)) return static_cast<const DropoutForward*>(this);
   if (type == typeid(Architecture)) return static_cast<const Architecture*>(this);
   if (type == typeid(BlockForward)) return static_cast<const BlockForward*>(this);
+  if (type == typeid(TokenInputs) && ops_.front().kind == NetOp::Embed) return static_cast<const TokenInputs*>(this);
   return nullptr;
 }
 
@@ -381,7 +422,7 @@ const std::vector<std::pair<NetOp::Kind, const char*>>& op_names() {
       {NetOp::GELU, "gelu"},         {NetOp::Save, "save"},           {NetOp::Add, "add"},
       {NetOp::Swap, "swap"},         {NetOp::Attention, "attention"}, {NetOp::ToTokens, "to_tokens"},
       {NetOp::MeanTokens, "mean_tokens"}, {NetOp::GlobalPool, "global_pool"}, {NetOp::Flatten, "flatten"},
-      {NetOp::ChannelAffine, "channel_affine"}, {NetOp::MaxPool, "max_pool"}};
+      {NetOp::ChannelAffine, "channel_affine"}, {NetOp::MaxPool, "max_pool"}, {NetOp::Embed, "embed"}};
   return names;
 }
 }  // namespace

@@ -59,7 +59,7 @@ class InitializedModel : public Model {
 
 NamedWeights named_weights(const Model& model, const torch::Tensor& theta) {
   NamedWeights out;
-  for (const auto& b : model.layout().blocks) out.emplace_back(b.name, theta.narrow(0, b.offset, b.numel).view(b.shape));
+  for (const auto& b : model.layout().blocks) out.emplace_back(b.name, b.to_torch(theta.narrow(0, b.offset, b.numel)));
   return out;
 }
 
@@ -75,9 +75,9 @@ torch::Tensor weights_to_theta(const Model& model, const NamedWeights& weights, 
       continue;
     }
     any_name = true;
-    if (it->second.sizes().vec() != b.shape)
+    if (it->second.sizes().vec() != b.torch_shape())
       wrong_shape.push_back(fmt::format("{} is {} in the file, {} in the model", b.name, shape_of(it->second),
-                                        shape_of(b.shape)));
+                                        shape_of(b.torch_shape())));
   }
   for (const auto& [name, t] : weights) {
     bool known = false;
@@ -87,18 +87,18 @@ torch::Tensor weights_to_theta(const Model& model, const NamedWeights& weights, 
   std::vector<torch::Tensor> parts;
   auto opts = torch::TensorOptions().dtype(model.dtype()).device(model.device());
   if (missing.empty() && wrong_shape.empty() && unexpected.empty()) {
-    for (const auto& b : blocks) parts.push_back(by_name.at(b.name).detach().to(opts).reshape({-1}));
+    for (const auto& b : blocks) parts.push_back(b.from_torch(by_name.at(b.name).detach().to(opts)));
     return at::cat(parts);
   }
   // No name in common: the same tensors in the same order under other names (PyTorch's own naming).
   bool positional = !any_name && weights.size() == blocks.size();
   for (size_t i = 0; positional && i < blocks.size(); ++i)
-    positional = weights[i].second.sizes().vec() == blocks[i].shape;
+    positional = weights[i].second.sizes().vec() == blocks[i].torch_shape();
   if (positional) {
     std::vector<std::string> pairs;
     for (size_t i = 0; i < blocks.size(); ++i) {
       pairs.push_back(weights[i].first + " -> " + blocks[i].name);
-      parts.push_back(weights[i].second.detach().to(opts).reshape({-1}));
+      parts.push_back(blocks[i].from_torch(weights[i].second.detach().to(opts)));
     }
     fmt::print(stderr, "note: '{}' has none of model '{}''s parameter names; loading by position: {}\n", source,
                model.spec(), fmt::join(pairs, ", "));
@@ -113,7 +113,7 @@ torch::Tensor weights_to_theta(const Model& model, const NamedWeights& weights, 
       "shows the families; name the file's tensors so, or save the same tensors in the same order)",
       source, model.spec(), fmt::join(problems, "; "), [&] {
         std::vector<std::string> names;
-        for (const auto& b : blocks) names.push_back(b.name + shape_of(b.shape));
+        for (const auto& b : blocks) names.push_back(b.name + shape_of(b.torch_shape()));
         return fmt::format("{}", fmt::join(names, ", "));
       }()));
 }

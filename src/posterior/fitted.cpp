@@ -165,7 +165,7 @@ std::vector<std::pair<std::string, torch::Tensor>> FittedModel::full_weights(con
     m = &frozen->unfrozen_model();
   }
   std::vector<std::pair<std::string, torch::Tensor>> out;
-  for (const auto& b : m->layout().blocks) out.emplace_back(b.name, full.narrow(0, b.offset, b.numel).view(b.shape));
+  for (const auto& b : m->layout().blocks) out.emplace_back(b.name, b.to_torch(full.narrow(0, b.offset, b.numel)));
   const auto* arch = m->find<Architecture>();
   return arch ? merge_adapters(arch->architecture(), std::move(out)) : out;  // adapters fold into their layers
 }

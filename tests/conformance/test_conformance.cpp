@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
+#include <fmt/format.h>
 
 #include <filesystem>
 #include <map>
@@ -17,10 +18,12 @@
 namespace credence {
 namespace {
 
-// One tiny instance per family (torchscript has its own tests: it needs a saved module), and
-// low-rank adapters on the convolutional and the attention family.
+// One tiny instance per family (torchscript has its own tests: it needs a saved module), the
+// transformer over token sequences as well as image patches, and low-rank adapters on the
+// convolutional and the attention family.
 struct FamilyRow {
   std::string model, adapters;
+  bool tokens = false;  ///< sequences of token ids instead of images
 };
 const std::map<std::string, FamilyRow>& family_rows() {
   static const std::map<std::string, FamilyRow> rows = {
@@ -30,6 +33,7 @@ const std::map<std::string, FamilyRow>& family_rows() {
       {"transformer", {"transformer:1?dim=8&heads=2&patch=4", ""}},
       {"resnet_lora", {"resnet:8?width=4&groups=2", "lora:rank=2"}},
       {"transformer_lora", {"transformer:1?dim=8&heads=2&patch=4", "lora:rank=2,targets=blocks"}},
+      {"transformer_tokens", {"transformer:1?dim=8&heads=2&vocab=8", "", true}},
   };
   return rows;
 }
@@ -83,6 +87,11 @@ DataParts tiny_images(int64_t n, uint64_t seed) {
   return parts;
 }
 
+DataParts tiny_data(const FamilyRow& row, int64_t n, uint64_t seed) {
+  if (!row.tokens) return tiny_images(n, seed);
+  return load_data(fmt::format("synthetic:tokens?n={}&seed={}&length=6&vocab=8", n, seed));
+}
+
 struct Cell {
   std::string method, family;
 };
@@ -103,7 +112,7 @@ class Conformance : public ::testing::TestWithParam<Cell> {};
 
 FittedModel fit_cell(const Cell& cell) {
   FitRequest req;
-  req.data = tiny_images(48, 1);
+  req.data = tiny_data(family_rows().at(cell.family), 48, 1);
   req.model = family_rows().at(cell.family).model;
   req.adapters = family_rows().at(cell.family).adapters;
   req.method = with_quick_options(cell.method);
@@ -126,7 +135,7 @@ TEST_P(Conformance, FitsPredictsRoundTripsAndRepeats) {
     EXPECT_EQ(what.find('\n'), std::string::npos) << what;
     GTEST_SKIP() << "not supported: " << what;
   }
-  auto test = tiny_images(20, 2).fit;
+  auto test = tiny_data(family_rows().at(cell.family), 20, 2).fit;
   PredictOptions options;
   options.samples = 4;
   auto a = fitted.predict(test, options);

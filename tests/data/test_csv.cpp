@@ -100,6 +100,22 @@ TEST(Csv, ShapeMakesRowsImages) {
   EXPECT_TRUE(DataErrorWith("csv:" + path + "?target=label&shape=2xa", {"whole numbers"}));
 }
 
+TEST(Csv, TokenInputsAreKeptAsIdsAndChecked) {
+  TempDir dir;
+  auto path = dir.write("t.csv", "t0,t1,t2,label\n3,0,7,1\n1,1,2,0\n");
+  Dataset d = load_data("csv:" + path + "?target=label&task=classification&inputs=tokens").fit;
+  EXPECT_FALSE(d.standardize_inputs);
+  EXPECT_EQ(d.x[0][2].item<float>(), 7.0f);
+  EXPECT_TRUE(load_data("csv:" + path + "?target=label&task=classification").fit.standardize_inputs);
+  auto frac = dir.write("f.csv", "t0,t1,label\n3,0,1\n1,1.5,0\n");
+  EXPECT_TRUE(DataErrorWith("csv:" + frac + "?target=label&task=classification&inputs=tokens",
+                            {"data row 2", "not a token id"}));
+  auto negative = dir.write("n.csv", "t0,t1,label\n-1,0,1\n");
+  EXPECT_TRUE(DataErrorWith("csv:" + negative + "?target=label&task=classification&inputs=tokens", {"data row 1"}));
+  EXPECT_TRUE(DataErrorWith("csv:" + path + "?target=label&inputs=words", {"inputs 'words'", "inputs=tokens"}));
+  EXPECT_TRUE(DataErrorWith("csv:" + path + "?target=label&inputs=tokens&shape=1x1x3", {"do not go together"}));
+}
+
 TEST(Csv, HoldoutWorks) {
   TempDir dir;
   std::string text = "x,y\n";

@@ -1,4 +1,4 @@
-// synthetic:sine|moons|linear: shapes, ranges, seeding, train/test separation, parameters.
+// synthetic:sine|moons|linear|tokens: shapes, ranges, seeding, train/test separation, parameters.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
@@ -106,6 +106,31 @@ TEST(SyntheticLinear, SameWeightsForTrainAndTest) {
   at::Tensor wn = std::get<0>(at::linalg_lstsq(noisy.x, noisy.y.unsqueeze(1))).squeeze(1);
   double sd = (noisy.y - at::mv(noisy.x, wn)).std().item<double>();
   EXPECT_NEAR(sd, 0.5, 0.05);
+}
+
+TEST(SyntheticTokens, LabelSaysWhetherIdZeroComesBeforeIdOne) {
+  Dataset d = load_data("synthetic:tokens?n=300&length=7&vocab=9&seed=4").fit;
+  ASSERT_EQ(d.x.sizes(), (at::IntArrayRef{300, 7}));
+  EXPECT_FALSE(d.standardize_inputs);
+  EXPECT_EQ(d.num_classes, 2);
+  int64_t ones = 0;
+  for (int64_t i = 0; i < 300; ++i) {
+    auto row = d.x[i].to(at::kLong);
+    ASSERT_EQ(row.eq(0).sum().item<int64_t>(), 1);
+    ASSERT_EQ(row.eq(1).sum().item<int64_t>(), 1);
+    ASSERT_TRUE(row.ge(0).all().item<bool>() && row.lt(9).all().item<bool>());
+    const int64_t first = row.eq(0).nonzero()[0][0].item<int64_t>(), second = row.eq(1).nonzero()[0][0].item<int64_t>();
+    EXPECT_EQ(d.y[i].item<int64_t>(), first < second ? 1 : 0) << "row " << i;
+    ones += d.y[i].item<int64_t>();
+  }
+  EXPECT_GT(ones, 110);  // both orders are common
+  EXPECT_LT(ones, 190);
+  // noise flips labels with that probability
+  Dataset noisy = load_data("synthetic:tokens?n=300&length=7&vocab=9&seed=4&noise=1").fit;
+  EXPECT_TRUE(at::equal(noisy.x, d.x));
+  EXPECT_TRUE(at::equal(noisy.y, 1 - d.y));
+  EXPECT_TRUE(DataErrorWith("synthetic:tokens?vocab=2", {"vocab >= 3"}));
+  EXPECT_TRUE(DataErrorWith("synthetic:tokens?noise=2", {"flip probability"}));
 }
 
 TEST(Synthetic, BadInputs) {

@@ -89,6 +89,35 @@ TEST(NetworkCurvature, TransformerFullAndDiagGgnEqualBruteForce) {
   expect_full_and_diag_equal_brute_force(make_case("transformer:1?dim=4&heads=2&patch=4&mlp=1", {1, 8, 8}, 4));
 }
 
+// A transformer over sequences of `length` token ids below `vocab`.
+Case token_case(const std::string& spec, int64_t length, int64_t vocab, int64_t n) {
+  Case c = make_case(spec, {length}, n);
+  c.data.x = at::randint(vocab, {n, length}, at::TensorOptions().dtype(at::kLong)).to(at::kDouble);
+  return c;
+}
+
+TEST(NetworkCurvature, TokenTransformerFullAndDiagGgnEqualBruteForce) {
+  expect_full_and_diag_equal_brute_force(token_case("transformer:1?dim=4&heads=2&mlp=1&vocab=5", 3, 5, 4));
+}
+
+TEST(NetworkCurvature, EmbeddingKfacIsExactForOneTokenAndItsInputFactorCountsIds) {
+  // One example of one token: the embedding's Kronecker block is its exact GGN block.
+  auto one = token_case("transformer:1?dim=4&heads=1&mlp=1&vocab=6", 1, 6, 1);
+  const auto& embed = one.subset.layers.front();
+  ASSERT_EQ(one.model->layout().blocks[embed.weight_block].name, "embed.weight");
+  auto ggn = brute_force_ggn(one);
+  auto kron = compute_curvature(*one.model, one.lik, one.subset, one.theta, one.data, Structure::Kron,
+                                CurvatureKind::GGN, 1);
+  const int64_t size = embed.out * embed.in;
+  auto block = [&](const torch::Tensor& m) { return m.narrow(0, embed.offset, size).narrow(1, embed.offset, size); };
+  EXPECT_TRUE(at::allclose(block(kron.dense()), block(ggn), 1e-9, 1e-12));
+  // With many tokens the input factor is the one-hot outer product's mean: the ids' frequencies.
+  auto c = token_case("transformer:1?dim=4&heads=2&mlp=1&vocab=6", 5, 6, 7);
+  auto many = compute_curvature(*c.model, c.lik, c.subset, c.theta, c.data, Structure::Kron, CurvatureKind::GGN, 3);
+  auto counts = at::one_hot(c.data.x.to(at::kLong).reshape({-1}), 6).to(at::kDouble).sum(0);
+  EXPECT_TRUE(at::allclose(many.kron[0].B, at::diag(counts / counts.sum()), 1e-12, 1e-14));
+}
+
 TEST(NetworkCurvature, FoldedBatchNormAndMaxPoolingHaveExactCurvature) {
   // A torchvision-style stem: convolution, a frozen-statistics BatchNorm folded into a per-channel
   // scale and shift (a Scale layer), max pooling, then global pooling and a head.

@@ -6,9 +6,12 @@
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/nn/modules/activation.h>
 #include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 
+#include <cmath>
+#include <functional>
 #include <map>
 
 #include "credence/core/error.h"
@@ -32,7 +35,7 @@ struct Weights {
   torch::Tensor get(const std::string& name) {
     if (!leaves.count(name)) {
       const auto& b = model.layout().find(name);
-      leaves[name] = theta.narrow(0, b.offset, b.numel).view(b.shape).detach().clone().requires_grad_(true);
+      leaves[name] = b.to_torch(theta.narrow(0, b.offset, b.numel)).detach().clone().requires_grad_(true);
     }
     return leaves[name];
   }
@@ -45,7 +48,7 @@ struct Weights {
   // The gradient of every block, in theta's layout.
   torch::Tensor flat_grad() {
     std::vector<torch::Tensor> parts;
-    for (const auto& b : model.layout().blocks) parts.push_back(leaves.at(b.name).grad().reshape({-1}));
+    for (const auto& b : model.layout().blocks) parts.push_back(b.from_torch(leaves.at(b.name).grad()));
     return at::cat(parts);
   }
 };
@@ -83,13 +86,10 @@ torch::Tensor reference_resnet8(Weights& w, const torch::Tensor& x, int64_t widt
   return head->forward(h);
 }
 
-torch::Tensor reference_transformer(Weights& w, const torch::Tensor& x, int64_t layers, int64_t dim, int64_t heads,
-                                    int64_t patch) {
+// The encoder after its token embedding: tokens [N, T, D] to outputs.
+torch::Tensor reference_encoder(Weights& w, torch::Tensor h, int64_t layers, int64_t dim, int64_t heads) {
   namespace nn = torch::nn;
-  nn::Conv2d embed(nn::Conv2dOptions(x.size(1), dim, patch).stride(patch));
-  embed->to(at::kDouble);
-  w.load(embed, "patch");
-  auto h = embed->forward(x).flatten(2).transpose(1, 2) + w.get("pos_embed");  // [N, T, D]
+  h = h + w.get("pos_embed");
   auto layer_norm = [&](const std::string& name) {
     nn::LayerNorm ln(nn::LayerNormOptions({dim}));
     ln->to(at::kDouble);
@@ -122,6 +122,29 @@ torch::Tensor reference_transformer(Weights& w, const torch::Tensor& x, int64_t 
   return linear("head", dim, w.model.output_dim())->forward(layer_norm("norm")->forward(h).mean(1));
 }
 
+torch::Tensor reference_transformer(Weights& w, const torch::Tensor& x, int64_t layers, int64_t dim, int64_t heads,
+                                    int64_t patch) {
+  namespace nn = torch::nn;
+  nn::Conv2d embed(nn::Conv2dOptions(x.size(1), dim, patch).stride(patch));
+  embed->to(at::kDouble);
+  w.load(embed, "patch");
+  return reference_encoder(w, embed->forward(x).flatten(2).transpose(1, 2), layers, dim, heads);
+}
+
+// Over token ids: nn::Embedding reads the ids as int64; credence takes them as whole-number floats.
+torch::Tensor reference_token_transformer(Weights& w, const torch::Tensor& ids, int64_t layers, int64_t vocab,
+                                          int64_t dim, int64_t heads) {
+  namespace nn = torch::nn;
+  nn::Embedding embed(vocab, dim);
+  embed->to(at::kDouble);
+  w.load(embed, "embed");
+  return reference_encoder(w, embed->forward(ids.to(at::kLong)), layers, dim, heads);
+}
+
+torch::Tensor token_ids(std::vector<int64_t> shape, int64_t vocab) {
+  return at::randint(vocab, shape, at::TensorOptions().dtype(at::kLong)).to(at::kDouble);
+}
+
 // Forward and the gradient of sum(out * r) agree with the module-built reference.
 void expect_matches_modules(const Model& m, const torch::Tensor& x,
                             const std::function<torch::Tensor(Weights&, const torch::Tensor&)>& reference) {
@@ -152,18 +175,22 @@ TEST(Transformer, ForwardAndGradientMatchLibTorchModules) {
   });
 }
 
-void expect_stacked_equals_single(const Model& m, const std::vector<int64_t>& image) {
+void expect_stacked_equals_single(
+    const Model& m, const std::vector<int64_t>& image,
+    const std::function<torch::Tensor(std::vector<int64_t>)>& inputs = [](std::vector<int64_t> shape) {
+      return at::randn(shape, kF64);
+    }) {
   const int64_t S = 3, N = 4;
   std::vector<torch::Tensor> thetas;
   for (int s = 0; s < S; ++s) thetas.push_back(m.init_params(10 + s) + 0.05 * at::randn({m.layout().size}, kF64));
   auto stacked = at::stack(thetas);
   std::vector<int64_t> shape = {N};
   shape.insert(shape.end(), image.begin(), image.end());
-  auto x = at::randn(shape, kF64);
+  auto x = inputs(shape);
   auto out = m.forward(x, stacked);
   ASSERT_EQ(out.sizes(), (std::vector<int64_t>{S, N, m.output_dim()}));
   shape.insert(shape.begin(), S);
-  auto per_set = at::randn(shape, kF64);  // one input set per parameter vector
+  auto per_set = inputs(shape);  // one input set per parameter vector
   auto out_per_set = m.forward(per_set, stacked);
   auto& ll = m.require<LastLayerAccess>("test");
   auto feats = ll.features(x, stacked);
@@ -187,6 +214,37 @@ TEST(ResNet, StackedEqualsSinglePasses) {
 TEST(Transformer, StackedEqualsSinglePasses) {
   expect_stacked_equals_single(*make_model("transformer:1?dim=8&heads=2&patch=4", {2, 8, 8}, 3, at::kDouble),
                                {2, 8, 8});
+}
+
+TEST(Transformer, TokenSequencesMatchLibTorchModules) {
+  at::manual_seed(0);
+  auto m = make_model("transformer:2?dim=8&heads=2&vocab=11", {6}, 3, at::kDouble);
+  EXPECT_EQ(m->layout().find("embed.weight").torch_shape(), (std::vector<int64_t>{11, 8}));  // PyTorch's [vocab, dim]
+  expect_matches_modules(*m, token_ids({5, 6}, 11), [](Weights& w, const torch::Tensor& x) {
+    return reference_token_transformer(w, x, 2, 11, 8, 2);
+  });
+}
+
+TEST(Transformer, TokenSequencesStackedEqualSinglePasses) {
+  expect_stacked_equals_single(*make_model("transformer:1?dim=8&heads=2&vocab=7", {5}, 3, at::kDouble), {5},
+                               [](std::vector<int64_t> shape) { return token_ids(shape, 7); });
+}
+
+TEST(Transformer, InputsThatAreNotTokenIdsAreRefused) {
+  auto m = make_model("transformer:1?dim=8&heads=2&vocab=7", {4}, 3, at::kDouble);
+  auto theta = m->init_params(0);
+  auto expect_refused = [&](const torch::Tensor& x, const std::string& words) {
+    try {
+      m->forward(x, theta);
+      ADD_FAILURE() << "accepted";
+    } catch (const InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    }
+  };
+  expect_refused(at::full({2, 4}, 0.5, kF64), "inputs=tokens");
+  expect_refused(at::full({2, 4}, 7.0, kF64), "vocab= to at least 8");
+  expect_refused(at::full({2, 4}, -1.0, kF64), "token id -1");
+  expect_refused(at::full({2, 4}, NAN, kF64), "fractions");
 }
 
 TEST(Network, DropoutActsOnTheHeadInputOnly) {
@@ -232,6 +290,9 @@ TEST(Network, BadSpecsAreRefusedWithTheFix) {
   expect_invalid("transformer:2?patch=5", {1, 28, 28}, "must divide");
   expect_invalid("transformer:2?dim=10&heads=4", {1, 28, 28}, "multiple of heads");
   expect_invalid("transformer:0", {1, 28, 28}, ">= 1");
+  expect_invalid("transformer:2", {12}, "needs vocab=V");
+  expect_invalid("transformer:2?vocab=10", {1, 28, 28}, "applies to token sequences");
+  expect_invalid("transformer:2?vocab=10&patch=2", {12}, "patch= applies to images");
 }
 
 }  // namespace

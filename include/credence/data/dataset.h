@@ -45,8 +45,8 @@ struct DataOptions {
 /// Known specs:
 ///   fmnist:train|test[?n=N&classes=A-B&shift=rotate:DEG|noise:SD]
 ///   uci:DIR?split=K&part=train|test
-///   csv:PATH?target=NAME[&task=regression|classification]
-///   synthetic:sine|moons|linear[?n=N&seed=S&noise=SD&part=train|test&d=D]
+///   csv:PATH?target=NAME[&task=regression|classification&inputs=features|tokens&shape=CxHxW]
+///   synthetic:sine|moons|linear|tokens[?n=N&seed=S&noise=SD&part=train|test&d=D&length=T&vocab=V]
 /// Every spec also takes `holdout=val:F,cal:F` (fractions or counts) and `holdout_seed=S`.
 DataParts load_data(const std::string& spec, const DataOptions& options = {});
 

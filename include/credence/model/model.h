@@ -20,6 +20,14 @@ struct ParamBlock {
   int64_t offset = 0;          ///< start in theta
   int64_t numel = 0;
   int layer = 0;               ///< index of the parametric layer it belongs to
+  /// Kept as the transpose of its PyTorch tensor: an embedding table, PyTorch's [vocab, dim], is
+  /// a dense layer's [dim, vocab] acting on one-hot token ids, so curvature treats it as one.
+  bool transposed = false;
+  /// The tensor's shape in PyTorch (and in state dicts and credence's named weights).
+  std::vector<int64_t> torch_shape() const;
+  /// This block's entries of theta [numel] as the PyTorch tensor, and back.
+  torch::Tensor to_torch(const torch::Tensor& entries) const;
+  torch::Tensor from_torch(const torch::Tensor& tensor) const;
 };
 
 /// How a parametric layer's parameters act, which fixes its Jacobian (see ParamSubset):
@@ -155,6 +163,15 @@ class Architecture : public Capability {
   static constexpr const char* kName = "an architecture description";
   static constexpr const char* kHint = "networks built from credence's op list (NetworkModel) have it";
   virtual std::string architecture() const = 0;
+};
+
+/// Inputs that are token ids, whole numbers in [0, vocab), not measurements: a fit keeps them as
+/// they are instead of standardizing them.
+class TokenInputs : public Capability {
+ public:
+  static constexpr const char* kName = "token-id inputs";
+  static constexpr const char* kHint = "networks that start with an embedding (transformer:L?vocab=V) have it";
+  virtual int64_t vocab() const = 0;
 };
 
 /// The core every model implements: a parameter layout and a functional forward. Everything else

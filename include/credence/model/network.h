@@ -1,7 +1,7 @@
 #pragma once
 /// Networks built from an op list with skip connections: convolutions (stride, padding), group and
-/// layer normalization, GELU, residual blocks, patch tokens, position embeddings and multi-head
-/// self-attention, all in one functional forward over theta [P] or stacked [S, P]. The resnet and
+/// layer normalization, GELU, residual blocks, patch tokens, token embeddings, position embeddings
+/// and multi-head self-attention, all in one functional forward over theta [P] or stacked [S, P]. The resnet and
 /// transformer families are op lists; so is any network defined in code, which a posterior file
 /// then rebuilds from its architecture() (see make_network).
 #include "credence/model/model.h"
@@ -29,6 +29,7 @@ struct NetOp {
     Flatten,     ///< images [N, C, H, W] -> [N, C * H * W]
     ChannelAffine,  ///< images: a per-channel scale and shift (a BatchNorm with frozen statistics, folded)
     MaxPool,     ///< images: max over kernel x kernel windows (stride, padding)
+    Embed,       ///< token ids [N, T] (whole numbers in [0, in)) -> tokens [N, T, out] from an [in, out] table
   } kind = Linear;
   std::string name;  ///< parameter name prefix, e.g. "stage1.0.conv1"
   int64_t in = 0, out = 0, kernel = 1, stride = 1, padding = 0;
@@ -51,7 +52,8 @@ class NetworkModel : public Model,
                      public LastLayerAccess,
                      public DropoutForward,
                      public Architecture,
-                     public BlockForward {
+                     public BlockForward,
+                     public TokenInputs {
  public:
   NetworkModel(std::string spec, std::vector<int64_t> input_shape, std::vector<NetOp> ops, torch::Dtype dtype,
                torch::Device device);
@@ -75,6 +77,8 @@ class NetworkModel : public Model,
   std::string architecture() const override;
   torch::Tensor forward_blocks(const torch::Tensor& x, const std::vector<torch::Tensor>& blocks,
                                ForwardTrace* trace) const override;
+  /// Offered when the first op is an embedding.
+  int64_t vocab() const override { return ops_.front().in; }
 
  private:
   torch::Tensor run(const torch::Tensor& x, const torch::Tensor& theta, size_t num_ops, ForwardTrace* trace,
@@ -108,7 +112,8 @@ std::shared_ptr<Model> network_from_architecture(const std::string& spec, const 
 /// resnet:DEPTH?width=W&groups=G: a pre-activation ResNet for [C, H, W] images.
 std::shared_ptr<Model> make_resnet(const std::string& spec, const std::vector<int64_t>& input_shape,
                                    int64_t output_dim, torch::Dtype dtype, torch::Device device);
-/// transformer:LAYERS?dim=D&heads=H&patch=P&mlp=R: a ViT-style encoder over image patches.
+/// transformer:LAYERS?dim=D&heads=H&patch=P&mlp=R: a ViT-style encoder over image patches; over
+/// sequences of token ids [T] with ?vocab=V.
 std::shared_ptr<Model> make_transformer(const std::string& spec, const std::vector<int64_t>& input_shape,
                                         int64_t output_dim, torch::Dtype dtype, torch::Device device);
 
