@@ -254,8 +254,8 @@ def _torchscript(module, x, reason):
 
 
 def fit(model, data, method="map", *, likelihood="", epochs=20, lr=0.0, batch_size=128, prior_precision="auto",
-        seed=0, dtype="float32", init=None, freeze="", adapters="", num_classes=None, quiet=False, _map=None,
-        **options):
+        seed=0, dtype="float32", init=None, freeze="", adapters="", num_classes=None, quiet=False, validation=None,
+        early_stop=0, _map=None, **options):
     """Fits `method` (any `credence describe` name; its options as keywords) to `data`.
 
     model: a --model spec ("mlp:50", "cnn:lenet", "resnet:8", ...), or a torch.nn.Module built from
@@ -271,6 +271,8 @@ def fit(model, data, method="map", *, likelihood="", epochs=20, lr=0.0, batch_si
     A module with layers credence cannot convert runs as TorchScript (saved in ~/.cache/credence), for
     the methods that need only a forward pass and autograd; the others say so. Progress shows on a
     terminal unless quiet. Integer labels make a classification task, floating targets a regression.
+    validation: held-out (x, y) arrays; with early_stop=K, training ends after K epochs without a
+    better validation NLL and keeps its best epoch (`info["early_stopping"]` has the curve).
     """
     x, y = _arrays(data)
     arch = ""
@@ -291,7 +293,8 @@ def fit(model, data, method="map", *, likelihood="", epochs=20, lr=0.0, batch_si
     try:
         fitted = _credence.fit(x, y, classes, model, _method_spec(method, options), likelihood, int(epochs), float(lr),
                                int(batch_size), str(prior_precision), int(seed), dtype,
-                               _init_file(init, temporaries), freeze, adapters, arch, _map, quiet)
+                               _init_file(init, temporaries), freeze, adapters, arch, _map, quiet,
+                               *(_arrays(validation) if validation is not None else (None, None)), int(early_stop))
     except NotSupported as e:
         if unconverted is None:
             raise

@@ -533,6 +533,22 @@ def test_a_module_over_token_ids_keeps_its_predictions_gradients_and_weights():
         post.predict(np.full((2, 5), 9))
 
 
+def test_early_stopping_keeps_the_best_epoch_on_the_validation_arrays():
+    x, y = blobs(120, 3)
+    xv, yv = blobs(60, 4)
+    kw = dict(model="mlp:64,64", epochs=100, batch_size=8, lr=0.01, prior_precision="gaussian:1e-6", dtype="float64")
+    stopped = credence.fit(data=(x, y), method="map", validation=(xv, yv), early_stop=3, **kw)
+    report = stopped.info["early_stopping"]
+    best = report["best_epoch"]
+    assert report["epochs_run"] - best == 3 or report["epochs_run"] == 100
+    assert min(report["val_nll"]) == report["val_nll"][best - 1]
+    kw["epochs"] = best
+    direct = credence.fit(data=(x, y), method="map", **kw)
+    np.testing.assert_allclose(stopped.predict(xv).probs, direct.predict(xv).probs, atol=1e-12)
+    with pytest.raises(ValueError, match="validation part"):
+        credence.fit(data=(x, y), method="map", early_stop=3, **kw)
+
+
 @pytest.mark.parametrize("script,args", [("post_hoc.py", ["--n", "300", "--epochs", "1"]),
                                          ("compare.py", ["--n", "300", "--epochs", "2"]),
                                          ("certify.py", ["--n", "400", "--epochs", "2", "--networks", "200"])])

@@ -32,7 +32,9 @@ constexpr int64_t kMinExamples = 2;
 // Minibatches drawn from a keyed permutation per epoch, gathered into buffers reused across
 // steps (fresh memory is slow to touch on small machines). In a data-parallel run every rank draws
 // the same permutation and takes its contiguous share of each minibatch's rows.
-void run_epochs(Method& method, const Problem& problem, bool shard) {
+// `end_of_epoch(epoch)`, when given, runs after each epoch and returns true to stop training.
+void run_epochs(Method& method, const Problem& problem, bool shard,
+                const std::function<bool(int64_t)>& end_of_epoch = {}) {
   const auto& train = problem.train;
   const auto& opts = problem.train_options;
   const int64_t n = train.size();
@@ -74,6 +76,68 @@ void run_epochs(Method& method, const Problem& problem, bool shard) {
       ++step;
       progress.update(step, fmt::format("epoch {}/{} loss {:.4f}", epoch + 1, opts.epochs, loss));
     }
+    if (end_of_epoch && end_of_epoch(epoch)) break;
+  }
+}
+
+// Early stopping: the validation NLL of the method's posterior after every epoch; the state of the
+// best epoch is kept and put back when training ends.
+class EarlyStopping {
+ public:
+  EarlyStopping(Method& method, const FittedModel& shell, const Dataset& val, int64_t patience)
+      : method_(method), shell_(shell), val_(val), patience_(patience) {}
+
+  bool end_of_epoch(int64_t epoch) {
+    FittedModel now = shell_;
+    now.posterior = method_.finalize();
+    now.likelihood = method_.fitted_likelihood();
+    auto p = now.predict(val_).to(torch::kCPU);
+    const double nll = val_.task == Task::Classification ? classification_nll(p, val_.y) : regression_nll(p, val_.y);
+    curve_.push_back(nll);
+    if (std::isfinite(nll) && (best_epoch_ < 0 || nll < curve_[best_epoch_])) {
+      best_epoch_ = epoch;
+      best_.clear();
+      for (const auto& [name, t] : method_.state()) best_[name] = t.detach().clone();
+    }
+    return epoch - best_epoch_ >= patience_;
+  }
+
+  /// Puts the best epoch's state back (in place, so whatever holds the tensors sees it).
+  void restore() {
+    if (best_epoch_ < 0 || best_epoch_ + 1 == static_cast<int64_t>(curve_.size())) return;
+    at::NoGradGuard no_grad;
+    for (auto& [name, t] : method_.state()) t.copy_(best_.at(name));
+  }
+
+  nlohmann::json report() const {
+    return {{"patience", patience_}, {"best_epoch", best_epoch_ + 1}, {"epochs_run", curve_.size()},
+            {"val_nll", curve_}};
+  }
+
+ private:
+  Method& method_;
+  const FittedModel& shell_;  // standardizer, model and method of the fit, for predictions
+  const Dataset& val_;
+  int64_t patience_;
+  std::vector<double> curve_;
+  int64_t best_epoch_ = -1;
+  TensorMap best_;
+};
+
+void check_early_stopping(const FitRequest& request, const MethodInfo& info) {
+  if (request.train.patience <= 0) return;
+  if (!request.data.val)
+    throw InvalidArgument(fmt::format("--early-stop {} needs a validation part to watch: add holdout=val:0.1 to "
+                                      "--data",
+                                      request.train.patience));
+  if (!info.stops_early && !info.post_hoc) {
+    std::vector<std::string> able;
+    for (const auto& m : method_registry())
+      if (m.stops_early || m.post_hoc) able.push_back(m.name);
+    throw InvalidArgument(fmt::format(
+        "{} cannot stop early: its epochs are a sampling or collection schedule, or it has none (--early-stop "
+        "works with {}; post-hoc methods stop their MAP fit early)",
+        info.name, fmt::join(able, ", ")));
   }
 }
 
@@ -266,6 +330,7 @@ FittedModel fit(const FitRequest& given) {
     throw InvalidArgument(fmt::format("{} does not use a network: --init, --freeze, --adapters and subset= do not "
                                       "apply to it",
                                       info->name));
+  check_early_stopping(given, *info);
   FitRequest request = given;  // with the method's own step size where none was given
   if (request.train.lr == 0) request.train.lr = info->default_lr;
   const Dataset& raw = request.data.fit;
@@ -383,7 +448,16 @@ FittedModel fit(const FitRequest& given) {
     fmt::print(stderr, "note: {} is not data-parallel yet: each of the {} processes fits it on all the data\n",
                info->name, comm.world_size());
   method->init(problem);
-  if (method->wants_batches()) run_epochs(*method, problem, /*shard=*/problem.comm && !splits_units);
+  std::optional<EarlyStopping> early;
+  if (method->wants_batches() && request.train.patience > 0) {
+    result.model = problem.model;
+    early.emplace(*method, result, *request.data.val, request.train.patience);
+  }
+  if (method->wants_batches())
+    run_epochs(*method, problem, /*shard=*/problem.comm && !splits_units,
+               early ? std::function<bool(int64_t)>([&](int64_t epoch) { return early->end_of_epoch(epoch); })
+                     : std::function<bool(int64_t)>());
+  if (early) early->restore();
   result.posterior = method->finalize();
   result.likelihood = method->fitted_likelihood();
   result.model = problem.model;
@@ -416,6 +490,7 @@ FittedModel fit(const FitRequest& given) {
   }
   auto report = method->report();
   if (!report.empty()) result.info["report"] = report;
+  if (early) result.info["early_stopping"] = early->report();
   if (info->starts_from_map(options) && map && request.data.val)
     compare_with_map_on_validation(result, *map, *request.data.val, /*print=*/comm.is_root());
   return result;

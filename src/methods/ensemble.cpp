@@ -46,6 +46,7 @@ class EnsembleMethod : public PointTrainer {
 MethodInfo ensemble_method_info() {
   MethodInfo info;
   info.name = "ensemble";
+  info.stops_early = true;
   info.summary = "Deep ensemble: M independently initialized members trained as one batched computation";
   info.fields = {{"members", FieldType::Int, "5", "number of members", {}},
                  {"optimizer", FieldType::Choice, "adam", "optimizer: adam or sgd (momentum 0.9)", {"adam", "sgd"}},

@@ -152,6 +152,7 @@ void validate_ivon(const Options& o) {
 MethodInfo ivon_method_info() {
   MethodInfo info;
   info.name = "ivon";
+  info.stops_early = true;
   info.summary =
       "IVON variational online Newton: a diagonal Gaussian at about Adam's cost (step --lr, default 0.1: a fraction "
       "of a Newton step, not Adam's)";

@@ -22,6 +22,7 @@ class MapMethod : public PointTrainer {
 MethodInfo map_method_info() {
   MethodInfo info;
   info.name = "map";
+  info.stops_early = true;
   info.summary = "Maximum a posteriori training (a point estimate; weight decay = prior precision / N)";
   info.fields = {{"optimizer", FieldType::Choice, "adam", "optimizer: adam or sgd (momentum 0.9)", {"adam", "sgd"}}};
   info.make = [](const Options& o) { return std::make_unique<MapMethod>(o); };

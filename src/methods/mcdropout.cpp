@@ -57,6 +57,7 @@ class McDropoutMethod : public PointTrainer {
 MethodInfo mcdropout_method_info() {
   MethodInfo info;
   info.name = "mcdropout";
+  info.stops_early = true;
   info.summary = "MC dropout: dropout on every fully connected layer's input, predicting over sampled masks";
   info.fields = {{"p", FieldType::Double, "0.1", "dropout rate, in [0, 1)", {}},
                  {"optimizer", FieldType::Choice, "adam", "optimizer: adam or sgd (momentum 0.9)", {"adam", "sgd"}}};

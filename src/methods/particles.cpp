@@ -139,6 +139,7 @@ void validate_common(const std::string& name, const Options& o) {
 MethodInfo svgd_method_info() {
   MethodInfo info;
   info.name = "svgd";
+  info.stops_early = true;
   info.summary = "Stein variational gradient descent: particles in weight space with an RBF kernel";
   info.fields = common_fields("10");
   info.make = [](const Options& o) { return std::make_unique<ParticleMethod>(o, Rule::Stein); };
@@ -149,6 +150,7 @@ MethodInfo svgd_method_info() {
 MethodInfo repulsive_method_info() {
   MethodInfo info;
   info.name = "repulsive";
+  info.stops_early = true;
   info.summary = "Repulsive deep ensemble: members repel by a kernel on weights or on outputs";
   info.fields = common_fields("5");
   info.fields.push_back({"space", FieldType::Choice, "function",

@@ -353,6 +353,7 @@ class ViMethod : public Method {
 MethodInfo vi_method_info() {
   MethodInfo info;
   info.name = "vi";
+  info.stops_early = true;
   info.takes_function_prior = true;
   info.summary = "Variational inference: a Gaussian or Gaussian mixture fitted by the reparameterized ELBO";
   info.fields = {

@@ -87,6 +87,10 @@ void TrainFlags::add(CLI::App& app) {
   app.add_option("--seed", train.seed, "random seed")
       ->capture_default_str()
       ->check(whole_number_at_least(0, "--seed 0"));
+  app.add_option("--early-stop", train.patience,
+                 "stop training after this many epochs without a better validation NLL and keep the best epoch "
+                 "(needs holdout=val:F in --data; --epochs is then the most it trains)")
+      ->check(whole_number_at_least(1, "--early-stop 5"));
   app.parse_complete_callback([this] { check(); });  // before the command runs
 }
 

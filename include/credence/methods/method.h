@@ -30,6 +30,9 @@ struct TrainOptions {
   std::string prior = "auto";
   uint64_t seed = 0;
   bool quiet = false;
+  /// --early-stop: end training once this many epochs pass without a better validation NLL,
+  /// keeping the best epoch's state (0: off). Needs a validation part (holdout=val:F).
+  int64_t patience = 0;
   void validate() const;
 };
 
@@ -101,6 +104,10 @@ struct MethodInfo {
   bool uses_weight_prior = true;
   /// True for a method that can take a prior over functions (--prior gp:...) instead.
   bool takes_function_prior = false;
+  /// True when the method's state after any epoch is a posterior (finalize() may run at every
+  /// epoch without side effects), so early stopping can keep its best epoch. Samplers and SWAG,
+  /// whose epochs are a collection schedule, are not.
+  bool stops_early = false;
   /// The step size when none is given (--lr): Adam's 1e-3 for most; a method whose step means
   /// something else (IVON's fraction of a Newton step) sets its own.
   double default_lr = 1e-3;
