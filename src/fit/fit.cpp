@@ -22,6 +22,7 @@
 #include "credence/posterior/swag.h"
 #include "credence/model/weights.h"
 #include "credence/eval/metrics.h"
+#include "members.h"
 
 namespace credence {
 namespace {
@@ -323,6 +324,7 @@ Standardizer units_for(const PriorFile& file, const Dataset& raw) {
 
 FittedModel fit(const FitRequest& given) {
   given.train.validate();
+  if (auto [single, members] = split_members(given.method); members > 0) return fit_members(given, single, members);
   auto [method_text, subspace_kind, subspace_k] = split_subspace(given.method);
   auto [info, options] = resolve_method(method_text);
   if (!info->uses_network && (!given.init.empty() || !given.freeze.empty() || !given.adapters.empty() ||

@@ -14,6 +14,7 @@
 #include "credence/posterior/functional_laplace.h"
 #include "credence/posterior/laplace.h"
 #include "credence/posterior/lowrank_gaussian.h"
+#include "credence/posterior/members.h"
 #include "credence/posterior/swag.h"
 
 namespace credence {
@@ -169,6 +170,7 @@ std::unique_ptr<Posterior> load_posterior(const TensorMap& tensors, const nlohma
   if (kind == "dropout") return DropoutPosterior::load(tensors, meta, model);
   if (kind == "swag") return SwagPosterior::load(tensors, meta, model);
   if (kind == "lowrank_gaussian") return LowRankGaussianPosterior::load(tensors, meta, model);
+  if (kind == "members") return MembersPosterior::load(tensors, meta, model);
   if (kind == "mixture")
     return std::make_unique<MixturePosterior>(get("posterior.means"), get("posterior.variances"),
                                               get("posterior.weights"));

@@ -49,7 +49,7 @@ void ActiveLearningOptions::validate() const {
   const auto& names = active_acquisitions();
   if (std::find(names.begin(), names.end(), acquisition) == names.end())
     throw InvalidArgument(fmt::format("unknown acquisition '{}' (known: {})", acquisition, fmt::join(names, ", ")));
-  resolve_method(method);
+  resolve_fit_method(method);
 }
 
 torch::Tensor select_queries(const FittedModel& fitted, const Dataset& pool, const torch::Tensor& candidates,

@@ -74,7 +74,7 @@ void BayesOptOptions::validate() const {
   if (steps < 1) throw InvalidArgument(fmt::format("steps must be >= 1, got {}", steps));
   if (!(beta >= 0)) throw InvalidArgument(fmt::format("beta must be >= 0, got {}", beta));
   train.validate();
-  auto [info, opts] = resolve_method(method);  // names an unknown method or option now, not after the design
+  auto [info, opts] = resolve_fit_method(method);  // names an unknown method or option now, not after the design
 }
 
 nlohmann::json BayesOptOptions::to_json() const {

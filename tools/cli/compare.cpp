@@ -184,7 +184,7 @@ void add_compare(CLI::App& app) {
       require_gnuplot();
     }
     auto methods = split_methods(args->methods);
-    for (const auto& m : methods) resolve_method(m);  // fail fast on a typo before any training
+    for (const auto& m : methods) resolve_fit_method(m);  // fail fast on a typo before any training
     auto dtype = args->common.torch_dtype();
     FitRequest req;
     req.data = load_data(args->data, {dtype});
@@ -227,7 +227,7 @@ void add_compare(CLI::App& app) {
       curves.push_back(std::move(c));
     };
     for (const auto& method : methods) {
-      auto [info, options] = resolve_method(method);
+      auto [info, options] = resolve_fit_method(method);
       FittedModel fitted;
       if (info->name == "map" && map && !options.given("optimizer")) {
         fitted = *map;
