@@ -255,7 +255,7 @@ def _torchscript(module, x, reason):
 
 def fit(model, data, method="map", *, likelihood="", epochs=20, lr=0.0, batch_size=128, prior_precision="auto",
         seed=0, dtype="float32", init=None, freeze="", adapters="", num_classes=None, quiet=False, validation=None,
-        early_stop=0, _map=None, **options):
+        early_stop=0, tune=False, _map=None, **options):
     """Fits `method` (any `credence describe` name; its options as keywords) to `data`.
 
     model: a --model spec ("mlp:50", "cnn:lenet", "resnet:8", ...), or a torch.nn.Module built from
@@ -272,7 +272,9 @@ def fit(model, data, method="map", *, likelihood="", epochs=20, lr=0.0, batch_si
     the methods that need only a forward pass and autograd; the others say so. Progress shows on a
     terminal unless quiet. Integer labels make a classification task, floating targets a regression.
     validation: held-out (x, y) arrays; with early_stop=K, training ends after K epochs without a
-    better validation NLL and keeps its best epoch (`info["early_stopping"]` has the curve).
+    better validation NLL and keeps its best epoch (`info["early_stopping"]` has the curve); with
+    tune=True the step size, weight decay and the method's key options are chosen on it first
+    (`info["tuned"]`, `info["tuning"]`).
     """
     x, y = _arrays(data)
     arch = ""
@@ -294,7 +296,8 @@ def fit(model, data, method="map", *, likelihood="", epochs=20, lr=0.0, batch_si
         fitted = _credence.fit(x, y, classes, model, _method_spec(method, options), likelihood, int(epochs), float(lr),
                                int(batch_size), str(prior_precision), int(seed), dtype,
                                _init_file(init, temporaries), freeze, adapters, arch, _map, quiet,
-                               *(_arrays(validation) if validation is not None else (None, None)), int(early_stop))
+                               *(_arrays(validation) if validation is not None else (None, None)), int(early_stop),
+                               bool(tune))
     except NotSupported as e:
         if unconverted is None:
             raise

@@ -196,7 +196,7 @@ PYBIND11_MODULE(_credence, m) {
          const std::string& method, const std::string& likelihood, int64_t epochs, double lr, int64_t batch_size,
          const std::string& prior, uint64_t seed, const std::string& dtype, const std::string& init,
          const std::string& freeze, const std::string& adapters, const std::string& architecture,
-         const FittedModel* map, bool quiet, const py::object& val_x, const py::object& val_y, int64_t patience) {
+         const FittedModel* map, bool quiet, const py::object& val_x, const py::object& val_y, int64_t patience, bool tune) {
         FitRequest req;
         req.dtype = dtype == "float64" ? torch::kFloat64 : torch::kFloat32;
         if (dtype != "float64" && dtype != "float32")
@@ -218,6 +218,7 @@ PYBIND11_MODULE(_credence, m) {
         req.train.seed = seed;
         req.train.quiet = quiet;
         req.train.patience = patience;
+        req.train.tune = tune;
         if (!val_x.is_none())
           req.data.val = make_dataset(val_x.cast<py::array>(), val_y.cast<py::array>(), num_classes, req.dtype);
         py::gil_scoped_release release;
@@ -227,7 +228,7 @@ PYBIND11_MODULE(_credence, m) {
       py::arg("likelihood") = "", py::arg("epochs") = 20, py::arg("lr") = 0.0, py::arg("batch_size") = 128,
       py::arg("prior_precision") = "auto", py::arg("seed") = 0, py::arg("dtype") = "float32", py::arg("init") = "",
       py::arg("freeze") = "", py::arg("adapters") = "", py::arg("architecture") = "", py::arg("map") = nullptr,
-      py::arg("quiet") = true, py::arg("val_x") = py::none(), py::arg("val_y") = py::none(), py::arg("patience") = 0);
+      py::arg("quiet") = true, py::arg("val_x") = py::none(), py::arg("val_y") = py::none(), py::arg("patience") = 0, py::arg("tune") = false);
 
   // A prior learned from related tasks: a task-family spec, or (x, y) array pairs, one per task.
   m.def(

@@ -99,4 +99,10 @@ MethodSpec MethodSpec::parse(const std::string& text) {
   return spec;
 }
 
+std::string MethodSpec::str() const {
+  std::string out = name;
+  for (const auto& [key, value] : values) out += (out.size() == name.size() ? ":" : ",") + key + "=" + value;
+  return out;
+}
+
 }  // namespace credence

@@ -23,12 +23,22 @@
 #include "credence/model/weights.h"
 #include "credence/eval/metrics.h"
 #include "members.h"
+#include "tune.h"
 
 namespace credence {
 namespace {
-constexpr double kDefaultWeightDecay = 5e-4;
 // Below this a fit is noise: a regression's standardization alone needs two rows.
 constexpr int64_t kMinExamples = 2;
+
+}  // namespace
+
+double validation_nll(const FittedModel& fitted, const Dataset& data) {
+  auto p = fitted.predict(data).to(torch::kCPU);
+  return data.task == Task::Classification ? classification_nll(p, data.y.to(torch::kCPU))
+                                           : regression_nll(p, data.y.to(torch::kCPU));
+}
+
+namespace {
 
 // Minibatches drawn from a keyed permutation per epoch, gathered into buffers reused across
 // steps (fresh memory is slow to touch on small machines). In a data-parallel run every rank draws
@@ -92,8 +102,7 @@ class EarlyStopping {
     FittedModel now = shell_;
     now.posterior = method_.finalize();
     now.likelihood = method_.fitted_likelihood();
-    auto p = now.predict(val_).to(torch::kCPU);
-    const double nll = val_.task == Task::Classification ? classification_nll(p, val_.y) : regression_nll(p, val_.y);
+    const double nll = validation_nll(now, val_);
     curve_.push_back(nll);
     if (std::isfinite(nll) && (best_epoch_ < 0 || nll < curve_[best_epoch_])) {
       best_epoch_ = epoch;
@@ -224,10 +233,7 @@ std::tuple<std::string, std::string, int64_t> split_subspace(const std::string& 
     throw NotSupported(fmt::format("{}: subset={} is for nuts, hmc and vi (inference inside the subspace)", spec.name,
                                    it->second));
   it->second = "all";
-  std::string text = spec.name + ":";
-  for (const auto& [key, value] : spec.values) text += key + "=" + value + ",";
-  text.pop_back();
-  return {text, kind, k};
+  return {spec.str(), kind, k};
 }
 
 // The subspace of `kind` with K directions around `map`'s fit: pca from SWAG's trajectory
@@ -255,11 +261,7 @@ namespace {
 // A method that refines a MAP fit should not predict worse than that MAP. Where a validation part
 // shows that it does, the fit says so (stderr and info["warnings"]) instead of passing silently.
 void compare_with_map_on_validation(FittedModel& fitted, const FittedModel& map, const Dataset& val, bool print) {
-  auto nll = [&](const FittedModel& f) {
-    auto p = f.predict(val).to(torch::kCPU);
-    return val.task == Task::Classification ? classification_nll(p, val.y) : regression_nll(p, val.y);
-  };
-  const double own = nll(fitted), base = nll(map);
+  const double own = validation_nll(fitted, val), base = validation_nll(map, val);
   fitted.info["val_nll"] = own;
   fitted.info["map_val_nll"] = base;
   if (!(own > base * (1 + 1e-3))) return;  // a tenth of a percent is within the noise of a sampled predictive
@@ -324,6 +326,7 @@ Standardizer units_for(const PriorFile& file, const Dataset& raw) {
 
 FittedModel fit(const FitRequest& given) {
   given.train.validate();
+  if (given.train.tune) return fit_tuned(given);
   if (auto [single, members] = split_members(given.method); members > 0) return fit_members(given, single, members);
   auto [method_text, subspace_kind, subspace_k] = split_subspace(given.method);
   auto [info, options] = resolve_method(method_text);

@@ -22,13 +22,7 @@ std::pair<std::string, int64_t> split_members(const std::string& method) {
     throw InvalidArgument(fmt::format("{}: members must be >= 2 (independent fits mixed into one posterior), got {}",
                                       spec.name, members));
   spec.values.erase(it);
-  std::string text = spec.name;
-  if (!spec.values.empty()) {
-    text += ":";
-    for (const auto& [key, value] : spec.values) text += key + "=" + value + ",";
-    text.pop_back();
-  }
-  return {text, members};
+  return {spec.str(), members};
 }
 
 std::pair<const MethodInfo*, Options> resolve_fit_method(const std::string& spec) {

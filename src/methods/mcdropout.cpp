@@ -58,6 +58,7 @@ MethodInfo mcdropout_method_info() {
   MethodInfo info;
   info.name = "mcdropout";
   info.stops_early = true;
+  info.tune_space = {{"p", {"0.05", "0.1", "0.2"}}};
   info.summary = "MC dropout: dropout on every fully connected layer's input, predicting over sampled masks";
   info.fields = {{"p", FieldType::Double, "0.1", "dropout rate, in [0, 1)", {}},
                  {"optimizer", FieldType::Choice, "adam", "optimizer: adam or sgd (momentum 0.9)", {"adam", "sgd"}}};

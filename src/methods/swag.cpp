@@ -102,6 +102,7 @@ MethodInfo swag_method_info() {
   info.name = "swag";
   info.summary = "SWA-Gaussian: diagonal plus low-rank Gaussian from the moments of the training iterates";
   info.fields = swag_fields();
+  info.tune_space = {{"scale", {"0.25", "0.5", "1"}}};
   info.make = [](const Options& o) { return std::make_unique<SwagMethod>("swag", 1, o); };
   info.validate = [](const Options& o) { validate_swag("swag", o); };
   return info;
@@ -112,6 +113,7 @@ MethodInfo multiswag_method_info() {
   info.name = "multiswag";
   info.summary = "MultiSWAG: M independent SWAG runs trained as one stacked computation, an equal mixture";
   info.fields = swag_fields();
+  info.tune_space = {{"scale", {"0.25", "0.5", "1"}}};
   info.fields.insert(info.fields.begin(), {"members", FieldType::Int, "5", "number of SWAG members", {}});
   info.make = [](const Options& o) { return std::make_unique<SwagMethod>("multiswag", o.get_int("members"), o); };
   info.validate = [](const Options& o) {

@@ -87,6 +87,9 @@ void TrainFlags::add(CLI::App& app) {
   app.add_option("--seed", train.seed, "random seed")
       ->capture_default_str()
       ->check(whole_number_at_least(0, "--seed 0"));
+  app.add_flag("--tune", train.tune,
+               "choose the step size, weight decay and the method's own key options on the validation part "
+               "(holdout=val:F in --data) by its NLL; the chosen values are in the table, the JSON and the file");
   app.add_option("--early-stop", train.patience,
                  "stop training after this many epochs without a better validation NLL and keep the best epoch "
                  "(needs holdout=val:F in --data; --epochs is then the most it trains)")
@@ -163,6 +166,7 @@ void add_fit_facts(const FittedModel& fitted, Row& row) {
   // The parts of a fit's time and the hyper-parameters it tuned, where its method reports them.
   static const std::vector<std::string> facts = {"map_seconds",  "curvature_seconds", "factor_seconds",
                                                  "marglik_seconds", "val_seconds",     "prior_precision", "sigma"};
+  if (fitted.info.contains("tuned")) row["tuned"] = fitted.info.at("tuned");
   auto report = fitted.info.find("report");
   if (report == fitted.info.end() || !report->is_object()) return;
   for (const auto& key : facts)

@@ -52,6 +52,8 @@ struct MethodSpec {
   std::string name;
   std::map<std::string, std::string> values;
   static MethodSpec parse(const std::string& text);
+  /// name:key=value,... (keys in order; the name alone without values).
+  std::string str() const;
 };
 
 }  // namespace credence

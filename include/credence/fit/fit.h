@@ -34,6 +34,9 @@ struct FitRequest {
 
 FittedModel fit(const FitRequest& request);
 
+/// The NLL of `fitted`'s predictive on labelled data (original units), per example.
+double validation_nll(const FittedModel& fitted, const Dataset& data);
+
 /// A METHOD spec as fit() reads it: resolve_method's answer for the spec less the options fit()
 /// takes for any method with a network (members=M: M fits from different seeds, one mixture).
 std::pair<const MethodInfo*, Options> resolve_fit_method(const std::string& spec);

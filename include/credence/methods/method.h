@@ -33,6 +33,9 @@ struct TrainOptions {
   /// --early-stop: end training once this many epochs pass without a better validation NLL,
   /// keeping the best epoch's state (0: off). Needs a validation part (holdout=val:F).
   int64_t patience = 0;
+  /// --tune: choose the step size, weight decay and the method's own tune_space on the validation
+  /// part first (fit() then returns the best candidate's fit; see src/fit/tune.cpp).
+  bool tune = false;
   void validate() const;
 };
 
@@ -108,6 +111,9 @@ struct MethodInfo {
   /// epoch without side effects), so early stopping can keep its best epoch. Samplers and SWAG,
   /// whose epochs are a collection schedule, are not.
   bool stops_early = false;
+  /// The method's own options that --tune searches, with their candidate values; the step size
+  /// and the weight decay are searched for every method that trains.
+  std::vector<std::pair<std::string, std::vector<std::string>>> tune_space;
   /// The step size when none is given (--lr): Adam's 1e-3 for most; a method whose step means
   /// something else (IVON's fraction of a Newton step) sets its own.
   double default_lr = 1e-3;
