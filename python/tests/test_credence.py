@@ -75,7 +75,8 @@ def test_the_same_fit_as_the_command_line(tmp_path):
     np.testing.assert_array_equal(from_cli.predict(x).probs, py.predict(x).probs)
 
 
-QUICK = {"nuts": "warmup=5,draws=4,chains=2,max_depth=4", "hmc": "warmup=5,draws=4,chains=2", "ensemble": "members=2",
+QUICK = {"nuts": "warmup=5,draws=4,chains=2,max_depth=4", "hmc": "warmup=5,draws=4,chains=2",
+         "ess": "warmup=5,draws=4,chains=2", "ensemble": "members=2",
          "multiswag": "members=2", "svgd": "members=2", "repulsive": "members=2", "sgld": "samples=2",
          "sghmc": "samples=2", "psgld": "samples=2", "csgmcmc": "cycles=1,exploration=0.5,samples_per_cycle=2"}
 

@@ -229,8 +229,8 @@ std::tuple<std::string, std::string, int64_t> split_subspace(const std::string& 
   if (it == spec.values.end()) return {method, "", 0};
   auto [kind, k] = parse_subspace_spec(it->second);
   if (kind.empty()) return {method, "", 0};
-  if (spec.name != "nuts" && spec.name != "hmc" && spec.name != "vi")
-    throw NotSupported(fmt::format("{}: subset={} is for nuts, hmc and vi (inference inside the subspace)", spec.name,
+  if (spec.name != "nuts" && spec.name != "hmc" && spec.name != "ess" && spec.name != "vi")
+    throw NotSupported(fmt::format("{}: subset={} is for nuts, hmc, ess and vi (inference inside the subspace)", spec.name,
                                    it->second));
   it->second = "all";
   return {spec.str(), kind, k};

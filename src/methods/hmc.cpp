@@ -96,9 +96,12 @@ constexpr int64_t kMaxAutoDense = 256;
 
 // Full-batch posterior sampling. The state is q = [theta, log sigma] when the Gaussian noise is
 // learned (then sampled under a Gamma(shape, rate) prior on the precision 1 / sigma^2), else theta.
+enum class SamplerKind { Hmc, Nuts, Ess };
+
 class HmcMethod : public Method {
  public:
-  HmcMethod(const Options& o, bool nuts) : options_(o), nuts_(nuts) {}
+  HmcMethod(const Options& o, SamplerKind kind) : options_(o), kind_(kind) {}
+  const char* name() const { return kind_ == SamplerKind::Nuts ? "nuts" : kind_ == SamplerKind::Hmc ? "hmc" : "ess"; }
   bool wants_batches() const override { return false; }
   bool splits_units(int world_size) const override { return true; }
 
@@ -111,22 +114,32 @@ class HmcMethod : public Method {
     likelihood_ = problem.map->likelihood;
     map_theta_ = map->particles()[0].to(at::kDouble);
     subset_ = ParamSubset::parse(options_.get_string("subset"), *problem.model);
-    sample_noise_ = likelihood_.kind == LikelihoodKind::Gaussian && likelihood_.learn_sigma;
+    // Elliptical slice sampling moves Gaussian-prior coordinates only: the noise stays the MAP's.
+    sample_noise_ = kind_ != SamplerKind::Ess && likelihood_.kind == LikelihoodKind::Gaussian && likelihood_.learn_sigma;
   }
 
   std::shared_ptr<Posterior> finalize() override {
     const auto& p = *problem_;
     const int64_t K = subset_.size;
     const auto dtype = options_.get_string("precision") == "float32" ? at::kFloat : at::kDouble;
+    const bool ess = kind_ == SamplerKind::Ess;
     auto log_density_fn = posterior_log_density(p, likelihood_, subset_, map_theta_, sample_noise_,
-                                                options_.get_double("noise_shape"),
-                                                options_.get_double("noise_rate"), dtype);
+                                                ess ? 1.0 : options_.get_double("noise_shape"),
+                                                ess ? 1.0 : options_.get_double("noise_rate"), dtype);
+    // Elliptical slice sampling takes the prior apart from the likelihood.
+    auto precision = subset_.gather(p.prior.precision).to(at::kCPU, at::kDouble);
+    auto prior_mean = p.prior.has_mean() ? subset_.gather(p.prior.mean).to(at::kCPU, at::kDouble)
+                                         : at::zeros({K}, at::TensorOptions().dtype(at::kDouble));
+    auto grad = std::make_shared<torch::Tensor>(at::empty({K}, at::kDouble));
+    LogLikelihood log_likelihood = [&, grad](const torch::Tensor& q) {
+      return log_density_fn(q, *grad) + 0.5 * (precision * (q - prior_mean).pow(2)).sum().item<double>();
+    };
 
     SamplerSettings s;
     s.warmup = options_.get_int("warmup");
     s.draws = options_.get_int("draws");
-    s.target_accept = options_.get_double("target_accept");
-    const std::string metric = options_.get_string("metric");
+    if (!ess) s.target_accept = options_.get_double("target_accept");
+    const std::string metric = ess ? "diag" : options_.get_string("metric");
     s.dense_mass = metric == "dense" || (metric == "auto" && K + (sample_noise_ ? 1 : 0) <= kMaxAutoDense);
     if (s.dense_mass) {  // the metric, its factor and the adaptation window's draws, in float64
       const double d = static_cast<double>(K + (sample_noise_ ? 1 : 0));
@@ -134,20 +147,20 @@ class HmcMethod : public Method {
                    fmt::format("metric=dense over {} sampled coordinates", static_cast<int64_t>(d)),
                    "use metric=diag or subset=last_layer");
     }
-    if (nuts_) s.max_depth = static_cast<int>(options_.get_int("max_depth"));
-    else s.steps = options_.get_int("steps");
+    if (kind_ == SamplerKind::Nuts) s.max_depth = static_cast<int>(options_.get_int("max_depth"));
+    if (kind_ == SamplerKind::Hmc) s.steps = options_.get_int("steps");
     const int64_t chains = options_.get_int("chains");
     const uint64_t seed = p.train_options.seed;
     // Chains are independent units of work, each depending on (seed, c) alone: in a run of several
     // processes each runs its share and the results are gathered.
     const auto [first, last] = owned_units(p, chains);
-    Progress progress(nuts_ ? "nuts" : "hmc", (last - first) * (s.warmup + s.draws), p.train_options.quiet);
+    Progress progress(name(), (last - first) * (s.warmup + s.draws), p.train_options.quiet);
 
     const int64_t thin = options_.get_int("thin");
     const int64_t kept_draws = (s.draws + thin - 1) / thin, D = K + (sample_noise_ ? 1 : 0);
     report_ = {{"init", options_.get_string("init")}, {"chains", chains}, {"warmup", s.warmup}, {"draws", s.draws},
                {"thin", thin}, {"subset", subset_.spec}, {"precision", options_.get_string("precision")},
-               {"metric", s.dense_mass ? "dense" : "diag"}};
+               {"metric", ess ? "none" : s.dense_mass ? "dense" : "diag"}};
     auto starts = chain_starts(chains);
     auto draws = at::zeros({last - first, kept_draws, D}, at::kFloat);  // as compact as the sampler's
     auto log_density = at::zeros({last - first, s.draws}, at::kDouble);
@@ -157,7 +170,9 @@ class HmcMethod : public Method {
       s.on_iteration = [&](int64_t it) {
         progress.update((c - first) * (s.warmup + s.draws) + it + 1, fmt::format("chain {}/{}", c + 1, chains));
       };
-      auto r = run_chain(log_density_fn, q0.to(at::kCPU), s, rng_key(seed, Stream::Sample, 1, c));
+      const uint64_t key = rng_key(seed, Stream::Sample, 1, c);
+      auto r = ess ? run_elliptical_chain(log_likelihood, prior_mean, precision.rsqrt(), q0.to(at::kCPU), s, key)
+                   : run_chain(log_density_fn, q0.to(at::kCPU), s, key);
       draws[c - first].copy_(r.draws.slice(0, 0, s.draws, thin));
       log_density[c - first].copy_(r.log_density);
       stats[c - first].copy_(at::tensor({r.step_size, r.mean_accept, r.mean_leapfrogs, static_cast<double>(r.divergences)},
@@ -185,7 +200,7 @@ class HmcMethod : public Method {
       report_["rhat_log_density"] = d.rhat_max;
       report_["ess_bulk_log_density"] = d.ess_bulk_min;
       report_["ess_tail_log_density"] = d.ess_tail_min;
-      for (const auto& w : d.warnings()) fmt::print(stderr, "warning: {} log density: {}\n", nuts_ ? "nuts" : "hmc", w);
+      for (const auto& w : d.warnings()) fmt::print(stderr, "warning: {} log density: {}\n", name(), w);
     }
     if (divergences > 0)
       fmt::print(stderr, "warning: {} divergent transitions after warm-up; raise target_accept (now {})\n",
@@ -232,7 +247,7 @@ class HmcMethod : public Method {
 
  private:
   Options options_;
-  bool nuts_;
+  SamplerKind kind_;
   const Problem* problem_ = nullptr;
   Likelihood likelihood_;
   torch::Tensor map_theta_;
@@ -286,7 +301,7 @@ MethodInfo nuts_method_info() {
   info.fields = sampler_fields();
   info.fields.push_back({"max_depth", FieldType::Int, "8", "tree depth limit (2^depth - 1 leapfrog steps)", {}});
   info.post_hoc = true;
-  info.make = [](const Options& o) { return std::make_unique<HmcMethod>(o, true); };
+  info.make = [](const Options& o) { return std::make_unique<HmcMethod>(o, SamplerKind::Nuts); };
   info.validate = [](const Options& o) {
     validate_sampler("nuts", o);
     if (o.get_int("max_depth") < 1 || o.get_int("max_depth") > 14)
@@ -302,10 +317,28 @@ MethodInfo hmc_method_info() {
   info.fields = sampler_fields();
   info.fields.push_back({"steps", FieldType::Int, "32", "leapfrog steps per draw", {}});
   info.post_hoc = true;
-  info.make = [](const Options& o) { return std::make_unique<HmcMethod>(o, false); };
+  info.make = [](const Options& o) { return std::make_unique<HmcMethod>(o, SamplerKind::Hmc); };
   info.validate = [](const Options& o) {
     validate_sampler("hmc", o);
     if (o.get_int("steps") < 1) throw InvalidArgument(fmt::format("hmc: steps must be >= 1"));
+  };
+  return info;
+}
+
+MethodInfo ess_method_info() {
+  MethodInfo info;
+  info.name = "ess";
+  info.summary = "Elliptical slice sampling on the full-batch posterior (no step size to tune; the noise stays the "
+                 "MAP's): for few coordinates, e.g. a subspace (subset=pca:K), post-hoc";
+  for (const auto& f : sampler_fields())
+    if (f.name != "target_accept" && f.name != "metric" && f.name != "noise_shape" && f.name != "noise_rate")
+      info.fields.push_back(f);
+  info.post_hoc = true;
+  info.make = [](const Options& o) { return std::make_unique<HmcMethod>(o, SamplerKind::Ess); };
+  info.validate = [](const Options& o) {
+    for (const char* key : {"chains", "draws", "thin"})
+      if (o.get_int(key) < 1) throw InvalidArgument(fmt::format("ess: {} must be >= 1, got {}", key, o.get_int(key)));
+    if (o.get_int("warmup") < 0) throw InvalidArgument("ess: warmup must be >= 0");
   };
   return info;
 }

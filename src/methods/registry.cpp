@@ -53,6 +53,7 @@ const std::vector<MethodInfo>& method_registry() {
       mcdropout_method_info(),
       nuts_method_info(),
       hmc_method_info(),
+      ess_method_info(),
       sgld_method_info(),
       sghmc_method_info(),
       psgld_method_info(),

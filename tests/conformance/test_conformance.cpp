@@ -50,6 +50,7 @@ const std::vector<std::string>& extra_method_rows() {
 const std::map<std::string, std::string>& quick_options() {
   static const std::map<std::string, std::string> options = {
       {"nuts", "warmup=5,draws=4,chains=2,max_depth=4"}, {"hmc", "warmup=5,draws=4,chains=2"},
+      {"ess", "warmup=5,draws=4,chains=2"},
       {"ensemble", "members=2"},                         {"multiswag", "members=2"},
       {"svgd", "members=2"},                             {"repulsive", "members=2"},
       {"sgld", "samples=2"},                             {"sghmc", "samples=2"},

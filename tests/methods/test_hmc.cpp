@@ -56,6 +56,30 @@ TEST(Hmc, NutsRecoversAGaussiansMoments) {
   EXPECT_LT(((xd.mean(0) - mu) / cov.diag().sqrt()).abs().max().item<double>(), 4.0 / std::sqrt(2000.0));
 }
 
+TEST(Hmc, EllipticalSliceSamplingRecoversAConjugateGaussian) {
+  // Prior N(m0, diag(s0^2)) times the likelihood N(y; f, diag(s^2)): the posterior is Gaussian with
+  // precision 1/s0^2 + 1/s^2 and mean (m0/s0^2 + y/s^2) / precision, coordinate by coordinate.
+  auto m0 = at::tensor({0.5, -1.0, 2.0}, at::kDouble), s0 = at::tensor({1.0, 2.0, 0.5}, at::kDouble);
+  auto y = at::tensor({1.5, 1.0, 1.0}, at::kDouble), sd = at::tensor({1.0, 0.5, 2.0}, at::kDouble);
+  LogLikelihood log_likelihood = [&](const torch::Tensor& f) {
+    return -0.5 * ((f - y) / sd).pow(2).sum().item<double>();
+  };
+  SamplerSettings s;
+  s.warmup = 100;
+  s.draws = 20000;
+  auto chain = run_elliptical_chain(log_likelihood, m0, s0, at::zeros({3}, at::kDouble), s, 11);
+  auto precision = s0.pow(-2) + sd.pow(-2);
+  auto mean = (m0 / s0.pow(2) + y / sd.pow(2)) / precision;
+  auto x = chain.draws.to(at::kDouble);
+  EXPECT_LT(((x.mean(0) - mean) * precision.sqrt()).abs().max().item<double>(), 0.06);  // draws are correlated
+  EXPECT_TRUE(at::allclose(x.var(0), precision.reciprocal(), 0.06, 0)) << x.var(0) << precision.reciprocal();
+  EXPECT_GT(chain.mean_leapfrogs, 1.0);  // shrinking brackets: more than one likelihood per draw
+  // The log density is the log prior plus the log likelihood at each draw.
+  auto last = x[-1];
+  EXPECT_NEAR(chain.log_density[-1].item<double>(),
+              log_likelihood(last) - 0.5 * ((last - m0) / s0).pow(2).sum().item<double>(), 1e-5);
+}
+
 TEST(Hmc, PlainHmcRecoversAGaussiansMoments) {
   auto cov = at::tensor({1.0, 0.5, 0.5, 1.0}, at::kDouble).view({2, 2});
   auto mu = at::tensor({0.5, 0.0}, at::kDouble);

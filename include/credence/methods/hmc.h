@@ -13,6 +13,7 @@ namespace credence {
 
 MethodInfo nuts_method_info();
 MethodInfo hmc_method_info();
+MethodInfo ess_method_info();
 
 /// A differentiable log density on R^D: returns log p(q) and writes its gradient into `grad`.
 using LogDensity = std::function<double(const torch::Tensor& q, torch::Tensor& grad)>;
@@ -49,5 +50,16 @@ struct ChainResult {
 /// Runs one chain from `start` (float64 [D]); random numbers come from `key` alone.
 ChainResult run_chain(const LogDensity& log_density, const torch::Tensor& start, const SamplerSettings& settings,
                       uint64_t key);
+
+/// A log likelihood on R^D (no gradient needed).
+using LogLikelihood = std::function<double(const torch::Tensor& q)>;
+
+/// One chain of elliptical slice sampling for the prior N(prior_mean, diag(prior_sd^2)) times
+/// `log_likelihood`, from `start`: settings.warmup draws discarded, then settings.draws kept;
+/// log_density holds log prior + log likelihood (up to a constant) and mean_leapfrogs the
+/// likelihood evaluations per draw. Random numbers come from `key` alone.
+ChainResult run_elliptical_chain(const LogLikelihood& log_likelihood, const torch::Tensor& prior_mean,
+                                 const torch::Tensor& prior_sd, const torch::Tensor& start,
+                                 const SamplerSettings& settings, uint64_t key);
 
 }  // namespace credence
