@@ -119,7 +119,14 @@ FittedModel fit_tuned(const FitRequest& given) {
   auto evaluate = [&](const std::map<std::string, std::string>& values) {
     const std::string key = as_json(values).dump();
     if (seen.count(key)) return;
-    FittedModel f = fit(with_values(base, values));
+    FittedModel f;
+    try {
+      f = fit(with_values(base, values));
+    } catch (const NumericalError& e) {  // e.g. a step too large for this network: the search goes on
+      seen[key] = INFINITY;
+      trials.push_back({{"values", as_json(values)}, {"error", e.what()}});
+      return;
+    }
     const double nll = validation_nll(f, val);
     seen[key] = nll;
     trials.push_back({{"values", as_json(values)}, {"val_nll", nll}});
@@ -141,7 +148,7 @@ FittedModel fit_tuned(const FitRequest& given) {
       evaluate(values);
     }
   }
-  if (!std::isfinite(best_nll))
+  if (!best.posterior || !std::isfinite(best_nll))
     throw NumericalError(fmt::format("--tune: no candidate of {} gave a finite validation NLL", single));
   if (members > 0) best = fit_members(with_values(base, best_values), single, members);
 

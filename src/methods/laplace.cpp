@@ -196,6 +196,8 @@ class LaplaceMethod : public Method {
 MethodInfo laplace_method_info() {
   MethodInfo info;
   info.name = "laplace";
+  // Under --tune the evidence and the validation part each propose a prior; the better one stays.
+  info.tune_space = {{"prior", {"auto", "val"}}};
   info.summary = "Laplace approximation around the MAP (curvature-based Gaussian), post-hoc";
   info.post_hoc = true;
   info.fields = {
