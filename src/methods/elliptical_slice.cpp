@@ -66,4 +66,33 @@ ChainResult run_elliptical_chain(const LogLikelihood& log_likelihood, const torc
   return out;
 }
 
+GaussianReference laplace_reference(const LogDensity& log_density, const torch::Tensor& point,
+                                    double floor_precision) {
+  auto q = point.to(at::kCPU, at::kDouble).contiguous().reshape({-1});
+  const int64_t d = q.numel();
+  auto hessian = at::empty({d, d}, at::kDouble);  // of the negative log density, by central differences
+  auto grad_plus = at::empty({d}, at::kDouble), grad_minus = at::empty({d}, at::kDouble);
+  for (int64_t k = 0; k < d; ++k) {
+    const double h = 1e-4 * std::max(1.0, std::abs(q[k].item<double>()));
+    auto plus = q.clone(), minus = q.clone();
+    plus[k] += h;
+    minus[k] -= h;
+    log_density(plus, grad_plus);
+    log_density(minus, grad_minus);
+    hessian[k].copy_((grad_minus - grad_plus) / (2 * h));
+  }
+  if (!hessian.isfinite().all().item<bool>())
+    throw NumericalError("the log density's curvature at the MAP is not finite; use reference=prior");
+  auto [values, vectors] = at::linalg_eigh(0.5 * (hessian + hessian.t()));
+  // Directions the likelihood leaves flat or curved the wrong way keep at least the prior's precision.
+  auto factor = vectors * values.clamp_min(floor_precision).rsqrt().unsqueeze(0);
+  // A trained point is near the mode, not at it: one Newton step centres the reference (exactly,
+  // for a Gaussian), kept only when it raises the density.
+  auto grad = at::empty({d}, at::kDouble), newton_grad = at::empty({d}, at::kDouble);
+  const double here = log_density(q, grad);
+  auto newton = q + factor.mv(factor.t().mv(grad));
+  const double there = log_density(newton, newton_grad);
+  return {std::isfinite(there) && there > here ? newton : q, factor};
+}
+
 }  // namespace credence

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <optional>
 
 #include "credence/core/error.h"
 #include "credence/core/progress.h"
@@ -134,6 +135,20 @@ class HmcMethod : public Method {
     LogLikelihood log_likelihood = [&, grad](const torch::Tensor& q) {
       return log_density_fn(q, *grad) + 0.5 * (precision * (q - prior_mean).pow(2)).sum().item<double>();
     };
+    // reference=laplace: chains run in whitened coordinates u of a Laplace approximation at the MAP,
+    // z = mean + factor u, on the likelihood reweighted to posterior / reference, with N(0, I) ellipses.
+    std::optional<GaussianReference> reference;
+    const std::string reference_kind = ess ? options_.get_string("reference") : "";
+    if (reference_kind == "laplace" || (reference_kind == "auto" && K <= kMaxAutoDense)) {
+      check_memory(8.0 * 4.0 * static_cast<double>(K) * static_cast<double>(K),
+                   fmt::format("ess reference=laplace over {} sampled coordinates", K),
+                   "use reference=prior or a smaller subset");
+      reference = laplace_reference(log_density_fn, subset_.gather(map_theta_.to(at::kCPU)).to(at::kDouble),
+                                    precision.min().item<double>());
+    }
+    LogLikelihood whitened = [&, grad](const torch::Tensor& u) {
+      return log_density_fn(reference->mean + reference->factor.mv(u), *grad) + 0.5 * u.dot(u).item<double>();
+    };
 
     SamplerSettings s;
     s.warmup = options_.get_int("warmup");
@@ -161,6 +176,7 @@ class HmcMethod : public Method {
     report_ = {{"init", options_.get_string("init")}, {"chains", chains}, {"warmup", s.warmup}, {"draws", s.draws},
                {"thin", thin}, {"subset", subset_.spec}, {"precision", options_.get_string("precision")},
                {"metric", ess ? "none" : s.dense_mass ? "dense" : "diag"}};
+    if (ess) report_["reference"] = reference ? "laplace" : "prior";
     auto starts = chain_starts(chains);
     auto draws = at::zeros({last - first, kept_draws, D}, at::kFloat);  // as compact as the sampler's
     auto log_density = at::zeros({last - first, s.draws}, at::kDouble);
@@ -171,8 +187,16 @@ class HmcMethod : public Method {
         progress.update((c - first) * (s.warmup + s.draws) + it + 1, fmt::format("chain {}/{}", c + 1, chains));
       };
       const uint64_t key = rng_key(seed, Stream::Sample, 1, c);
-      auto r = ess ? run_elliptical_chain(log_likelihood, prior_mean, precision.rsqrt(), q0.to(at::kCPU), s, key)
-                   : run_chain(log_density_fn, q0.to(at::kCPU), s, key);
+      ChainResult r;
+      if (reference) {
+        auto u0 = at::linalg_solve(reference->factor, q0.to(at::kCPU) - reference->mean);
+        r = run_elliptical_chain(whitened, at::zeros({K}, at::kDouble), at::ones({K}, at::kDouble), u0, s, key);
+        r.draws = (reference->mean.unsqueeze(0) + r.draws.to(at::kDouble).mm(reference->factor.t())).to(at::kFloat);
+      } else if (ess) {
+        r = run_elliptical_chain(log_likelihood, prior_mean, precision.rsqrt(), q0.to(at::kCPU), s, key);
+      } else {
+        r = run_chain(log_density_fn, q0.to(at::kCPU), s, key);
+      }
       draws[c - first].copy_(r.draws.slice(0, 0, s.draws, thin));
       log_density[c - first].copy_(r.log_density);
       stats[c - first].copy_(at::tensor({r.step_size, r.mean_accept, r.mean_leapfrogs, static_cast<double>(r.divergences)},
@@ -333,6 +357,12 @@ MethodInfo ess_method_info() {
   for (const auto& f : sampler_fields())
     if (f.name != "target_accept" && f.name != "metric" && f.name != "noise_shape" && f.name != "noise_rate")
       info.fields.push_back(f);
+  info.fields.push_back({"reference", FieldType::Choice, "auto",
+                         "the Gaussian whose ellipses the chains follow: laplace (the posterior's curvature at the MAP, "
+                         "by finite differences of its gradient, 2K gradients; the likelihood is reweighted to match), "
+                         "prior (the weight prior: as published, slow when the data pin the weights far inside it) "
+                         "or auto (laplace up to 256 sampled coordinates)",
+                         {"auto", "laplace", "prior"}});
   info.post_hoc = true;
   info.make = [](const Options& o) { return std::make_unique<HmcMethod>(o, SamplerKind::Ess); };
   info.validate = [](const Options& o) {

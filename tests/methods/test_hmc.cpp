@@ -80,6 +80,19 @@ TEST(Hmc, EllipticalSliceSamplingRecoversAConjugateGaussian) {
               log_likelihood(last) - 0.5 * ((last - m0) / s0).pow(2).sum().item<double>(), 1e-5);
 }
 
+TEST(Hmc, TheLaplaceReferenceOfAGaussianIsThatGaussian) {
+  auto cov = at::tensor({2.0, 0.6, 0.1, 0.6, 1.0, -0.3, 0.1, -0.3, 0.5}, at::kDouble).view({3, 3});
+  auto mu = at::tensor({1.0, -1.0, 0.5}, at::kDouble);
+  // Away from the mode, the Newton step finds it.
+  auto ref = laplace_reference(gaussian(mu, at::inverse(cov)), mu + at::tensor({1.0, 2.0, -1.0}, at::kDouble), 1e-3);
+  EXPECT_TRUE(at::allclose(ref.factor.mm(ref.factor.t()), cov, 1e-6, 1e-8)) << ref.factor.mm(ref.factor.t());
+  EXPECT_TRUE(at::allclose(ref.mean, mu, 1e-6, 1e-8)) << ref.mean;
+  // A direction the density leaves flat keeps the floor's precision.
+  auto flat = laplace_reference(gaussian(at::zeros({2}, at::kDouble), at::diag(at::tensor({4.0, 0.0}, at::kDouble))),
+                                at::zeros({2}, at::kDouble), 0.25);
+  EXPECT_TRUE(at::allclose(flat.factor.mm(flat.factor.t()), at::diag(at::tensor({0.25, 4.0}, at::kDouble)), 1e-6, 1e-8));
+}
+
 TEST(Hmc, PlainHmcRecoversAGaussiansMoments) {
   auto cov = at::tensor({1.0, 0.5, 0.5, 1.0}, at::kDouble).view({2, 2});
   auto mu = at::tensor({0.5, 0.0}, at::kDouble);

@@ -62,4 +62,18 @@ ChainResult run_elliptical_chain(const LogLikelihood& log_likelihood, const torc
                                  const torch::Tensor& prior_sd, const torch::Tensor& start,
                                  const SamplerSettings& settings, uint64_t key);
 
+/// N(mean, factor factor^T) over R^D.
+struct GaussianReference {
+  torch::Tensor mean;    ///< [D]
+  torch::Tensor factor;  ///< [D, D]
+};
+
+/// The Laplace approximation of `log_density` near `point`: its negative Hessian there by central
+/// differences of the gradient (2D evaluations), eigenvalues floored at `floor_precision`, centred
+/// one Newton step from `point` when that raises the density.
+/// Elliptical slice sampling with this reference instead of the prior (the likelihood reweighted
+/// by prior / reference) takes steps on the posterior's scale rather than the prior's.
+GaussianReference laplace_reference(const LogDensity& log_density, const torch::Tensor& point,
+                                    double floor_precision);
+
 }  // namespace credence
