@@ -108,6 +108,23 @@ TEST_F(Robustness, DivergedAndUntrainedFitsAreNotSaved) {
   EXPECT_FALSE(fs::exists(path("z.crd")));
 }
 
+TEST_F(Robustness, ADivergingMethodIsLeftOutOfACompareAndTheOthersStay) {
+  const std::string json = path("c.json");
+  auto r = run("compare -q --data 'synthetic:moons?n=300' --test 'synthetic:moons?n=200&part=test' --model mlp:16 "
+               "--epochs 5 --methods 'map;ivon:hess_init=1e-12' --json '" + json + "'");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("ivon:hess_init=1e-12 failed and is left out"), std::string::npos) << r.output;
+  auto j = read_json(json);
+  ASSERT_EQ(j["results"].size(), 1u);
+  EXPECT_EQ(j["results"][0]["method"], "map");
+  ASSERT_EQ(j["failed"].size(), 1u);
+  EXPECT_NE(j["failed"][0]["error"].get<std::string>().find("diverged"), std::string::npos);
+  // MAP itself diverging stops the comparison: every post-hoc row would stand on it.
+  expect_failure("compare -q --data 'synthetic:moons?n=300' --test 'synthetic:moons?n=200&part=test' --model mlp:16 "
+                 "--epochs 5 --lr 1e9 --methods 'map;laplace'",
+                 "lower --lr");
+}
+
 TEST_F(Robustness, DataThatCannotMakeASensibleFitIsRefused) {
   auto sparse = write("sparse.csv", "x,y\n1,0\n2,1000000\n3,0\n4,1000000\n");
   auto r = expect_failure("fit -q --data 'csv:" + sparse + "?target=y&task=classification' --epochs 1 --out '" +

@@ -226,6 +226,7 @@ void add_compare(CLI::App& app) {
       rows.push_back(std::move(row));
       curves.push_back(std::move(c));
     };
+    nlohmann::json failed = nlohmann::json::array();
     for (const auto& method : methods) {
       auto [info, options] = resolve_fit_method(method);
       FittedModel fitted;
@@ -239,7 +240,14 @@ void add_compare(CLI::App& app) {
         }
         req.method = method;
         req.map = info->starts_from_map(options) ? map.get() : nullptr;
-        fitted = fit(req);
+        try {
+          fitted = fit(req);
+        } catch (const NumericalError& e) {  // one method's divergence does not cost the others' rows
+          if (info->name == "map") throw;
+          fmt::print(stderr, "warning: {} failed and is left out of the comparison: {}\n", method, e.what());
+          failed.push_back({{"method", method}, {"error", e.what()}});
+          continue;
+        }
         if (info->name == "map" && !map) map = std::make_unique<FittedModel>(fitted);
       }
       auto p = predict_all(fitted, eval, args->samples);
@@ -289,6 +297,7 @@ void add_compare(CLI::App& app) {
                           {"runtime", runtime_summary()}, {"rank_by", criterion.key},
                           {"results", nlohmann::json::array()}};
       if (!args->ood.empty()) j["ood"] = args->ood;
+      if (!failed.empty()) j["failed"] = failed;
       for (const auto& r : rows) j["results"].push_back(r);
       write_json(args->json, j, true);
     }
