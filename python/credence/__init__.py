@@ -379,6 +379,8 @@ def compare(model, train, test, methods, *, report=None, force=False, samples=32
         row = {"method": method}
         row.update(post.metrics(x_test, y_test, samples))
         row["fit_seconds"] = post.info.get("fit_seconds", float("nan"))
+        if "tuned" in post.info:
+            row["tuned"] = post.info["tuned"]
         rows.append(row)
         fitted.append(post._fitted)
     facts = [("training data", f"arrays ({base.info['n_fit']} rows)"), ("test data", f"arrays ({len(x_test)} rows)"),

@@ -550,6 +550,16 @@ def test_early_stopping_keeps_the_best_epoch_on_the_validation_arrays():
         credence.fit(data=(x, y), method="map", early_stop=3, **kw)
 
 
+def test_tuned_compare_rows_carry_their_choices():
+    x, y = blobs(150, 5)
+    xt, yt = blobs(100, 6)
+    xv, yv = blobs(50, 7)
+    rows = credence.compare("mlp:8", (x, y), (xt, yt), ["map", "laplace"], epochs=10, validation=(xv, yv), tune=True)
+    by_method = {r["method"]: r for r in rows}
+    assert set(by_method["map"]["tuned"]) == {"lr", "weight_decay"}
+    assert "map.lr" in by_method["laplace"]["tuned"] and "prior" in by_method["laplace"]["tuned"]
+
+
 @pytest.mark.parametrize("script,args", [("post_hoc.py", ["--n", "300", "--epochs", "1"]),
                                          ("compare.py", ["--n", "300", "--epochs", "2"]),
                                          ("certify.py", ["--n", "400", "--epochs", "2", "--networks", "200"])])
