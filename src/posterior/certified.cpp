@@ -44,11 +44,7 @@ void CertifiedGaussianPosterior::save(TensorMap& tensors, nlohmann::json& meta) 
 
 std::unique_ptr<CertifiedGaussianPosterior> CertifiedGaussianPosterior::load(const TensorMap& tensors,
                                                                              const nlohmann::json& meta) {
-  auto get = [&](const std::string& name) {
-    auto it = tensors.find(name);
-    if (it == tensors.end()) throw IoError(fmt::format("posterior file lacks tensor '{}'", name));
-    return it->second;
-  };
+  auto get = [&](const std::string& name) { return posterior_tensor(tensors, name); };
   if (!meta.contains("prior_std")) throw IoError("certified posterior file lacks its prior_std");
   if (tensors.count("posterior.prior_variance"))
     return std::make_unique<CertifiedGaussianPosterior>(get("posterior.mean"), get("posterior.variance"),

@@ -43,8 +43,7 @@ void DropoutPosterior::save(TensorMap& tensors, nlohmann::json& meta) const {
 
 std::unique_ptr<DropoutPosterior> DropoutPosterior::load(const TensorMap& tensors, const nlohmann::json& meta,
                                                          const Model& model) {
-  auto it = tensors.find("posterior.theta");
-  if (it == tensors.end()) throw IoError("posterior file lacks tensor 'posterior.theta'");
+  const auto& theta = posterior_tensor(tensors, "posterior.theta");
   const auto& saved = meta.at("dropout");
   std::vector<ParamBlock> blocks;
   for (const auto& name : saved.at("blocks").get<std::vector<std::string>>()) {
@@ -54,7 +53,7 @@ std::unique_ptr<DropoutPosterior> DropoutPosterior::load(const TensorMap& tensor
       throw IoError(fmt::format("dropout posterior names block '{}', which model '{}' lacks", name, model.spec()));
     blocks.push_back(*b);
   }
-  return std::make_unique<DropoutPosterior>(it->second.to(model.device()), saved.at("p").get<double>(),
+  return std::make_unique<DropoutPosterior>(theta.to(model.device()), saved.at("p").get<double>(),
                                             std::move(blocks));
 }
 

@@ -97,11 +97,7 @@ std::unique_ptr<FunctionalLaplacePosterior> FunctionalLaplacePosterior::load(con
                                                                             const nlohmann::json& meta,
                                                                             const Model& model) {
   const auto& m = meta.at("functional_laplace");
-  auto get = [&](const std::string& name) {
-    auto it = tensors.find(name);
-    if (it == tensors.end()) throw IoError(fmt::format("posterior file lacks tensor '{}'", name));
-    return it->second.to(model.device());
-  };
+  auto get = [&](const std::string& name) { return posterior_tensor(tensors, name).to(model.device()); };
   auto post = std::make_unique<FunctionalLaplacePosterior>(model, get("flaplace.theta"),
                                                            ParamSubset::restore(m.at("subset"), model,
                                                                                 get("flaplace.subset_index")),

@@ -136,11 +136,7 @@ void GpPosterior::save(TensorMap& tensors, nlohmann::json& meta) const {
 }
 
 std::unique_ptr<GpPosterior> GpPosterior::load(const TensorMap& tensors, const nlohmann::json& meta) {
-  auto get = [&](const std::string& name) {
-    auto it = tensors.find(name);
-    if (it == tensors.end()) throw IoError(fmt::format("posterior file lacks tensor '{}'", name));
-    return it->second;
-  };
+  auto get = [&](const std::string& name) { return posterior_tensor(tensors, name); };
   GpKernel kernel;
   kernel.kind = parse_gp_kernel(meta.at("gp_kernel").get<std::string>());
   kernel.log_amplitude = get("posterior.gp_log_amplitude");

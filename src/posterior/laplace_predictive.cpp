@@ -256,11 +256,7 @@ void LaplacePosterior::save(TensorMap& tensors, nlohmann::json& meta) const {
 std::unique_ptr<LaplacePosterior> LaplacePosterior::load(const TensorMap& tensors, const nlohmann::json& meta,
                                                          const Model& model) {
   const auto& m = meta.at("laplace");
-  auto get = [&](const std::string& name) {
-    auto it = tensors.find(name);
-    if (it == tensors.end()) throw IoError(fmt::format("posterior file lacks tensor '{}'", name));
-    return it->second.to(model.device());
-  };
+  auto get = [&](const std::string& name) { return posterior_tensor(tensors, name).to(model.device()); };
   Curvature c;
   c.structure = parse_structure(m.at("structure"));
   c.kind = parse_curvature_kind(m.at("curvature"));

@@ -40,11 +40,7 @@ void LowRankGaussianPosterior::save(TensorMap& tensors, nlohmann::json& meta) co
 std::unique_ptr<LowRankGaussianPosterior> LowRankGaussianPosterior::load(const TensorMap& tensors,
                                                                          const nlohmann::json& meta,
                                                                          const Model& model) {
-  auto get = [&](const std::string& name) {
-    auto it = tensors.find(name);
-    if (it == tensors.end()) throw IoError(fmt::format("posterior file lacks tensor '{}'", name));
-    return it->second.to(model.device());
-  };
+  auto get = [&](const std::string& name) { return posterior_tensor(tensors, name).to(model.device()); };
   auto index = tensors.count("posterior.index") ? get("posterior.index").to(at::kLong) : torch::Tensor();
   return std::make_unique<LowRankGaussianPosterior>(get("posterior.mean"), get("posterior.variance"),
                                                     get("posterior.factor"), index);

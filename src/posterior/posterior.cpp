@@ -148,15 +148,17 @@ void MixturePosterior::save(TensorMap& tensors, nlohmann::json& meta) const {
   tensors["posterior.weights"] = weights_;
 }
 
+const torch::Tensor& posterior_tensor(const TensorMap& tensors, const std::string& name) {
+  auto it = tensors.find(name);
+  if (it == tensors.end()) throw IoError(fmt::format("posterior file lacks tensor '{}'", name));
+  return it->second;
+}
+
 std::unique_ptr<Posterior> load_posterior(const TensorMap& tensors, const nlohmann::json& meta,
                                           const Model& model) {
   const auto device = model.device();
   std::string kind = meta.at("posterior_kind").get<std::string>();
-  auto get = [&](const std::string& name) {
-    auto it = tensors.find(name);
-    if (it == tensors.end()) throw IoError(fmt::format("posterior file lacks tensor '{}'", name));
-    return it->second.to(device);
-  };
+  auto get = [&](const std::string& name) { return posterior_tensor(tensors, name).to(device); };
   if (kind == "particles") {
     auto w = tensors.count("posterior.weights") ? get("posterior.weights") : torch::Tensor();
     auto p = std::make_unique<ParticlePosterior>(get("posterior.particles"), w);

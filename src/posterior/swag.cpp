@@ -84,11 +84,7 @@ void SwagPosterior::save(TensorMap& tensors, nlohmann::json& meta) const {
 
 std::unique_ptr<SwagPosterior> SwagPosterior::load(const TensorMap& tensors, const nlohmann::json& meta,
                                                    const Model& model) {
-  auto get = [&](const std::string& name) {
-    auto it = tensors.find(name);
-    if (it == tensors.end()) throw IoError(fmt::format("posterior file lacks tensor '{}'", name));
-    return it->second.to(model.device());
-  };
+  auto get = [&](const std::string& name) { return posterior_tensor(tensors, name).to(model.device()); };
   if (!meta.contains("swag_scale")) throw IoError("SWAG posterior file lacks 'swag_scale'");
   return std::make_unique<SwagPosterior>(get("posterior.swag_mean"), get("posterior.swag_variance"),
                                          get("posterior.swag_deviations"), meta.at("swag_scale").get<double>());

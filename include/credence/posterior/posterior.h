@@ -113,6 +113,9 @@ class MixturePosterior : public Posterior {
   mutable torch::Tensor sample_weights_;  ///< weights of the last sample() draws
 };
 
+/// tensors[name] of a posterior file; IoError naming the tensor when the file lacks it.
+const torch::Tensor& posterior_tensor(const TensorMap& tensors, const std::string& name);
+
 /// Rebuilds the posterior a file holds; IoError for an unknown kind.
 std::unique_ptr<Posterior> load_posterior(const TensorMap& tensors, const nlohmann::json& meta,
                                           const Model& model);
