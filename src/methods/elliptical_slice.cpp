@@ -66,6 +66,26 @@ ChainResult run_elliptical_chain(const LogLikelihood& log_likelihood, const torc
   return out;
 }
 
+ChainResult run_elliptical_chain(const LogDensity& log_density, const GaussianReference& reference,
+                                 const torch::Tensor& start, const SamplerSettings& s, uint64_t key) {
+  const auto& mean = reference.mean;
+  const auto& factor = reference.factor;
+  const bool diagonal = factor.dim() == 1;
+  auto to_original = [&](const torch::Tensor& u) { return mean + (diagonal ? factor * u : factor.mv(u)); };
+  auto grad = at::empty_like(mean);
+  LogLikelihood reweighted = [&](const torch::Tensor& u) {
+    return log_density(to_original(u), grad) + 0.5 * u.dot(u).item<double>();
+  };
+  auto shift = start.to(at::kCPU, at::kDouble) - mean;
+  auto u0 = diagonal ? shift / factor : at::linalg_solve(factor, shift);
+  const int64_t d = mean.numel();
+  const auto f64 = at::TensorOptions().dtype(at::kDouble);
+  auto r = run_elliptical_chain(reweighted, at::zeros({d}, f64), at::ones({d}, f64), u0, s, key);
+  auto u = r.draws.to(at::kDouble);
+  r.draws = (mean.unsqueeze(0) + (diagonal ? u * factor : u.mm(factor.t()))).to(at::kFloat);
+  return r;
+}
+
 GaussianReference laplace_reference(const LogDensity& log_density, const torch::Tensor& point,
                                     double floor_precision) {
   auto q = point.to(at::kCPU, at::kDouble).contiguous().reshape({-1});

@@ -127,28 +127,26 @@ class HmcMethod : public Method {
     auto log_density_fn = posterior_log_density(p, likelihood_, subset_, map_theta_, sample_noise_,
                                                 ess ? 1.0 : options_.get_double("noise_shape"),
                                                 ess ? 1.0 : options_.get_double("noise_rate"), dtype);
-    // Elliptical slice sampling takes the prior apart from the likelihood.
-    auto precision = subset_.gather(p.prior.precision).to(at::kCPU, at::kDouble);
-    auto prior_mean = p.prior.has_mean() ? subset_.gather(p.prior.mean).to(at::kCPU, at::kDouble)
-                                         : at::zeros({K}, at::TensorOptions().dtype(at::kDouble));
-    auto grad = std::make_shared<torch::Tensor>(at::empty({K}, at::kDouble));
-    LogLikelihood log_likelihood = [&, grad](const torch::Tensor& q) {
-      return log_density_fn(q, *grad) + 0.5 * (precision * (q - prior_mean).pow(2)).sum().item<double>();
-    };
-    // reference=laplace: chains run in whitened coordinates u of a Laplace approximation at the MAP,
-    // z = mean + factor u, on the likelihood reweighted to posterior / reference, with N(0, I) ellipses.
+    // Elliptical slice sampling follows the ellipses of a Gaussian reference: a Laplace
+    // approximation at the MAP over few coordinates, else the (diagonal) weight prior.
     std::optional<GaussianReference> reference;
-    const std::string reference_kind = ess ? options_.get_string("reference") : "";
-    if (reference_kind == "laplace" || (reference_kind == "auto" && K <= kMaxAutoDense)) {
-      check_memory(8.0 * 4.0 * static_cast<double>(K) * static_cast<double>(K),
-                   fmt::format("ess reference=laplace over {} sampled coordinates", K),
-                   "use reference=prior or a smaller subset");
-      reference = laplace_reference(log_density_fn, subset_.gather(map_theta_.to(at::kCPU)).to(at::kDouble),
-                                    precision.min().item<double>());
+    bool laplace = false;
+    if (ess) {
+      auto precision = subset_.gather(p.prior.precision).to(at::kCPU, at::kDouble);
+      const std::string kind = options_.get_string("reference");
+      laplace = kind == "laplace" || (kind == "auto" && K <= kMaxAutoDense);
+      if (laplace) {
+        check_memory(8.0 * 4.0 * static_cast<double>(K) * static_cast<double>(K),
+                     fmt::format("ess reference=laplace over {} sampled coordinates", K),
+                     "use reference=prior or a smaller subset");
+        reference = laplace_reference(log_density_fn, subset_.gather(map_theta_.to(at::kCPU)).to(at::kDouble),
+                                      precision.min().item<double>());
+      } else {
+        reference = GaussianReference{p.prior.has_mean() ? subset_.gather(p.prior.mean).to(at::kCPU, at::kDouble)
+                                                         : at::zeros({K}, at::TensorOptions().dtype(at::kDouble)),
+                                      precision.rsqrt()};
+      }
     }
-    LogLikelihood whitened = [&, grad](const torch::Tensor& u) {
-      return log_density_fn(reference->mean + reference->factor.mv(u), *grad) + 0.5 * u.dot(u).item<double>();
-    };
 
     SamplerSettings s;
     s.warmup = options_.get_int("warmup");
@@ -176,7 +174,7 @@ class HmcMethod : public Method {
     report_ = {{"init", options_.get_string("init")}, {"chains", chains}, {"warmup", s.warmup}, {"draws", s.draws},
                {"thin", thin}, {"subset", subset_.spec}, {"precision", options_.get_string("precision")},
                {"metric", ess ? "none" : s.dense_mass ? "dense" : "diag"}};
-    if (ess) report_["reference"] = reference ? "laplace" : "prior";
+    if (ess) report_["reference"] = laplace ? "laplace" : "prior";
     auto starts = chain_starts(chains);
     auto draws = at::zeros({last - first, kept_draws, D}, at::kFloat);  // as compact as the sampler's
     auto log_density = at::zeros({last - first, s.draws}, at::kDouble);
@@ -187,16 +185,8 @@ class HmcMethod : public Method {
         progress.update((c - first) * (s.warmup + s.draws) + it + 1, fmt::format("chain {}/{}", c + 1, chains));
       };
       const uint64_t key = rng_key(seed, Stream::Sample, 1, c);
-      ChainResult r;
-      if (reference) {
-        auto u0 = at::linalg_solve(reference->factor, q0.to(at::kCPU) - reference->mean);
-        r = run_elliptical_chain(whitened, at::zeros({K}, at::kDouble), at::ones({K}, at::kDouble), u0, s, key);
-        r.draws = (reference->mean.unsqueeze(0) + r.draws.to(at::kDouble).mm(reference->factor.t())).to(at::kFloat);
-      } else if (ess) {
-        r = run_elliptical_chain(log_likelihood, prior_mean, precision.rsqrt(), q0.to(at::kCPU), s, key);
-      } else {
-        r = run_chain(log_density_fn, q0.to(at::kCPU), s, key);
-      }
+      auto r = reference ? run_elliptical_chain(log_density_fn, *reference, q0.to(at::kCPU), s, key)
+                         : run_chain(log_density_fn, q0.to(at::kCPU), s, key);
       draws[c - first].copy_(r.draws.slice(0, 0, s.draws, thin));
       log_density[c - first].copy_(r.log_density);
       stats[c - first].copy_(at::tensor({r.step_size, r.mean_accept, r.mean_leapfrogs, static_cast<double>(r.divergences)},

@@ -62,11 +62,19 @@ ChainResult run_elliptical_chain(const LogLikelihood& log_likelihood, const torc
                                  const torch::Tensor& prior_sd, const torch::Tensor& start,
                                  const SamplerSettings& settings, uint64_t key);
 
-/// N(mean, factor factor^T) over R^D.
+/// N(mean, factor factor^T) over R^D; a factor [D] is the standard deviations of independent
+/// coordinates (a diagonal factor).
 struct GaussianReference {
   torch::Tensor mean;    ///< [D]
-  torch::Tensor factor;  ///< [D, D]
+  torch::Tensor factor;  ///< [D, D] or [D]
 };
+
+/// Elliptical slice sampling of a log posterior with the ellipses of `reference` instead of the
+/// prior's: the chain runs in the reference's whitened coordinates on the log posterior less the
+/// reference's log density, which leaves the target unchanged; draws and log_density come back in
+/// the original coordinates. With the prior as the reference this is the published algorithm.
+ChainResult run_elliptical_chain(const LogDensity& log_density, const GaussianReference& reference,
+                                 const torch::Tensor& start, const SamplerSettings& settings, uint64_t key);
 
 /// The Laplace approximation of `log_density` near `point`: its negative Hessian there by central
 /// differences of the gradient (2D evaluations), eigenvalues floored at `floor_precision`, centred
