@@ -293,18 +293,6 @@ void set_from_evidence(FunctionPrior& prior, const FitRequest& request) {
   prior.amplitude = std::exp(post.kernel().log_amplitude.item<double>());
 }
 
-// Whether the model embeds token ids (which are names, not measurements, so stay unstandardized).
-bool takes_token_ids(const FitRequest& request, const Dataset& raw) {
-  if (!raw.standardize_inputs) return false;
-  if (request.map) return request.map->model->find<TokenInputs>() != nullptr;
-  if (request.built_model) return request.built_model->find<TokenInputs>() != nullptr;
-  try {  // building a model from its spec costs no weights
-    return make_model(request.model, raw.input_shape(), 1, request.dtype)->find<TokenInputs>() != nullptr;
-  } catch (const Error&) {
-    return false;  // the fit's own model construction reports the problem, where it applies
-  }
-}
-
 Dataset as_token_ids(Dataset d) {
   d.standardize_inputs = false;
   return d;
@@ -350,7 +338,14 @@ FittedModel fit(const FitRequest& given) {
   result.method = request.method;
   result.num_classes = raw.num_classes;
   result.likelihood = Likelihood::parse(request.likelihood, raw);
-  result.standardizer = Standardizer::fit(takes_token_ids(request, raw) ? as_token_ids(raw) : raw);
+  // The network, before any wrapping: a given MAP's, one built in code, or one from its spec. Its
+  // inputs decide the standardization: token ids, which are names, stay as they are.
+  const std::shared_ptr<Model> network =
+      request.map           ? request.map->model
+      : request.built_model ? request.built_model
+                            : make_model(request.model, raw.input_shape(), result.likelihood.output_dim(raw),
+                                         request.dtype, request.device);
+  result.standardizer = Standardizer::fit(network->find<TokenInputs>() ? as_token_ids(raw) : raw);
   std::optional<FunctionPrior> function_prior;
   if (is_function_prior_spec(request.train.prior)) {
     if (!info->takes_function_prior)
@@ -396,10 +391,7 @@ FittedModel fit(const FitRequest& given) {
   problem.train = to_device(raw);
   if (request.data.val) problem.val = to_device(*request.data.val);
   problem.likelihood = result.likelihood;
-  problem.model = map ? map->model
-                : request.built_model ? request.built_model
-                                      : make_model(request.model, raw.input_shape(), result.likelihood.output_dim(raw),
-                                                   request.dtype, request.device);
+  problem.model = map ? map->model : network;
   if (!map && request.built_model) {
     const auto& m = *request.built_model;
     if (m.input_shape() != raw.input_shape() || m.output_dim() != result.likelihood.output_dim(raw) ||
