@@ -47,8 +47,10 @@ FittedModel fit_members(const FitRequest& request, const std::string& method, in
     FitRequest r = request;
     r.method = method;
     r.train.seed = m == 0 ? request.train.seed : rng_key(request.train.seed, Stream::Init, 3, m);
-    if (m > 0) r.map = nullptr;  // a given MAP is member 0's; the others fit their own from their seeds
-    if (m > 0) r.train.quiet = true;
+    if (m > 0) {  // a given MAP is member 0's; the others fit their own from their seeds
+      r.map = nullptr;
+      r.train.quiet = true;
+    }
     FittedModel f = fit(r);
     posteriors.push_back(f.posterior);
     sigmas.push_back(f.likelihood.sigma);

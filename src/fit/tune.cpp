@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <set>
 
 #include "credence/core/error.h"
 #include "credence/core/options.h"
@@ -113,22 +114,20 @@ FittedModel fit_tuned(const FitRequest& given) {
 
   const Dataset& val = *given.data.val;
   std::map<std::string, std::string> best_values;
-  std::map<std::string, double> seen;  // trials by their values, so a point is fitted once
+  std::set<std::string> seen;  // trials by their values, so a point is fitted once
   FittedModel best;
   double best_nll = 0;
   auto evaluate = [&](const std::map<std::string, std::string>& values) {
     const std::string key = as_json(values).dump();
-    if (seen.count(key)) return;
+    if (!seen.insert(key).second) return;
     FittedModel f;
     try {
       f = fit(with_values(base, values));
     } catch (const NumericalError& e) {  // e.g. a step too large for this network: the search goes on
-      seen[key] = INFINITY;
       trials.push_back({{"values", as_json(values)}, {"error", e.what()}});
       return;
     }
     const double nll = validation_nll(f, val);
-    seen[key] = nll;
     trials.push_back({{"values", as_json(values)}, {"val_nll", nll}});
     if (!best.posterior || (std::isfinite(nll) && !(nll >= best_nll))) {
       best = std::move(f);
