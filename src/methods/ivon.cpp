@@ -9,6 +9,7 @@
 
 #include "credence/core/error.h"
 #include "credence/core/rng.h"
+#include "credence/methods/sgmcmc.h"
 #include "ivon_update.h"
 
 namespace credence {
@@ -28,7 +29,8 @@ class IvonMethod : public Method {
         beta2_(o.get_double("beta2")),
         ess_(o.get_double("ess")),
         clip_(o.get_double("clip")),
-        mc_samples_(o.get_int("mc_samples")) {}
+        mc_samples_(o.get_int("mc_samples")),
+        cosine_(o.get_string("schedule") == "cosine") {}
 
   bool data_parallel() const override { return true; }
 
@@ -38,6 +40,8 @@ class IvonMethod : public Method {
     lambda_ = ess_ > 0 ? ess_ : static_cast<double>(n_);
     lr_ = problem.train_options.lr;
     seed_ = problem.train_options.seed;
+    const int64_t bs = std::min(problem.train_options.batch_size, n_);
+    total_steps_ = std::max<int64_t>(1, problem.train_options.epochs * ((n_ + bs - 1) / bs));
     auto mean = problem.model->init_params(seed_);  // where MAP starts
     state_["mean"] = mean;
     state_["hess"] = at::full_like(mean, hess_init_);
@@ -80,9 +84,11 @@ class IvonMethod : public Method {
     at::NoGradGuard no_grad;
     auto grad = theta_.grad().defined() ? theta_.grad() : at::zeros_like(theta_);
     reduce_gradients(p, batch, {grad});
+    // The schedule runs over the configured steps, so an early-stopped run ends mid-way down it.
+    const double lr = cosine_ ? cyclical_lr(lr_, std::min(steps_, total_steps_ - 1), total_steps_, 1) : lr_;
     ++steps_;
     const double prior = ivon::update(m, h, g, delta_, prior_mean_, grad, eps_.to(m.device()), sigma_,
-                                      {beta1_, beta2_, lambda_, lr_, clip_, steps_}, fused);
+                                      {beta1_, beta2_, lambda_, lr, clip_, steps_}, fused);
     if (log_sigma.defined()) update_sigma(out, batch);
     return {nll.mean().item<double>() + prior};
   }
@@ -125,8 +131,9 @@ class IvonMethod : public Method {
   const Problem* problem_ = nullptr;
   double hess_init_, beta1_, beta2_, ess_, clip_;
   int64_t mc_samples_;
+  bool cosine_;
   double lambda_ = 0, lr_ = 0;
-  int64_t n_ = 0, steps_ = 0;
+  int64_t n_ = 0, steps_ = 0, total_steps_ = 1;
   uint64_t seed_ = 0;
   torch::Tensor delta_, prior_mean_;  ///< prior precision / N, and the prior's mean (undefined: zero)
   torch::Tensor eps_, sigma_, theta_;
@@ -168,7 +175,13 @@ MethodInfo ivon_method_info() {
        {}},
       {"ess", FieldType::Double, "0", "effective sample size lambda (0: N); variance 1 / (ess (h + delta))", {}},
       {"mc_samples", FieldType::Int, "1", "weight samples per step, their gradients averaged", {}},
-      {"clip", FieldType::Double, "0", "clips each entry of the mean's step to [-clip, clip] (0: off)", {}}};
+      {"clip", FieldType::Double, "0", "clips each entry of the mean's step to [-clip, clip] (0: off)", {}},
+      {"schedule",
+       FieldType::Choice,
+       "cosine",
+       "step size over the run: cosine (from --lr down to 0 at the last configured step, as IVON is trained "
+       "in its paper: a constant step of 0.1 leaves the mean jumping about) or constant",
+       {"cosine", "constant"}}};
   info.make = [](const Options& o) { return std::make_unique<IvonMethod>(o); };
   info.validate = validate_ivon;
   return info;

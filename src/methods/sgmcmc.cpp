@@ -250,7 +250,12 @@ class SgmcmcMethod : public Method {
   std::vector<int64_t> collect_;
 };
 
-std::vector<Field> chain_fields() {
+// Samplers start at a MAP fit by default: a short run started at random is still far from the
+// posterior's typical set. pSGLD is the exception: at a mode its first squared gradient, which
+// starts the preconditioner, is near 0, so the first steps are huge and it walks back at about lr
+// per step.
+std::vector<Field> chain_fields(const std::string& name) {
+  const bool from_map = name != "psgld";
   return {{"chains",
            FieldType::Int,
            "1",
@@ -263,9 +268,9 @@ std::vector<Field> chain_fields() {
            {}},
           {"init",
            FieldType::Choice,
-           "random",
-           "chain starts: random (member 0 where MAP starts, the others from their own seeds) or map (every "
-           "chain at a MAP fit of the same model, fitted first)",
+           from_map ? "map" : "random",
+           "chain starts: map (every chain at a MAP fit of the same model, fitted first or shared by compare) or "
+           "random (member 0 where MAP starts, the others from their own seeds: overdispersed starts for R-hat)",
            {"random", "map"}},
           {"draws_file",
            FieldType::String,
@@ -322,7 +327,7 @@ MethodInfo sgmcmc_info(const std::string& name, const std::string& summary, std:
   MethodInfo info;
   info.name = name;
   info.summary = summary;
-  info.fields = chain_fields();
+  info.fields = chain_fields(name);
   info.fields.insert(info.fields.end(), extra.begin(), extra.end());
   info.make = [name](const Options& o) { return std::make_unique<SgmcmcMethod>(name, o); };
   info.validate = [name](const Options& o) { validate_sgmcmc(name, o); };

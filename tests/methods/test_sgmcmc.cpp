@@ -232,8 +232,8 @@ TEST(Sgmcmc, DeterministicChainMajorAndDistinctChains) {
   EXPECT_FALSE(at::allclose(a.narrow(0, 0, 5), a.narrow(0, 5, 5)));
   // Without noise (T ~ 0) chain 0 follows the single-chain path (both start where MAP starts):
   // draws of chain c are rows c * S .. c * S + S - 1.
-  auto two = run("sgld:chains=2,samples=5,burnin=0,temperature=1e-20");
-  auto one = run("sgld:chains=1,samples=5,burnin=0,temperature=1e-20");
+  auto two = run("sgld:chains=2,samples=5,burnin=0,temperature=1e-20,init=random");
+  auto one = run("sgld:chains=1,samples=5,burnin=0,temperature=1e-20,init=random");
   EXPECT_TRUE(at::allclose(two.narrow(0, 0, 5), one, 1e-5, 1e-6));
   EXPECT_FALSE(at::allclose(two.narrow(0, 5, 5), one, 1e-3, 1e-3));
 }
@@ -273,8 +273,14 @@ TEST(Sgmcmc, InitMapStartsEveryChainAtTheMapFit) {
   auto own = particles_of(fit(req));
   EXPECT_LT((own[1] - own[0]).abs().max().item<double>(), 1e-3);
   EXPECT_LT((own[2] - own[0]).abs().max().item<double>(), 1e-3);
-  // Random starts stay apart.
+  // The default is init=map.
   req.method = "sgld:chains=3,samples=1,burnin=0";
+  req.map = &map;
+  auto by_default = particles_of(fit(req));
+  for (int64_t c = 0; c < 3; ++c) EXPECT_LT((by_default[c] - theta).abs().max().item<double>(), 1e-3);
+  // Random starts stay apart.
+  req.method = "sgld:chains=3,samples=1,burnin=0,init=random";
+  req.map = nullptr;
   EXPECT_GT((particles_of(fit(req))[1] - theta).abs().max().item<double>(), 1e-2);
 }
 
