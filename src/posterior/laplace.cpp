@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "credence/core/error.h"
@@ -55,13 +56,16 @@ LaplacePosterior::LaplacePosterior(torch::Tensor theta, ParamSubset subset, Curv
       shares_a_.push_back(i > 0 && curvature_.kron[i].in == 1 && curvature_.kron[i - 1].in > 1 &&
                           at::equal(curvature_.kron[i].A, curvature_.kron[i - 1].A));
   } else if (curvature_.structure == Structure::Full) {
-    auto [lh, qh] = at::linalg_eigh(curvature_.full.to(at::kDouble));
-    // The curvature is PSD in exact arithmetic; dropping round-off negatives keeps P = s H + D
-    // positive definite for every prior that marglik tuning may try.
-    lh = lh.clamp_min(0);
-    full_psd_ = (qh * lh).mm(qh.t());
-    eig_h_ = lh.to(theta_.scalar_type());
-    vec_h_ = qh.to(theta_.scalar_type());
+    // Eigenvalues only (half the time of the vectors, which nothing needs): they make each
+    // marginal-likelihood step O(K) for a scalar prior. The curvature is PSD in exact arithmetic;
+    // lifting it by its most negative round-off eigenvalue keeps P = s H + D positive definite for
+    // every prior that marglik tuning may try, and eig_h_ the eigenvalues of the matrix used.
+    auto H = curvature_.full.to(at::kDouble);
+    H = 0.5 * (H + H.t());
+    auto lh = at::linalg_eigvalsh(H);
+    const double lift = std::max(0.0, -lh.min().item<double>());
+    full_psd_ = lift > 0 ? H + lift * at::eye(H.size(0), H.options()) : H;
+    eig_h_ = (lh + lift).to(theta_.scalar_type());
   }
   set_hyper(prior_precision, sigma);
 }

@@ -89,8 +89,8 @@ class LaplacePosterior : public Posterior {
   /// of in + 1 is the bias), so J P^{-1} J^T needs no per-example Jacobian rows.
   torch::Tensor cov_blocks_;
   torch::Tensor layer_blocks(const torch::Tensor& m) const;
-  torch::Tensor eig_h_, vec_h_;     ///< Full: eigendecomposition of the curvature (cheap marglik)
-  torch::Tensor full_psd_;          ///< Full: the curvature with round-off negative eigenvalues dropped (float64)
+  torch::Tensor eig_h_;             ///< Full: eigenvalues of full_psd_ (cheap marglik)
+  torch::Tensor full_psd_;          ///< Full: the curvature lifted past its round-off negative eigenvalues (float64)
   /// LowRank: P = D^{1/2} (I + W W^T) D^{1/2} with D the prior and W = D^{-1/2} U (s Lambda)^{1/2};
   /// W = Q S R^T keeps Q [K, r] and S^2 [r].
   torch::Tensor lr_q_, lr_s2_;
