@@ -167,6 +167,19 @@ void Communicator::all_reduce_sum(const std::vector<torch::Tensor>& tensors) con
 #endif
 }
 
+std::function<void()> Communicator::start_all_reduce_sum(const torch::Tensor& tensor) const {
+#ifdef CREDENCE_HAVE_GLOO
+  if (group_ && tensor.numel() > 0) {
+    if (!tensor.is_contiguous() || !tensor.device().is_cpu())
+      throw InvalidArgument("start_all_reduce_sum needs a contiguous CPU tensor");
+    std::vector<torch::Tensor> buf = {tensor.detach().view({-1})};
+    auto work = group_->gloo->allreduce(buf);
+    return [work] { work->wait(); };
+  }
+#endif
+  return [] {};
+}
+
 void Communicator::broadcast(const std::vector<torch::Tensor>& tensors, int root) const {
 #ifdef CREDENCE_HAVE_GLOO
   if (!group_) return;

@@ -39,7 +39,7 @@ class McDropoutMethod : public PointTrainer {
  protected:
   // Fresh masks per example and step, keyed by the step so a rerun draws the same ones; a shard of
   // a data-parallel minibatch takes its rows' masks of the whole minibatch.
-  torch::Tensor outputs(const Batch& batch, const torch::Tensor& theta) const override {
+  torch::Tensor outputs(const Batch& batch, const torch::Tensor& theta) override {
     return dropout_->forward_dropout(batch.x, theta, p_, rng_key(seed_, Stream::Noise, batch.step), batch.offset,
                                    batch.global_rows);
   }

@@ -12,6 +12,19 @@
 
 namespace credence {
 
+int64_t check_blocks(const ParamLayout& layout, const std::string& spec, const std::vector<torch::Tensor>& blocks) {
+  const auto& expected = layout.blocks;
+  if (blocks.size() != expected.size())
+    throw InvalidArgument(fmt::format("model '{}' has {} parameter blocks, got {}", spec, expected.size(), blocks.size()));
+  const int64_t dims = blocks.empty() ? 1 : blocks.front().dim();
+  for (size_t i = 0; i < blocks.size(); ++i)
+    if (blocks[i].dim() != dims || (dims != 1 && dims != 2) || blocks[i].size(-1) != expected[i].numel ||
+        (dims == 2 && blocks[i].size(0) != blocks.front().size(0)))
+      throw InvalidArgument(fmt::format("model '{}': block {} ({}) must be [{}] or [S, {}] like the others", spec, i,
+                                        expected[i].name, expected[i].numel, expected[i].numel));
+  return dims;
+}
+
 std::vector<int64_t> ParamLayout::numels() const {
   std::vector<int64_t> out;
   for (const auto& b : blocks) out.push_back(b.numel);

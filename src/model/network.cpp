@@ -173,15 +173,7 @@ torch::Tensor NetworkModel::run(const torch::Tensor& x, const torch::Tensor& the
 
 torch::Tensor NetworkModel::forward_blocks(const torch::Tensor& x, const std::vector<torch::Tensor>& blocks,
                                            ForwardTrace* trace) const {
-  const auto& layout = layout_.blocks;
-  if (blocks.size() != layout.size())
-    throw InvalidArgument(fmt::format("model '{}' has {} parameter blocks, got {}", spec_, layout.size(), blocks.size()));
-  const int64_t dims = blocks.empty() ? 1 : blocks.front().dim();
-  for (size_t i = 0; i < blocks.size(); ++i)
-    if (blocks[i].dim() != dims || (dims != 1 && dims != 2) || blocks[i].size(-1) != layout[i].numel ||
-        (dims == 2 && blocks[i].size(0) != blocks.front().size(0)))
-      throw InvalidArgument(fmt::format("model '{}': block {} ({}) must be [{}] or [S, {}] like the others", spec_,
-                                        i, layout[i].name, layout[i].numel, layout[i].numel));
+  const int64_t dims = check_blocks(layout_, spec_, blocks);
   return run_blocks(x, blocks, ops_.size(), dims == 1 ? trace : nullptr, nullptr);
 }
 

@@ -112,14 +112,33 @@ torch::Tensor SequentialModel::run(const torch::Tensor& x, const torch::Tensor& 
     throw InvalidArgument(fmt::format("model '{}' has {} parameters, got a vector of {}", spec_,
                                       layout_.size, theta.size(-1)));
   const bool stacked = theta.dim() == 2;
-  const int64_t S = stacked ? theta.size(0) : 1;
+  auto parts = theta.split_with_sizes(layout_.numels(), stacked ? 1 : 0);
+  return run_parts(x, parts, stacked ? stacked_weights(theta, parts) : std::vector<torch::Tensor>(), num_layers,
+                   trace, dropout);
+}
+
+torch::Tensor SequentialModel::forward_blocks(const torch::Tensor& x, const std::vector<torch::Tensor>& blocks,
+                                              ForwardTrace* trace) const {
+  const int64_t dims = check_blocks(layout_, spec_, blocks);
+  std::vector<torch::Tensor> weights;
+  if (dims == 2)
+    for (const auto& l : layers_)
+      weights.push_back(l.kind == LayerDef::Linear
+                            ? blocks[l.weight_block].view({blocks[0].size(0), l.out, l.in}).transpose(1, 2)
+                            : torch::Tensor());
+  return run_parts(x, blocks, weights, layers_.size(), dims == 1 ? trace : nullptr, nullptr);
+}
+
+torch::Tensor SequentialModel::run_parts(const torch::Tensor& x, const std::vector<torch::Tensor>& parts,
+                                         const std::vector<torch::Tensor>& weights, size_t num_layers,
+                                         ForwardTrace* trace, DropoutMasks* dropout) const {
+  const bool stacked = parts.front().dim() == 2;
+  const int64_t S = stacked ? parts.front().size(0) : 1;
   // One input set per parameter vector: [S, N, ...] (e.g. ensemble members on their own batches).
   const bool per_set = stacked && x.dim() == static_cast<int64_t>(input_shape_.size()) + 2;
   if (per_set && x.size(0) != S)
     throw InvalidArgument(fmt::format("{} input sets for {} parameter vectors", x.size(0), S));
   const int64_t N = per_set ? x.size(1) : x.size(0);
-  auto parts = theta.split_with_sizes(layout_.numels(), stacked ? 1 : 0);
-  const auto weights = stacked ? stacked_weights(theta, parts) : std::vector<torch::Tensor>();
   torch::Tensor h = x;
   Layout mode = Layout::Plain;
   if (per_set && layers_.front().kind == LayerDef::Linear) {
@@ -193,6 +212,7 @@ const Capability* SequentialModel::find_capability(const std::type_info& type) c
   if (type == typeid(LastLayerAccess)) return static_cast<const LastLayerAccess*>(this);
   if (type == typeid(DropoutForward)) return static_cast<const DropoutForward*>(this);
   if (type == typeid(GaussianForward)) return static_cast<const GaussianForward*>(this);
+  if (type == typeid(BlockForward)) return static_cast<const BlockForward*>(this);
   if (type == typeid(HandBackward)) return fully_connected() ? static_cast<const HandBackward*>(this) : nullptr;
   if (type == typeid(LayerJacobian)) return fully_connected() ? static_cast<const LayerJacobian*>(this) : nullptr;
   return nullptr;

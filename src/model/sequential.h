@@ -16,6 +16,7 @@ class SequentialModel : public Model,
                         public LastLayerAccess,
                         public DropoutForward,
                         public GaussianForward,
+                        public BlockForward,
                         public HandBackward,
                         public LayerJacobian {
  public:
@@ -35,6 +36,8 @@ class SequentialModel : public Model,
                                  uint64_t key) const override;
   torch::Tensor forward_reusing(const torch::Tensor& x, const torch::Tensor& theta,
                                 ForwardTrace& trace) const override;
+  torch::Tensor forward_blocks(const torch::Tensor& x, const std::vector<torch::Tensor>& blocks,
+                               ForwardTrace* trace) const override;
   void backward(ForwardTrace& trace, const torch::Tensor& theta, torch::Tensor& grad_out,
                 torch::Tensor& grad) const override;
   torch::Tensor forward_jacobian(const torch::Tensor& x, const torch::Tensor& theta, const torch::Tensor& directions,
@@ -57,6 +60,10 @@ class SequentialModel : public Model,
   std::shared_ptr<StackedCache> stacked_cache_;
   torch::Tensor run(const torch::Tensor& x, const torch::Tensor& theta, size_t num_layers,
                     ForwardTrace* trace, DropoutMasks* dropout = nullptr) const;
+  /// run() on theta's blocks [numel_i] or [S, numel_i], with the stacked linear weights [S, in, out].
+  torch::Tensor run_parts(const torch::Tensor& x, const std::vector<torch::Tensor>& parts,
+                          const std::vector<torch::Tensor>& weights, size_t num_layers, ForwardTrace* trace,
+                          DropoutMasks* dropout) const;
   std::string spec_;
   std::vector<int64_t> input_shape_;
   std::vector<LayerDef> layers_;

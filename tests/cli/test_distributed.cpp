@@ -20,13 +20,14 @@ class DataParallel : public TempDirTest {
 
   // Fits `method` in one process and in two (batch 33 of 200 rows: shards of 16 and 17, and a
   // last minibatch of 2), then compares every tensor of the saved posteriors.
+  // `env` prefixes the 2-process command (e.g. a variable setting); `info` receives its fit's info.
   void expect_same_posterior(const std::string& method, const std::string& data = "synthetic:moons?n=200",
-                             double rtol = 1e-8) {
+                             double rtol = 1e-8, const std::string& env = "", nlohmann::json* info = nullptr) {
     const std::string fit = "fit --data '" + data + "' --model mlp:16 --epochs 2 --batch-size 33 --dtype float64 -q "
-                            "--seed 3 --method '" + method + "' --out ";
+                            "--seed 3 --force --method '" + method + "' --out ";
     auto one = run(fit + "'" + path("one.crd") + "'");
     ASSERT_EQ(one.code, 0) << one.output;
-    auto two = run("launch -n 2 -- credence " + fit + "'" + path("two.crd") + "'");
+    auto two = shell(env + " '" + CREDENCE_CLI + "' launch -n 2 -- credence " + fit + "'" + path("two.crd") + "'");
     ASSERT_EQ(two.code, 0) << two.output;
     auto a = credence::FittedModel::load(path("one.crd")), b = credence::FittedModel::load(path("two.crd"));
     EXPECT_EQ(b.info.value("processes", 0), 2);
@@ -41,11 +42,31 @@ class DataParallel : public TempDirTest {
           << method << " " << name << ": max difference " << (t - tb[name]).abs().max().item<double>();
     }
     EXPECT_NEAR(a.likelihood.sigma, b.likelihood.sigma, 1e-8);
+    if (info) *info = b.info;
   }
 
 };
 
-TEST_F(DataParallel, MapMatchesOneProcess) { expect_same_posterior("map"); }
+TEST_F(DataParallel, MapMatchesOneProcess) {
+  nlohmann::json info;
+  expect_same_posterior("map", "synthetic:moons?n=200", 1e-8, "", &info);
+  // Its gradient sums start from backward's hooks: mlp:16 fits one bucket.
+  EXPECT_EQ(info["report"].value("gradient_buckets", 0), 1) << info.dump();
+}
+
+TEST_F(DataParallel, GradientsInABucketPerBlockMatchOneProcess) {
+  // A one-byte cap puts each of mlp:16's four blocks in a bucket of its own, started as backward
+  // reaches it; with dropout (no hooks) all start after backward.
+  nlohmann::json info;
+  expect_same_posterior("map", "synthetic:moons?n=200", 1e-8, "CREDENCE_BUCKET_BYTES=1", &info);
+  EXPECT_EQ(info["report"].value("gradient_buckets", 0), 4) << info.dump();
+  expect_same_posterior("mcdropout:p=0.2", "synthetic:moons?n=200", 1e-8, "CREDENCE_BUCKET_BYTES=1");
+  expect_same_posterior("ensemble:members=3,parallel=data", "synthetic:moons?n=200", 1e-8, "CREDENCE_BUCKET_BYTES=1");
+  auto bad = shell("CREDENCE_BUCKET_BYTES=lots '" + std::string(CREDENCE_CLI) + "' launch -n 2 -- credence fit --data "
+                   "'synthetic:moons?n=200' --model mlp:16 --epochs 1 -q --out '" + path("bad.crd") + "'");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.output.find("CREDENCE_BUCKET_BYTES must be a whole number"), std::string::npos) << bad.output;
+}
 // One weight draw per step (estimator=weight) is shared by the ranks; the per-example draws of
 // estimator=local follow positions in a shard, so they match the 1-process run only in distribution.
 TEST_F(DataParallel, VariationalMatchesOneProcess) { expect_same_posterior("vi:estimator=weight,elbo_samples=0"); }

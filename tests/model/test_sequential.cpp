@@ -344,3 +344,41 @@ TEST(Mlp, RepeatedStackedParametersGiveTheSameOutputsAndSeeInPlaceChanges) {
 
 }  // namespace
 }  // namespace credence
+
+namespace credence {
+namespace {
+
+TEST(Sequential, BlockForwardEqualsForwardAndItsGradient) {
+  // mlp and LeNet through one tensor per block, single and stacked, as leaves of their own (as
+  // the bucketed data-parallel reduction passes them): the outputs and theta's gradient agree.
+  for (auto [spec, shape] : {std::pair<std::string, std::vector<int64_t>>{"mlp:6,5", {2, 3}},
+                             std::pair<std::string, std::vector<int64_t>>{"cnn:lenet", {1, 28, 28}}}) {
+    auto m = make_model(spec, shape, 3, torch::kFloat64);
+    const auto& blocks = m->require<BlockForward>("this test");
+    for (int64_t S : {0, 3}) {
+      auto theta = S == 0 ? m->init_params(1) : at::stack({m->init_params(1), m->init_params(2), m->init_params(3)});
+      auto x_shape = shape;
+      x_shape.insert(x_shape.begin(), 4);
+      auto x = at::randn(x_shape, at::kDouble);
+      auto whole = theta.clone().requires_grad_(true);
+      m->forward(x, whole).pow(2).sum().backward();
+      std::vector<torch::Tensor> parts;
+      for (const auto& b : m->layout().blocks)
+        parts.push_back(theta.narrow(-1, b.offset, b.numel).clone().requires_grad_(true));
+      auto out = blocks.forward_blocks(x, parts, nullptr);
+      EXPECT_TRUE(at::allclose(out, m->forward(x, theta), 1e-12, 1e-12)) << spec << " S=" << S;
+      out.pow(2).sum().backward();
+      for (size_t i = 0; i < parts.size(); ++i) {
+        const auto& b = m->layout().blocks[i];
+        EXPECT_TRUE(at::allclose(parts[i].grad(), whole.grad().narrow(-1, b.offset, b.numel), 1e-12, 1e-12))
+            << spec << " S=" << S << " " << b.name;
+      }
+    }
+    auto parts = m->init_params(0).split_with_sizes(m->layout().numels());
+    parts.pop_back();
+    EXPECT_THROW(blocks.forward_blocks(at::zeros({1, 2, 3}), parts, nullptr), InvalidArgument);
+  }
+}
+
+}  // namespace
+}  // namespace credence

@@ -40,6 +40,10 @@ class Communicator {
 
   /// Sums each tensor across ranks, in place (one collective per dtype).
   void all_reduce_sum(const std::vector<torch::Tensor>& tensors) const;
+  /// Starts summing one contiguous CPU tensor across ranks, in place, and returns at once; the
+  /// returned function waits for the sum. Every rank must start the same collectives in the same
+  /// order (Gloo matches them by sequence).
+  std::function<void()> start_all_reduce_sum(const torch::Tensor& tensor) const;
   /// Copies `root`'s tensors into every rank's, in place.
   void broadcast(const std::vector<torch::Tensor>& tensors, int root = 0) const;
   /// Every rank's `tensor` (the same shape on each), in rank order.

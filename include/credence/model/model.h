@@ -141,6 +141,10 @@ class BlockForward : public Capability {
                                        ForwardTrace* trace) const = 0;
 };
 
+/// Checks blocks for forward_blocks against `layout` (InvalidArgument naming the block and the
+/// shape it needs); returns their dimension, 1 or 2.
+int64_t check_blocks(const ParamLayout& layout, const std::string& spec, const std::vector<torch::Tensor>& blocks);
+
 /// The outputs' gradients in every layer's pre-activation for several output directions at
 /// once, by hand: what the Laplace curvature and its GLM predictive need, without one autograd
 /// pass per direction (most of their cost on small batches).
