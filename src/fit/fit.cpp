@@ -416,8 +416,11 @@ FittedModel fit(const FitRequest& given) {
   if (!map && !request.freeze.empty())
     problem.model = freeze_parameters(problem.model, request.freeze, problem.model->init_params(request.train.seed));
   FittedModel subspace_map;  // the MAP's stand-in inside the subspace: z at the subspace's point
+  double subspace_seconds = 0.0;  // the SWAG trajectory a pca subspace comes from counts as fitting
   if (!subspace_kind.empty()) {
+    const auto began = std::chrono::steady_clock::now();
     problem.model = make_subspace(given, *map, subspace_kind, subspace_k);
+    subspace_seconds = seconds_since(began);
     subspace_map = *map;
     subspace_map.model = problem.model;
     subspace_map.posterior = std::make_shared<ParticlePosterior>(problem.model->init_params(0).unsqueeze(0));
@@ -460,6 +463,7 @@ FittedModel fit(const FitRequest& given) {
   result.model = problem.model;
   double seconds = seconds_since(start);
   if (map && !request.map) seconds += map->info.value("fit_seconds", 0.0);
+  seconds += subspace_seconds;
   if (method->wants_batches() && request.train.epochs > 0) check_not_diverged(result, raw, request.train);
   nlohmann::json opts_json;
   options.to_json(opts_json);
@@ -479,6 +483,7 @@ FittedModel fit(const FitRequest& given) {
         {"lengthscale", std::vector<double>(ls.data_ptr<double>(), ls.data_ptr<double>() + ls.numel())},
         {"amplitude", function_prior->amplitude}};
   }
+  if (!subspace_kind.empty()) result.info["subspace_seconds"] = subspace_seconds;
   if (!request.init.empty()) result.info["init"] = request.init;
   if (!request.freeze.empty()) result.info["freeze"] = request.freeze;
   if (!request.adapters.empty()) {

@@ -58,6 +58,10 @@ void expect_full_rank_subspace_posterior(const std::string& subset, const std::s
   auto f = fit(req);
   const auto& s = f.model->require<Subspace>("the test");
   ASSERT_EQ(s.basis().size(0), 4);
+  // Building the subspace (for pca, a SWAG run) is part of the fit's time.
+  const double building = f.info.at("subspace_seconds").get<double>();
+  EXPECT_GT(building, 0.0);
+  EXPECT_GT(f.info.at("fit_seconds").get<double>(), building);
   auto z = dynamic_cast<const ParticlePosterior&>(*f.posterior).particles();
   auto draws = s.origin().unsqueeze(0) + z.mm(s.basis());
   auto [mean, cov] = exact_linear_posterior(req.data.fit);
