@@ -232,6 +232,7 @@ TEST_F(Robustness, UnconvergedChainsAreMarkedAndNeverRecommended) {
   ASSERT_TRUE(rhat.is_null() || rhat.get<double>() > 1.05) << "the chains converged; this test needs ones that do not";
   EXPECT_NE(r.output.find("NOT CONVERGED"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("recommended: map"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("to improve on it, try ensemble:members=5"), std::string::npos) << r.output;
 }
 
 TEST_F(Robustness, InitStartsFromPretrainedWeightsOrSaysWhyNot) {

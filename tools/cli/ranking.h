@@ -23,7 +23,9 @@ Criterion criterion_for(const std::string& key, double level);
 bool rank_rows(std::vector<Row>& rows, const Criterion& c);
 /// One line per ranked method with its cost (fit + predict seconds, relative to MAP's when there
 /// is a MAP row), then "recommended: ...": the best row whose chains converged (R-hat <= 1.05 or
-/// no R-hat); a row with R-hat above that is marked NOT CONVERGED and never recommended.
+/// no R-hat); a row with R-hat above that is marked NOT CONVERGED and never recommended. When the
+/// recommended method is one fit of a network, the line also names the spec that mixes five fits
+/// of it (ensemble for map, multiswag for swag, METHOD:members=5 otherwise).
 std::vector<std::string> ranking_lines(const std::vector<Row>& rows, const Criterion& c);
 
 }  // namespace credence::cli
