@@ -213,6 +213,14 @@ void Communicator::barrier() const {
 #endif
 }
 
+std::string process_group_backend() {
+#ifdef CREDENCE_HAVE_GLOO
+  return "gloo";
+#else
+  return "none";
+#endif
+}
+
 namespace {
 std::chrono::seconds g_join_timeout(300);
 }

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <unistd.h>
 
+#include "credence/core/distributed.h"
 #include "credence/core/error.h"
 
 namespace credence {
@@ -70,8 +71,9 @@ std::string blas_library() {
 
 std::string runtime_summary() {
   const auto kernels = blas_kernels();
-  return fmt::format("LibTorch {} | BLAS {}{} | threads {} | CUDA devices {}", TORCH_VERSION, blas_library(),
-                     kernels.empty() ? "" : " (" + kernels + " kernels)", threads(), torch::cuda::device_count());
+  return fmt::format("LibTorch {} | BLAS {}{} | threads {} | CUDA devices {} | process groups {}", TORCH_VERSION,
+                     blas_library(), kernels.empty() ? "" : " (" + kernels + " kernels)", threads(),
+                     torch::cuda::device_count(), process_group_backend());
 }
 
 double available_memory_bytes() {

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "credence/core/distributed.h"
 #include "credence/core/error.h"
 #include "credence/core/runtime.h"
 
@@ -27,6 +28,13 @@ TEST(Runtime, ReportsTheOpenBlasKernelsInUse) {
 }  // namespace
 
 namespace {
+
+TEST(Runtime, NamesTheProcessGroupBackend) {
+  const std::string backend = credence::process_group_backend();
+  EXPECT_TRUE(backend == "gloo" || backend == "none") << backend;
+  EXPECT_NE(credence::runtime_summary().find("| process groups " + backend), std::string::npos)
+      << credence::runtime_summary();
+}
 
 TEST(Runtime, DenseWorkBeyondTheAvailableMemoryIsRefusedUpFront) {
   const double available = credence::available_memory_bytes();

@@ -56,6 +56,10 @@ class Communicator {
   int rank_ = 0, world_size_ = 1;
 };
 
+/// The process-group backend this build has: "gloo" (CPU tensors), or "none" when it was built
+/// without libgloo-dev (one process only).
+std::string process_group_backend();
+
 /// How long world_communicator() waits for every rank to join (default 300 s); set it before
 /// the first use (the CLI's --dist-timeout).
 void set_join_timeout(std::chrono::seconds timeout);
