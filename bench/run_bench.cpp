@@ -179,7 +179,7 @@ int main(int argc, char** argv) {
           "--test has {} specs for {} --data specs (give one per --data spec, or one for all)", tests.size(),
           datas.size()));
     auto methods = split_methods(a.methods);
-    for (const auto& m : methods) credence::resolve_method(m);  // fail fast on a typo
+    for (const auto& m : methods) credence::resolve_fit_method(m);  // fail fast on a typo
     if (!a.baseline.empty() && std::find(methods.begin(), methods.end(), a.baseline) == methods.end())
       throw credence::InvalidArgument(fmt::format("--baseline '{}' is not one of --methods", a.baseline));
 
@@ -232,7 +232,7 @@ int main(int argc, char** argv) {
         std::unique_ptr<credence::FittedModel> map;  // one MAP fit per (data, rep), shared
         double map_seconds = 0;
         for (const auto& method : methods) {
-          auto [info, options] = credence::resolve_method(method);
+          auto [info, options] = credence::resolve_fit_method(method);
           auto fit_map = [&] {
             credence::FitRequest map_req = req;
             map_req.method = "map";
