@@ -34,9 +34,11 @@ class BucketedReduction {
   /// reduce_gradients gives.
   void finish(const Problem& problem, const Batch& batch, torch::Tensor& grad);
 
-  /// Seconds finish() spent waiting for sums, over all steps: the communication not hidden.
-  double wait_seconds() const { return wait_seconds_; }
-  size_t buckets() const { return buckets_.size(); }
+  /// For a method's report: the bucket count, and the seconds finish() spent waiting for sums
+  /// over all steps (the communication not hidden).
+  nlohmann::json report() const {
+    return {{"gradient_buckets", buckets_.size()}, {"gradient_wait_seconds", wait_seconds_}};
+  }
 
  private:
   struct Bucket {

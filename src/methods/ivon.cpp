@@ -10,6 +10,7 @@
 #include "credence/core/error.h"
 #include "credence/core/rng.h"
 #include "credence/methods/sgmcmc.h"
+#include "bucketed_reduction.h"
 #include "ivon_update.h"
 
 namespace credence {
@@ -73,9 +74,11 @@ class IvonMethod : public Method {
       ivon::sample(m, h, delta_, lambda_, eps, sigma_, theta_, fused);
       if (theta_.grad().defined()) theta_.mutable_grad().zero_();
     }
+    if (!reduction_ && BucketedReduction::applies(p, batch)) reduction_ = std::make_unique<BucketedReduction>();
     // One sample takes the plain forward path (no batched matmuls).
-    auto out = mc_samples_ == 1 ? p.model->forward(batch.x, theta_.select(0, 0)).unsqueeze(0)
-                                : p.model->forward(batch.x, theta_);
+    auto weights = mc_samples_ == 1 ? theta_.select(0, 0) : theta_;
+    auto out = reduction_ ? reduction_->forward(p, batch, weights) : p.model->forward(batch.x, weights);
+    if (mc_samples_ == 1) out = out.unsqueeze(0);
     auto log_sigma = state_.count("log_sigma") ? state_["log_sigma"] : torch::Tensor();
     // Per-example NLL gradient of each sample (the prior enters through delta, not the gradient).
     const double batch_size = static_cast<double>(batch.x.size(0));
@@ -83,7 +86,12 @@ class IvonMethod : public Method {
     nll.sum().backward();
     at::NoGradGuard no_grad;
     auto grad = theta_.grad().defined() ? theta_.grad() : at::zeros_like(theta_);
-    reduce_gradients(p, batch, {grad});
+    if (reduction_) {
+      auto sums = mc_samples_ == 1 ? grad.select(0, 0) : grad;
+      reduction_->finish(p, batch, sums);
+    } else {
+      reduce_gradients(p, batch, {grad});
+    }
     // The schedule runs over the configured steps, so an early-stopped run ends mid-way down it.
     const double lr = cosine_ ? cyclical_lr(lr_, std::min(steps_, total_steps_ - 1), total_steps_, 1) : lr_;
     ++steps_;
@@ -109,12 +117,14 @@ class IvonMethod : public Method {
   // carries, so a value near 1 means the variances mostly reflect hess_init, not the data.
   nlohmann::json report() const override {
     const auto& h = state_.at("hess");
-    return {{"steps", steps_},
-            {"ess", lambda_},
-            {"hess_init_weight", std::pow(beta2_, static_cast<double>(steps_))},
-            {"hess_mean", h.mean().item<double>()},
-            {"hess_min", h.min().item<double>()},
-            {"hess_max", h.max().item<double>()}};
+    nlohmann::json report = {{"steps", steps_},
+                             {"ess", lambda_},
+                             {"hess_init_weight", std::pow(beta2_, static_cast<double>(steps_))},
+                             {"hess_mean", h.mean().item<double>()},
+                             {"hess_min", h.min().item<double>()},
+                             {"hess_max", h.max().item<double>()}};
+    if (reduction_) report.update(reduction_->report());
+    return report;
   }
 
  private:
@@ -137,6 +147,7 @@ class IvonMethod : public Method {
   uint64_t seed_ = 0;
   torch::Tensor delta_, prior_mean_;  ///< prior precision / N, and the prior's mean (undefined: zero)
   torch::Tensor eps_, sigma_, theta_;
+  std::unique_ptr<BucketedReduction> reduction_;  // set while steps shard minibatches over processes
 };
 
 void validate_ivon(const Options& o) {

@@ -116,7 +116,7 @@ std::shared_ptr<Posterior> PointTrainer::finalize() {
 
 nlohmann::json PointTrainer::report() const {
   if (!reduction_) return nlohmann::json::object();
-  return {{"gradient_buckets", reduction_->buckets()}, {"gradient_wait_seconds", reduction_->wait_seconds()}};
+  return reduction_->report();
 }
 
 Likelihood PointTrainer::fitted_likelihood() const {

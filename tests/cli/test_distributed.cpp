@@ -60,6 +60,11 @@ TEST_F(DataParallel, GradientsInABucketPerBlockMatchOneProcess) {
   nlohmann::json info;
   expect_same_posterior("map", "synthetic:moons?n=200", 1e-8, "CREDENCE_BUCKET_BYTES=1", &info);
   EXPECT_EQ(info["report"].value("gradient_buckets", 0), 4) << info.dump();
+  for (std::string method : {"ivon:beta2=0.99", "sgld:chains=2,samples=4", "sghmc:samples=4"}) {
+    nlohmann::json sampled;
+    expect_same_posterior(method, "synthetic:moons?n=200", 1e-8, "CREDENCE_BUCKET_BYTES=1", &sampled);
+    EXPECT_EQ(sampled["report"].value("gradient_buckets", 0), 4) << method << sampled.dump();
+  }
   expect_same_posterior("mcdropout:p=0.2", "synthetic:moons?n=200", 1e-8, "CREDENCE_BUCKET_BYTES=1");
   expect_same_posterior("ensemble:members=3,parallel=data", "synthetic:moons?n=200", 1e-8, "CREDENCE_BUCKET_BYTES=1");
   auto bad = shell("CREDENCE_BUCKET_BYTES=lots '" + std::string(CREDENCE_CLI) + "' launch -n 2 -- credence fit --data "
