@@ -2,12 +2,13 @@
 # Data-parallel scaling on one machine: each method fitted on Fashion-MNIST by one process with one
 # thread, one process with two threads, and `credence launch -n 2` and `-n 4` (one thread each),
 # side by side. Prints the fit's own seconds (training and any post-hoc pass; data loading left
-# out), each setup's speed-up over one thread, and the seconds the ranks waited for gradient sums.
+# out), each setup's speed-up over one thread, and the seconds rank 0 waited for gradient sums
+# where they ran in buckets (on one machine only when CREDENCE_BUCKET_BYTES is set).
 #
 #   bench/scaling.sh
 #   MODEL=resnet:8 BATCH=128 N=10000 METHODS="map" bench/scaling.sh
 #   SHAPE=1gbit bench/scaling.sh   # also: 2 processes over a loopback shaped to 1 Gbit/s (needs root),
-#                                  # buckets of BUCKET bytes (default: the library's) against one bucket
+#                                  # buckets of BUCKET bytes (default 4 MiB) against one bucket
 #   DDP=1 bench/scaling.sh         # also: PyTorch's DistributedDataParallel on the same mlp (python3-torch)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,7 +20,7 @@ EPOCHS="${EPOCHS:-1}"
 N="${N:-60000}"
 METHODS="${METHODS:-map ensemble:members=2,parallel=data ivon sgld:init=random laplace}"
 SHAPE="${SHAPE:-}"
-BUCKET="${BUCKET:-}"
+BUCKET="${BUCKET:-4194304}"
 DDP="${DDP:-0}"
 "$root/bench/build.sh" "$BUILD" credence_cli
 cli="$(cd "$BUILD" && pwd)/credence"

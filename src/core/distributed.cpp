@@ -124,6 +124,7 @@ Communicator::Communicator(const DistributedEnv& env, std::chrono::seconds timeo
     wait_for_ranks(*group_->store, rank_, world_size_, timeout);
     const char* interface = std::getenv("GLOO_SOCKET_IFNAME");
     const bool loopback = env.master_addr == "127.0.0.1" || env.master_addr == "localhost";
+    on_one_machine_ = loopback;
     // Steps synchronize every few milliseconds; a long wait means a rank died or hangs.
     group_->gloo = c10d_gloo::make_group(group_->store, rank_, world_size_, interface ? interface : "",
                                          loopback ? "127.0.0.1" : "", std::chrono::minutes(30));

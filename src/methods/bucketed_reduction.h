@@ -20,8 +20,9 @@ class BucketedReduction {
   /// kBucketBytes, or CREDENCE_BUCKET_BYTES when set (a bucket holds at least one block).
   static int64_t bucket_bytes();
 
-  /// Whether steps on this problem can overlap: several processes sharding each minibatch and a
-  /// model with a per-block forward.
+  /// Whether steps on this problem overlap: several processes sharding each minibatch, a model
+  /// with a per-block forward on the CPU, and ranks on several machines (or CREDENCE_BUCKET_BYTES
+  /// set: on one machine the sums compete with backward for the same cores).
   static bool applies(const Problem& problem, const Batch& batch);
 
   /// model->forward(x, theta) for theta [P] or [S, P], through hooked blocks: autograd then

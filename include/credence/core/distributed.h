@@ -37,6 +37,9 @@ class Communicator {
   int rank() const { return rank_; }
   int world_size() const { return world_size_; }
   bool is_root() const { return rank_ == 0; }
+  /// True when the ranks meet over the loopback (MASTER_ADDR 127.0.0.1 or localhost, as `credence
+  /// launch` sets it): all on this machine.
+  bool on_one_machine() const { return on_one_machine_; }
 
   /// Sums each tensor across ranks, in place (one collective per dtype).
   void all_reduce_sum(const std::vector<torch::Tensor>& tensors) const;
@@ -54,6 +57,7 @@ class Communicator {
   struct Group;
   std::unique_ptr<Group> group_;
   int rank_ = 0, world_size_ = 1;
+  bool on_one_machine_ = true;
 };
 
 /// The process-group backend this build has: "gloo" (CPU tensors), or "none" when it was built
