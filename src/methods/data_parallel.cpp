@@ -76,9 +76,9 @@ bool BucketedReduction::applies(const Problem& problem, const Batch& batch) {
   if (!problem.comm || problem.comm->world_size() < 2 || batch.global_rows == 0 ||
       problem.model->find<BlockForward>() == nullptr || !problem.model->device().is_cpu())
     return false;
-  // On one machine the sums run on the cores the backward pass needs, so starting them early only
-  // adds copies and collectives (IVON and SGLD steps 15% slower on two cores): the buckets are for
-  // ranks on several machines, or when CREDENCE_BUCKET_BYTES asks for them.
+  // On one machine the sums run on the cores the backward pass needs, so starting them early
+  // hides nothing and adds copies and collectives: the buckets are for ranks on several machines,
+  // or when CREDENCE_BUCKET_BYTES asks for them.
   const char* bytes = std::getenv("CREDENCE_BUCKET_BYTES");
   return !problem.comm->on_one_machine() || (bytes && *bytes);
 }
