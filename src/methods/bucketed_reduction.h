@@ -8,6 +8,7 @@
 #include <torch/types.h>
 
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "credence/methods/method.h"
@@ -17,27 +18,26 @@ namespace credence {
 class BucketedReduction {
  public:
   static constexpr int64_t kBucketBytes = 4 << 20;
-  /// kBucketBytes, or CREDENCE_BUCKET_BYTES when set (a bucket holds at least one block).
-  static int64_t bucket_bytes();
 
-  /// Whether steps on this problem overlap: several processes sharding each minibatch, a model
-  /// with a per-block forward on the CPU, and ranks on several machines (or CREDENCE_BUCKET_BYTES
-  /// set: on one machine the sums compete with backward for the same cores).
-  static bool applies(const Problem& problem, const Batch& batch);
+  /// Whether this run's steps overlap, decided at its first step: several processes sharding each
+  /// minibatch, a model with a per-block forward on the CPU, and ranks on several machines (or
+  /// CREDENCE_BUCKET_BYTES set: on one machine the sums compete with backward for the same cores).
+  bool active(const Problem& problem, const Batch& batch);
 
-  /// model->forward(x, theta) for theta [P] or [S, P], through hooked blocks: autograd then
-  /// gives theta no gradient of its own; finish() writes the reduced one.
+  /// model->forward(x, theta) for theta [P] or [S, P]; when active, through hooked blocks:
+  /// autograd then gives theta no gradient of its own, and finish() writes the reduced one.
   torch::Tensor forward(const Problem& problem, const Batch& batch, const torch::Tensor& theta);
 
-  /// After backward: starts the buckets whose gradients did not all arrive through the hooks (a
-  /// forward that did not go through forward(), e.g. with dropout masks), waits for every bucket
-  /// and writes the sums into `grad` (defined, theta's shape): the whole-batch gradient, as
-  /// reduce_gradients gives.
+  /// In an active run, after backward: starts the buckets whose gradients did not all arrive
+  /// through the hooks (a forward that did not go through forward(), e.g. with dropout masks),
+  /// waits for every bucket and writes the sums into `grad` (defined, theta's shape): the
+  /// whole-batch gradient, as reduce_gradients gives.
   void finish(const Problem& problem, const Batch& batch, torch::Tensor& grad);
 
-  /// For a method's report: the bucket count, and the seconds finish() spent waiting for sums
-  /// over all steps (the communication not hidden).
+  /// For a method's report, in an active run: the bucket count, and the seconds finish() spent
+  /// waiting for sums over all steps (the communication not hidden). Empty otherwise.
   nlohmann::json report() const {
+    if (!active_.value_or(false)) return nlohmann::json::object();
     return {{"gradient_buckets", buckets_.size()}, {"gradient_wait_seconds", wait_seconds_}};
   }
 
@@ -49,11 +49,15 @@ class BucketedReduction {
     torch::Tensor sum;         // [len] or [S, len]
     std::function<void()> wait;
   };
+  /// CREDENCE_BUCKET_BYTES when set (InvalidArgument for a bad value); a bucket holds at least
+  /// one block.
+  static std::optional<int64_t> bucket_bytes_given();
   void build(const Problem& problem, const torch::Tensor& theta);
   void prepare(const Problem& problem, const Batch& batch, const torch::Tensor& theta);
   void arrive(size_t block, const torch::Tensor& grad);
   void start_ready(const Problem& problem);
 
+  std::optional<bool> active_;
   std::vector<Bucket> buckets_;
   std::vector<int64_t> offsets_, numels_;
   std::vector<size_t> bucket_of_;

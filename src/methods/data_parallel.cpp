@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <optional>
 
 #include "bucketed_reduction.h"
 #include "credence/core/distributed.h"
@@ -61,9 +62,9 @@ torch::Tensor gather_units(const Problem& problem, const torch::Tensor& local, i
   return all;
 }
 
-int64_t BucketedReduction::bucket_bytes() {
+std::optional<int64_t> BucketedReduction::bucket_bytes_given() {
   const char* text = std::getenv("CREDENCE_BUCKET_BYTES");
-  if (!text || !*text) return kBucketBytes;
+  if (!text || !*text) return std::nullopt;
   char* end = nullptr;
   const long long bytes = std::strtoll(text, &end, 10);
   if (*end != '\0' || bytes < 1)
@@ -72,15 +73,16 @@ int64_t BucketedReduction::bucket_bytes() {
   return bytes;
 }
 
-bool BucketedReduction::applies(const Problem& problem, const Batch& batch) {
-  if (!problem.comm || problem.comm->world_size() < 2 || batch.global_rows == 0 ||
-      problem.model->find<BlockForward>() == nullptr || !problem.model->device().is_cpu())
-    return false;
-  // On one machine the sums run on the cores the backward pass needs, so starting them early
-  // hides nothing and adds copies and collectives: the buckets are for ranks on several machines,
-  // or when CREDENCE_BUCKET_BYTES asks for them.
-  const char* bytes = std::getenv("CREDENCE_BUCKET_BYTES");
-  return !problem.comm->on_one_machine() || (bytes && *bytes);
+bool BucketedReduction::active(const Problem& problem, const Batch& batch) {
+  if (!active_) {
+    active_ = problem.comm && problem.comm->world_size() > 1 && batch.global_rows > 0 &&
+              problem.model->find<BlockForward>() != nullptr && problem.model->device().is_cpu() &&
+              // On one machine the sums run on the cores the backward pass needs, so starting them
+              // early hides nothing and adds copies and collectives: the buckets are for ranks on
+              // several machines, or when CREDENCE_BUCKET_BYTES asks for them.
+              (!problem.comm->on_one_machine() || bucket_bytes_given());
+  }
+  return *active_;
 }
 
 void BucketedReduction::build(const Problem& problem, const torch::Tensor& theta) {
@@ -95,7 +97,7 @@ void BucketedReduction::build(const Problem& problem, const torch::Tensor& theta
   }
   buckets_.clear();
   bucket_of_.assign(blocks.size(), 0);
-  const int64_t cap = bucket_bytes() / static_cast<int64_t>(theta.element_size() * (theta.dim() == 2 ? theta.size(0) : 1));
+  const int64_t cap = bucket_bytes_given().value_or(kBucketBytes) / static_cast<int64_t>(theta.element_size() * (theta.dim() == 2 ? theta.size(0) : 1));
   for (size_t i = blocks.size(); i-- > 0;) {  // from the last block: backward reaches it first
     if (buckets_.empty() || (buckets_.back().len > 0 && buckets_.back().len + numels_[i] > cap)) buckets_.emplace_back();
     auto& bucket = buckets_.back();
@@ -122,6 +124,7 @@ void BucketedReduction::prepare(const Problem& problem, const Batch& batch, cons
 }
 
 torch::Tensor BucketedReduction::forward(const Problem& problem, const Batch& batch, const torch::Tensor& theta) {
+  if (!active(problem, batch)) return problem.model->forward(batch.x, theta);
   prepare(problem, batch, theta);
   hooked_ = true;
   // Each block a leaf of its own: a hook on a view of theta would fire only when the view's

@@ -74,10 +74,9 @@ class IvonMethod : public Method {
       ivon::sample(m, h, delta_, lambda_, eps, sigma_, theta_, fused);
       if (theta_.grad().defined()) theta_.mutable_grad().zero_();
     }
-    if (!reduction_ && BucketedReduction::applies(p, batch)) reduction_ = std::make_unique<BucketedReduction>();
     // One sample takes the plain forward path (no batched matmuls).
     auto weights = mc_samples_ == 1 ? theta_.select(0, 0) : theta_;
-    auto out = reduction_ ? reduction_->forward(p, batch, weights) : p.model->forward(batch.x, weights);
+    auto out = reduction_.forward(p, batch, weights);
     if (mc_samples_ == 1) out = out.unsqueeze(0);
     auto log_sigma = state_.count("log_sigma") ? state_["log_sigma"] : torch::Tensor();
     // Per-example NLL gradient of each sample (the prior enters through delta, not the gradient).
@@ -85,10 +84,12 @@ class IvonMethod : public Method {
     auto nll = p.likelihood.nll_stacked(out, batch.y, log_sigma) / batch_size;
     nll.sum().backward();
     at::NoGradGuard no_grad;
-    auto grad = theta_.grad().defined() ? theta_.grad() : at::zeros_like(theta_);
-    if (reduction_) {
+    // Kept on theta_ and reused: with overlapped sums autograd never allocates it.
+    if (!theta_.grad().defined()) theta_.mutable_grad() = at::zeros_like(theta_);
+    auto grad = theta_.grad();
+    if (reduction_.active(p, batch)) {
       auto sums = mc_samples_ == 1 ? grad.select(0, 0) : grad;
-      reduction_->finish(p, batch, sums);
+      reduction_.finish(p, batch, sums);
     } else {
       reduce_gradients(p, batch, {grad});
     }
@@ -123,7 +124,7 @@ class IvonMethod : public Method {
                              {"hess_mean", h.mean().item<double>()},
                              {"hess_min", h.min().item<double>()},
                              {"hess_max", h.max().item<double>()}};
-    if (reduction_) report.update(reduction_->report());
+    report.update(reduction_.report());
     return report;
   }
 
@@ -147,7 +148,7 @@ class IvonMethod : public Method {
   uint64_t seed_ = 0;
   torch::Tensor delta_, prior_mean_;  ///< prior precision / N, and the prior's mean (undefined: zero)
   torch::Tensor eps_, sigma_, theta_;
-  std::unique_ptr<BucketedReduction> reduction_;  // set while steps shard minibatches over processes
+  BucketedReduction reduction_;
 };
 
 void validate_ivon(const Options& o) {

@@ -132,10 +132,9 @@ class SgmcmcMethod : public Method {
     const auto& p = *problem_;
     auto& theta = state_["theta"];
     const int64_t chains = theta.size(0);
-    if (!reduction_ && BucketedReduction::applies(p, batch)) reduction_ = std::make_unique<BucketedReduction>();
     // One chain takes the plain forward path (no batched matmuls).
     auto weights = chains == 1 ? theta.select(0, 0) : theta;
-    auto out = reduction_ ? reduction_->forward(p, batch, weights) : p.model->forward(batch.x, weights);
+    auto out = reduction_.forward(p, batch, weights);
     if (chains == 1) out = out.unsqueeze(0);
     auto log_sigma = state_.count("log_sigma") ? state_["log_sigma"] : torch::Tensor();
     // g = grad U / N with U = N * (mean batch NLL) + prior: the per-example gradient.
@@ -143,12 +142,13 @@ class SgmcmcMethod : public Method {
     nll.backward();
     auto& grad = theta.mutable_grad();
     if (!grad.defined()) grad = at::zeros_like(theta);
-    if (reduction_) {  // the prior's gradient is alike on every rank: added after the sum
+    const bool overlapped = reduction_.active(p, batch);
+    if (overlapped) {  // the prior's gradient is alike on every rank: added after the sum
       auto sums = chains == 1 ? grad.select(0, 0) : grad;
-      reduction_->finish(p, batch, sums);
+      reduction_.finish(p, batch, sums);
     }
     const double prior = p.prior.add_grad(theta, grad, 1.0 / static_cast<double>(n_));
-    if (!reduction_) reduce_gradients(p, batch, {grad});
+    if (!overlapped) reduce_gradients(p, batch, {grad});
     at::NoGradGuard no_grad;
     if (log_sigma.defined()) update_sigma(out, batch);
     double lr = lr_;
@@ -173,7 +173,7 @@ class SgmcmcMethod : public Method {
     return posterior;
   }
 
-  nlohmann::json report() const override { return reduction_ ? reduction_->report() : nlohmann::json::object(); }
+  nlohmann::json report() const override { return reduction_.report(); }
 
   Likelihood fitted_likelihood() const override {
     Likelihood l = problem_->likelihood;
@@ -257,7 +257,7 @@ class SgmcmcMethod : public Method {
   int64_t n_ = 0, total_ = 0, cycles_ = 1, collected_ = 0;
   uint64_t seed_ = 0;
   std::vector<int64_t> collect_;
-  std::unique_ptr<BucketedReduction> reduction_;  // set while steps shard minibatches over processes
+  BucketedReduction reduction_;
 };
 
 // Samplers start at a MAP fit by default: a short run started at random is still far from the

@@ -86,7 +86,6 @@ StepInfo PointTrainer::step(const Batch& batch) {
   const auto& p = *problem_;
   auto& theta = state_["theta"];
   optimizer_->zero_grad();
-  if (!reduction_ && !spread_ && BucketedReduction::applies(p, batch)) reduction_ = std::make_unique<BucketedReduction>();
   auto out = outputs(batch, theta);
   auto ls = state_.count("log_sigma") ? state_["log_sigma"] : torch::Tensor();
   // Per-example objective: NLL averaged over the batch plus the prior spread over N examples,
@@ -97,12 +96,13 @@ StepInfo PointTrainer::step(const Batch& batch) {
   auto extra = extra_objective(out, batch);
   (extra.defined() ? nll + extra : nll).backward();
   if (!theta.grad().defined()) theta.mutable_grad() = at::zeros_like(theta);
-  if (reduction_) {  // the prior's gradient is alike on every rank: added after the sum
-    reduction_->finish(p, batch, theta.mutable_grad());
+  const bool overlapped = reduction_.active(p, batch);
+  if (overlapped) {  // the prior's gradient is alike on every rank: added after the sum
+    reduction_.finish(p, batch, theta.mutable_grad());
     if (state_.count("log_sigma")) reduce_gradients(p, batch, {state_["log_sigma"].mutable_grad()});
   }
   double prior = p.prior.add_grad(theta, theta.mutable_grad(), 1.0 / static_cast<double>(p.train.size()));
-  if (!reduction_) reduce_gradients(p, batch, state_);
+  if (!overlapped) reduce_gradients(p, batch, state_);
   if (spread_ && state_.count("log_sigma")) p.comm->all_reduce_sum({state_["log_sigma"].mutable_grad()});
   adjust_gradient(theta.mutable_grad());
   optimizer_->step();
@@ -112,11 +112,6 @@ StepInfo PointTrainer::step(const Batch& batch) {
 
 std::shared_ptr<Posterior> PointTrainer::finalize() {
   return std::make_shared<ParticlePosterior>(gather_members(state_["theta"].detach().clone()));
-}
-
-nlohmann::json PointTrainer::report() const {
-  if (!reduction_) return nlohmann::json::object();
-  return reduction_->report();
 }
 
 Likelihood PointTrainer::fitted_likelihood() const {

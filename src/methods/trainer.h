@@ -29,8 +29,8 @@ class PointTrainer : public Method {
   StepInfo step(const Batch& batch) override;
   std::shared_ptr<Posterior> finalize() override;
   Likelihood fitted_likelihood() const override;
-  /// With a bucketed reduction: its bucket count and the seconds spent waiting for sums.
-  nlohmann::json report() const override;
+  /// With overlapped gradient sums: their bucket count and the seconds spent waiting for them.
+  nlohmann::json report() const override { return reduction_.report(); }
 
  protected:
   /// Takes `theta` ([P] or [M, P]) as the trained state; `optimizer` is adam or sgd (momentum 0.9).
@@ -57,13 +57,13 @@ class PointTrainer : public Method {
   /// The network outputs a step fits (e.g. with dropout masks); the plain forward by default,
   /// through the bucketed reduction's hooked blocks when the step shards its minibatch.
   virtual torch::Tensor outputs(const Batch& batch, const torch::Tensor& theta) {
-    return reduction_ ? reduction_->forward(*problem_, batch, theta) : problem_->model->forward(batch.x, theta);
+    return reduction_.forward(*problem_, batch, theta);
   }
 
  private:
   const Problem* problem_ = nullptr;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
-  std::unique_ptr<BucketedReduction> reduction_;  // set while steps shard minibatches over processes
+  BucketedReduction reduction_;
   bool spread_ = false;  // members spread over the processes
   int64_t first_member_ = 0, members_ = 1;
 };
