@@ -12,6 +12,7 @@
 #include "credence/core/rng.h"
 #include "credence/eval/diagnostics.h"
 #include "credence/model/subset.h"
+#include "credence/model/subspace.h"
 #include "inner_fit.h"
 
 namespace credence {
@@ -116,7 +117,14 @@ class HmcMethod : public Method {
     map_theta_ = map->particles()[0].to(at::kDouble);
     subset_ = ParamSubset::parse(options_.get_string("subset"), *problem.model);
     // Elliptical slice sampling moves Gaussian-prior coordinates only: the noise stays the MAP's.
+    // In a subspace the weights off it stay at a point fitted longer than the MAP (the SWA mean),
+    // whose training residuals understate the noise: there the noise stays the MAP's as well.
     sample_noise_ = kind_ != SamplerKind::Ess && likelihood_.kind == LikelihoodKind::Gaussian && likelihood_.learn_sigma;
+    if (sample_noise_) {
+      const std::string noise = options_.get_string("noise");
+      const bool in_subspace = problem.model->find_capability(typeid(Subspace)) != nullptr;
+      sample_noise_ = noise == "sample" || (noise == "auto" && !in_subspace);
+    }
   }
 
   std::shared_ptr<Posterior> finalize() override {
@@ -288,6 +296,10 @@ std::vector<Field> sampler_fields() {
           {"precision", FieldType::Choice, "float64",
            "arithmetic of the network's forward and backward passes: float64, or float32 (cheaper)",
            {"float64", "float32"}},
+          {"noise", FieldType::Choice, "auto",
+           "Gaussian noise: sample (with the weights, under the Gamma prior below), map (kept at the MAP's), or "
+           "auto (map in a subspace, pca:K or random:K; sample otherwise)",
+           {"auto", "sample", "map"}},
           {"noise_shape", FieldType::Double, "1", "Gamma prior on the noise precision: shape", {}},
           {"noise_rate", FieldType::Double, "0.1", "Gamma prior on the noise precision: rate", {}}};
 }
@@ -345,7 +357,7 @@ MethodInfo ess_method_info() {
   info.summary = "Elliptical slice sampling on the full-batch posterior (no step size to tune; the noise stays the "
                  "MAP's): for few coordinates, e.g. a subspace (subset=pca:K), post-hoc";
   for (const auto& f : sampler_fields())
-    if (f.name != "target_accept" && f.name != "metric" && f.name != "noise_shape" && f.name != "noise_rate")
+    if (f.name != "target_accept" && f.name != "metric" && f.name != "noise" && f.name != "noise_shape" && f.name != "noise_rate")
       info.fields.push_back(f);
   info.fields.push_back({"reference", FieldType::Choice, "auto",
                          "the Gaussian whose ellipses the chains follow: laplace (the posterior's curvature at the MAP, "

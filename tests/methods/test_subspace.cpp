@@ -91,6 +91,20 @@ TEST(Subspace, EllipticalSliceSamplingInAFullRankPcaSubspaceIsTheConjugatePoster
   expect_full_rank_subspace_posterior("pca:4", "ess");
 }
 
+// With a learned noise level, NUTS keeps it at the MAP's in a subspace (the weights off it stay
+// at a point too) unless noise=sample asks otherwise; on the full network it samples it.
+TEST(Subspace, NutsKeepsTheMapsNoiseInASubspaceByDefault) {
+  auto noise_draws = [](const std::string& method) {
+    auto req = conjugate_request(method, 20, 1e-2);
+    req.likelihood = "gaussian";
+    return dynamic_cast<const ParticlePosterior&>(*fit(req).posterior).log_sigma().defined();
+  };
+  EXPECT_FALSE(noise_draws("nuts:chains=1,warmup=20,draws=20,subset=random:2"));
+  EXPECT_TRUE(noise_draws("nuts:chains=1,warmup=20,draws=20,subset=random:2,noise=sample"));
+  EXPECT_TRUE(noise_draws("nuts:chains=1,warmup=20,draws=20"));
+  EXPECT_FALSE(noise_draws("nuts:chains=1,warmup=20,draws=20,noise=map"));
+}
+
 TEST(Subspace, OnlySamplersAndViRunInASubspace) {
   EXPECT_THROW(fit(conjugate_request("laplace:subset=pca:2", 5, 1e-2)), NotSupported);
   EXPECT_THROW(fit(conjugate_request("nuts:subset=pca:0", 5, 1e-2)), InvalidArgument);
