@@ -208,7 +208,15 @@ torch::Tensor NetworkModel::run_blocks(const torch::Tensor& x, const std::vector
         const auto W = param(op.weight_block);
         const auto b = op.bias ? param(op.bias_block) : torch::Tensor();
         if (op.scale != 1.0) h = h * op.scale;
-        if (!st) {
+        if (st && a.per_set && constant_in_every_set(parts, op)) {
+          // One weight for every set (a frozen backbone's): an ordinary convolution over the sets'
+          // images side by side in the batch costs less than a grouped one with the weight repeated.
+          const int64_t H = h.size(-2), Wd = h.size(-1);
+          auto sets = h.reshape({N, S, op.in, H, Wd}).transpose(0, 1).reshape({S * N, op.in, H, Wd});
+          auto y = at::conv2d(sets, W[0].view({op.out, op.in, op.kernel, op.kernel}), op.bias ? b[0] : b, op.stride,
+                              op.padding);
+          h = y.view({S, N, op.out, y.size(-2), y.size(-1)}).transpose(0, 1).reshape({N, S * op.out, y.size(-2), y.size(-1)});
+        } else if (!st) {
           if (trace)  // unfolded patches [N, locations, in * k * k]: a linear layer shared by locations
             trace->inputs.push_back(at::im2col(h.detach(), {op.kernel, op.kernel}, {1, 1}, {op.padding, op.padding},
                                                {op.stride, op.stride})
