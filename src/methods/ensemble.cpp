@@ -26,7 +26,7 @@ class EnsembleMethod : public PointTrainer {
     // Member 0 starts where MAP starts, so a one-member ensemble is MAP.
     setup_members(problem, members, options_.get_string("optimizer"),
                   problem.comm && splits_units(problem.comm->world_size()));
-    per_member_ = options_.get_string("shuffle") == "member" && members > 1;
+    per_member_ = members_shuffle_apart(options_.get_string("shuffle"), *problem.model, members);
   }
 
   // Own data orders make members disagree more than different initializations alone.
@@ -50,8 +50,7 @@ MethodInfo ensemble_method_info() {
   info.summary = "Deep ensemble: M independently initialized members trained as one batched computation";
   info.fields = {{"members", FieldType::Int, "5", "number of members", {}},
                  {"optimizer", FieldType::Choice, "adam", "optimizer: adam or sgd (momentum 0.9)", {"adam", "sgd"}},
-                 {"shuffle", FieldType::Choice, "member",
-                  "data order: member (each its own shuffle) or shared (one order for all)", {"member", "shared"}},
+                 shuffle_field(),
                  {"parallel", FieldType::Choice, "auto",
                   "several processes: members (each trains its share of the members on all the data), data (all "
                   "members, each on its share of every minibatch), auto (members when there are enough)",

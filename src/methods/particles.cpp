@@ -57,7 +57,7 @@ class ParticleMethod : public PointTrainer {
     function_space_ = rule_ == Rule::Repulsive && options_.get_string("space") == "function";
     bandwidth_ = options_.get_double("bandwidth");
     setup_members(problem, members, options_.get_string("optimizer"), problem.comm != nullptr);
-    per_member_ = options_.get_string("shuffle") == "member" && members > 1;
+    per_member_ = members_shuffle_apart(options_.get_string("shuffle"), *problem.model, members);
   }
 
   StepInfo step(const Batch& batch) override {
@@ -122,8 +122,7 @@ std::vector<Field> common_fields(const std::string& members) {
   return {{"members", FieldType::Int, members, "number of particles (members)", {}},
           {"optimizer", FieldType::Choice, "adam", "optimizer: adam or sgd (momentum 0.9)", {"adam", "sgd"}},
           {"bandwidth", FieldType::Double, "0", "RBF kernel bandwidth h in exp(-d^2/h); 0: median heuristic", {}},
-          {"shuffle", FieldType::Choice, "member",
-           "data order: member (each its own shuffle) or shared (one order for all)", {"member", "shared"}}};
+          shuffle_field()};
 }
 
 void validate_common(const std::string& name, const Options& o) {

@@ -11,8 +11,28 @@
 #include "credence/core/distributed.h"
 #include "credence/core/error.h"
 #include "credence/core/rng.h"
+#include "credence/model/frozen.h"
 
 namespace credence {
+
+Field shuffle_field() {
+  return {"shuffle", FieldType::Choice, "auto",
+          "data order: member (each its own shuffle), shared (one order for all), or auto (shared when the "
+          "network's first layer, adapter included, is frozen, so that the frozen layers before the first trainable "
+          "one run once for all members; member otherwise)",
+          {"auto", "member", "shared"}};
+}
+
+bool members_shuffle_apart(const std::string& shuffle, const Model& model, int64_t members) {
+  if (members < 2 || shuffle == "shared") return false;
+  if (shuffle == "member") return true;
+  // The first layer is frozen when the first trainable tensor is neither its own nor its adapter's.
+  const auto* frozen = model.find<FrozenParameters>();
+  if (!frozen) return true;
+  const std::string& first = frozen->unfrozen_model().layout().blocks.front().name;
+  const std::string layer = first.substr(0, first.rfind('.') + 1);  // "stem." of "stem.weight"
+  return model.layout().blocks.front().name.rfind(layer, 0) == 0;
+}
 
 Batch MemberBatches::make(const Problem& problem, const Batch& batch, int64_t members, int64_t first) {
   const auto& train = problem.train;

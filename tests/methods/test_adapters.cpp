@@ -182,6 +182,30 @@ TEST(Adapters, FittingLeavesTheBackboneBitIdentical) {
   EXPECT_EQ(fitted.info.at("adapters"), "lora:rank=2");
 }
 
+// Ensemble members share one data order by default when the backbone's first layer is frozen
+// (its frozen layers then run once for all members), and take their own otherwise.
+TEST(Adapters, EnsembleMembersShareTheDataOrderWhenTheFirstLayerIsFrozen) {
+  auto model = make_model("resnet:8?width=4&groups=2", {1, 8, 8}, 3);
+  auto members = [&](const std::string& targets, const std::string& method) {
+    FitRequest req;
+    req.data = image_data(64, 2);
+    req.built_model = with_initial_weights(model, model->init_params(11));
+    req.adapters = "lora:rank=2,targets=" + targets;
+    req.method = method;
+    req.train.epochs = 2;
+    req.train.batch_size = 16;
+    req.train.quiet = true;
+    return dynamic_cast<const ParticlePosterior&>(*fit(req).posterior).particles();
+  };
+  for (const std::string targets : {"stage3", "all"}) {
+    auto automatic = members(targets, "ensemble:members=2");
+    const bool shared = at::equal(automatic, members(targets, "ensemble:members=2,shuffle=shared"));
+    const bool apart = at::equal(automatic, members(targets, "ensemble:members=2,shuffle=member"));
+    EXPECT_EQ(shared, targets == "stage3") << targets;
+    EXPECT_EQ(apart, targets == "all") << targets;
+  }
+}
+
 // A network of linear maps on [d, 1, 1] inputs: fc then a one-output head.
 std::shared_ptr<Model> linear_backbone(int64_t d, int64_t k) {
   std::vector<NetOp> ops = {net_op(NetOp::GlobalPool), net_op(NetOp::Linear, "fc", d, k),
