@@ -203,6 +203,12 @@ torch::Tensor NetworkModel::run_blocks(const torch::Tensor& x, const std::vector
                            constant_in_every_set(parts, op);
     const bool st = stacked && !shared_op;
     auto param = [&](int block) { return shared_op ? parts[block][0] : parts[block]; };
+    // A constant layer (a frozen backbone's) among differentiated ones is not traced: no curvature
+    // is taken over it, and unfolding a convolution's patches costs about as much as the convolution.
+    ForwardTrace* op_trace = trace && op.weight_block >= 0 && at::GradMode::is_enabled() &&
+                                     !parts[op.weight_block].requires_grad()
+                                 ? nullptr
+                                 : trace;
     switch (op.kind) {
       case NetOp::Conv: {
         const auto W = param(op.weight_block);
@@ -217,12 +223,12 @@ torch::Tensor NetworkModel::run_blocks(const torch::Tensor& x, const std::vector
                               op.padding);
           h = y.view({S, N, op.out, y.size(-2), y.size(-1)}).transpose(0, 1).reshape({N, S * op.out, y.size(-2), y.size(-1)});
         } else if (!st) {
-          if (trace)  // unfolded patches [N, locations, in * k * k]: a linear layer shared by locations
-            trace->inputs.push_back(at::im2col(h.detach(), {op.kernel, op.kernel}, {1, 1}, {op.padding, op.padding},
+          if (op_trace)  // unfolded patches [N, locations, in * k * k]: a linear layer shared by locations
+            op_trace->inputs.push_back(at::im2col(h.detach(), {op.kernel, op.kernel}, {1, 1}, {op.padding, op.padding},
                                                {op.stride, op.stride})
                                         .transpose(1, 2));
           h = at::conv2d(h, W.view({op.out, op.in, op.kernel, op.kernel}), b, op.stride, op.padding);
-          if (trace) trace->outputs.push_back(h);
+          if (op_trace) op_trace->outputs.push_back(h);
         } else {
           h = at::conv2d(per_set_copy(a, S), W.reshape({S * op.out, op.in, op.kernel, op.kernel}),
                          op.bias ? b.reshape({S * op.out}) : b, op.stride, op.padding, 1, S);
@@ -235,9 +241,9 @@ torch::Tensor NetworkModel::run_blocks(const torch::Tensor& x, const std::vector
         const auto b = op.bias ? param(op.bias_block) : torch::Tensor();
         if (op.scale != 1.0) h = h * op.scale;
         if (!st) {
-          if (trace) trace->inputs.push_back(h.detach());
+          if (op_trace) op_trace->inputs.push_back(h.detach());
           h = at::linear(h, W.view({op.out, op.in}), b);
-          if (trace) trace->outputs.push_back(h);
+          if (op_trace) op_trace->outputs.push_back(h);
         } else {
           auto in = per_set_copy(a, S);
           auto shape = in.sizes().vec();
@@ -251,11 +257,11 @@ torch::Tensor NetworkModel::run_blocks(const torch::Tensor& x, const std::vector
       case NetOp::GroupNorm: {
         const auto w = param(op.weight_block);
         const auto b = param(op.bias_block);
-        if (!st && trace) {  // the normalized input is this Scale layer's factor
+        if (!st && op_trace) {  // the normalized input is this Scale layer's factor
           auto normalized = at::group_norm(h, op.groups);
-          trace->inputs.push_back(normalized.detach());
+          op_trace->inputs.push_back(normalized.detach());
           h = normalized * w.view({1, op.out, 1, 1}) + b.view({1, op.out, 1, 1});
-          trace->outputs.push_back(h);
+          op_trace->outputs.push_back(h);
         } else if (!st) {
           h = at::group_norm(h, op.groups, w, b);
         } else {  // groups never straddle sets: S * groups groups over S * C channels
@@ -268,9 +274,9 @@ torch::Tensor NetworkModel::run_blocks(const torch::Tensor& x, const std::vector
         const auto w = param(op.weight_block);
         const auto b = param(op.bias_block);
         if (!st) {  // the input itself is this Scale layer's factor
-          if (trace) trace->inputs.push_back(h.detach());
+          if (op_trace) op_trace->inputs.push_back(h.detach());
           h = h * w.view({1, op.out, 1, 1}) + b.view({1, op.out, 1, 1});
-          if (trace) trace->outputs.push_back(h);
+          if (op_trace) op_trace->outputs.push_back(h);
         } else {  // grouped channels: set s's channels are s * C ... (s + 1) * C - 1
           h = per_set_copy(a, S) * w.reshape({1, S * op.out, 1, 1}) + b.reshape({1, S * op.out, 1, 1});
         }
@@ -283,11 +289,11 @@ torch::Tensor NetworkModel::run_blocks(const torch::Tensor& x, const std::vector
       case NetOp::LayerNorm: {
         const auto w = param(op.weight_block);
         const auto b = param(op.bias_block);
-        if (!st && trace) {
+        if (!st && op_trace) {
           auto normalized = at::layer_norm(h, {op.out});
-          trace->inputs.push_back(normalized.detach());
+          op_trace->inputs.push_back(normalized.detach());
           h = normalized * w + b;
-          trace->outputs.push_back(h);
+          op_trace->outputs.push_back(h);
         } else if (!st) {
           h = at::layer_norm(h, {op.out}, w, b);
         } else {
@@ -298,9 +304,9 @@ torch::Tensor NetworkModel::run_blocks(const torch::Tensor& x, const std::vector
       case NetOp::PosEmbed: {
         const auto w = param(op.weight_block);
         if (!st) {
-          if (trace) trace->inputs.push_back(torch::Tensor());
+          if (op_trace) op_trace->inputs.push_back(torch::Tensor());
           h = h + w.view({op.groups, op.out});
-          if (trace) trace->outputs.push_back(h);
+          if (op_trace) op_trace->outputs.push_back(h);
         } else {
           h = per_set_copy(a, S) + set_view(w, S, {1, op.groups, op.out});
         }
@@ -310,9 +316,9 @@ torch::Tensor NetworkModel::run_blocks(const torch::Tensor& x, const std::vector
         const auto W = param(op.weight_block);
         const auto ids = token_ids(h, op.in, spec_);
         if (!st) {
-          if (trace) trace->inputs.push_back(at::one_hot(ids, op.in).to(h.scalar_type()));  // the dense input
+          if (op_trace) op_trace->inputs.push_back(at::one_hot(ids, op.in).to(h.scalar_type()));  // the dense input
           h = at::embedding(W.view({op.out, op.in}).t(), ids);
-          if (trace) trace->outputs.push_back(h);
+          if (op_trace) op_trace->outputs.push_back(h);
         } else {  // the S tables stacked: set s's id k is row s * in + k
           auto table = W.view({S, op.out, op.in}).transpose(1, 2).reshape({S * op.in, op.out});
           auto offsets = at::arange(S, ids.options()).mul_(op.in).view({S, 1, 1});
@@ -374,6 +380,10 @@ torch::Tensor NetworkModel::run_blocks(const torch::Tensor& x, const std::vector
         a.image = false;
         break;
       }
+    }
+    if (trace && !op_trace) {
+      trace->inputs.push_back(torch::Tensor());
+      trace->outputs.push_back(a.h);
     }
     if (op.weight_block >= 0 && !shared_op) a.per_set = true;
   }
