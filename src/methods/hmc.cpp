@@ -122,7 +122,7 @@ class HmcMethod : public Method {
     sample_noise_ = kind_ != SamplerKind::Ess && likelihood_.kind == LikelihoodKind::Gaussian && likelihood_.learn_sigma;
     if (sample_noise_) {
       const std::string noise = options_.get_string("noise");
-      const bool in_subspace = problem.model->find_capability(typeid(Subspace)) != nullptr;
+      const bool in_subspace = problem.model->find<Subspace>() != nullptr;
       sample_noise_ = noise == "sample" || (noise == "auto" && !in_subspace);
     }
   }

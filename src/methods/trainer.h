@@ -11,9 +11,6 @@
 
 namespace credence {
 
-/// Per-member minibatches for M stacked members: member m takes the rows at the batch's positions
-/// of its own keyed permutation of the epoch (member 0's is the fit driver's), gathered into one
-/// [M, B, ...] batch in reused buffers. The members are `first`, ..., `first + M - 1` of the fit.
 /// The `shuffle` option of methods that train stacked members: member, shared or auto.
 Field shuffle_field();
 /// Whether each of `members` members takes its own data order under `shuffle`: auto shares one
@@ -21,6 +18,9 @@ Field shuffle_field();
 /// on), so that the frozen layers before the first trainable one run once for all members.
 bool members_shuffle_apart(const std::string& shuffle, const Model& model, int64_t members);
 
+/// Per-member minibatches for M stacked members: member m takes the rows at the batch's positions
+/// of its own keyed permutation of the epoch (member 0's is the fit driver's), gathered into one
+/// [M, B, ...] batch in reused buffers. The members are `first`, ..., `first + M - 1` of the fit.
 class MemberBatches {
  public:
   Batch make(const Problem& problem, const Batch& batch, int64_t members, int64_t first = 0);
