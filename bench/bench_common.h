@@ -80,10 +80,11 @@ inline double stderr_of_mean(const std::vector<double>& v) {
   return std::sqrt(ss / static_cast<double>(v.size() - 1)) / std::sqrt(static_cast<double>(v.size()));
 }
 
-/// What every benchmark does first: tune the allocator, set the threads, and print the machine and
+/// What every benchmark does first: tune the allocator, flush subnormals, set the threads, and print the machine and
 /// the runtime (LibTorch, the BLAS actually loaded, threads) so its numbers can be traced.
 inline void start(int threads) {
   tune_allocator();
+  flush_denormals();
   set_threads(threads);
   fmt::print("machine: {}\nruntime: {}\n", machine_summary(), runtime_summary());
 }

@@ -146,6 +146,7 @@ py::dict predictive_dict(const Predictive& p) {
 PYBIND11_MODULE(_credence, m) {
   m.doc() = "credence's C++ core; use the `credence` package";
   tune_allocator();
+  flush_denormals();  // process-wide, as torch.set_flush_denormal(True)
   set_threads(1);
   // Subclasses first, so that each error maps to its own Python type.
   static py::exception<Error> error(m, "Error", PyExc_RuntimeError);

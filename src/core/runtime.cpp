@@ -1,5 +1,6 @@
 #include "credence/core/runtime.h"
 
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
 #include <dlfcn.h>
@@ -31,6 +32,8 @@ void tune_allocator() {
   mallopt(M_MMAP_THRESHOLD, 1 << 30);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
+
+void flush_denormals() { at::globalContext().setFlushDenormal(true); }
 
 std::string blas_kernels() {
   using CoreName = char* (*)();

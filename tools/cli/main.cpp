@@ -49,6 +49,7 @@ int report(const std::string& raw) {
 int main(int argc, char** argv) {
   credence::use_fast_blas_kernels(argv);
   credence::tune_allocator();
+  credence::flush_denormals();
   // A peer of a data-parallel run that dies closes its sockets; writing to one must be an error
   // we can report, not a SIGPIPE that ends this process without a word.
   std::signal(SIGPIPE, SIG_IGN);
