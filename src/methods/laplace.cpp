@@ -75,8 +75,9 @@ class LaplaceMethod : public Method {
     report_["curvature_seconds"] = seconds_since(start);  // the pass over the data
     start = std::chrono::steady_clock::now();
     std::string prior = options_.get_string("prior");
+    const bool automatic = prior == "auto";
     // A learned prior (--prior FILE) is kept as it is; an isotropic one is tuned.
-    if (prior == "auto") prior = problem.prior.source.empty() ? "marglik" : "fixed";
+    if (automatic) prior = problem.prior.source.empty() ? "marglik" : "fixed";
     auto prior_precision = starting_prior_precision(problem, subset, prior, theta);
     if (prior == "val" && !problem.val)
       throw InvalidArgument("laplace: prior=val needs a validation part; add holdout=val:0.1 to --data");
@@ -88,7 +89,9 @@ class LaplaceMethod : public Method {
     start = std::chrono::steady_clock::now();
     if (prior.rfind("marglik", 0) == 0) {
       const bool tune_sigma = likelihood_.kind == LikelihoodKind::Gaussian && likelihood_.learn_sigma;
+      const double map_sigma = likelihood_.sigma;
       optimize_marglik(*posterior_, prior == "marglik:layerwise", tune_sigma);
+      if (automatic && problem.val) keep_the_better_prior(problem, prior_precision, map_sigma);
       likelihood_.sigma = posterior_->sigma();
     }
     posterior_->predictive_type =
@@ -167,16 +170,37 @@ class LaplaceMethod : public Method {
     return ParamSubset::from_index(spec, model, all.index.index_select(0, top));
   }
 
-  // Picks the prior precision on a log grid by the predictive NLL on the validation part
-  // (standardized units: the argmin is the same as in original units).
-  void tune_on_validation(const Problem& problem) {
+  // The posterior's predictive NLL on the validation part (standardized units: argmins are the
+  // same as in original units).
+  double validation_nll(const Problem& problem) const {
     const auto& val = *problem.val;
+    Likelihood likelihood = likelihood_;
+    likelihood.sigma = posterior_->sigma();
+    auto p = posterior_->predict(*problem.model, likelihood, val.x, 0.0, 1.0, {});
+    return val.task == Task::Classification ? classification_nll(p, val.y) : regression_nll(p, val.y);
+  }
+
+  // The evidence can favour a prior that predicts worse than the MAP's own: with a validation
+  // part, prior=auto keeps whichever of the two predicts it better and reports both.
+  void keep_the_better_prior(const Problem& problem, const torch::Tensor& map_precision, double map_sigma) {
+    auto evidence_precision = posterior_->prior_precision().clone();
+    const double evidence_sigma = posterior_->sigma(), evidence_nll = validation_nll(problem);
+    posterior_->set_hyper(map_precision, map_sigma);
+    const double map_prior_nll = validation_nll(problem);
+    const bool evidence = evidence_nll <= map_prior_nll;
+    if (evidence) posterior_->set_hyper(evidence_precision, evidence_sigma);
+    report_["prior_choice"] = {{"chosen", evidence ? "marglik" : "fixed"},
+                               {"val_nll_marglik", evidence_nll},
+                               {"val_nll_fixed", map_prior_nll}};
+  }
+
+  // Picks the prior precision on a log grid by the predictive NLL on the validation part.
+  void tune_on_validation(const Problem& problem) {
     double best_nll = std::numeric_limits<double>::infinity(), best = 1.0;
     for (int i = -4 * 4; i <= 4 * 4; ++i) {
       double delta = std::pow(10.0, i / 4.0);
       posterior_->set_hyper(at::full({1}, delta, posterior_->theta().options()), posterior_->sigma());
-      auto p = posterior_->predict(*problem.model, likelihood_, val.x, 0.0, 1.0, {});
-      double nll = val.task == Task::Classification ? classification_nll(p, val.y) : regression_nll(p, val.y);
+      double nll = validation_nll(problem);
       if (nll < best_nll) best_nll = nll, best = delta;
     }
     posterior_->set_hyper(at::full({1}, best, posterior_->theta().options()), posterior_->sigma());

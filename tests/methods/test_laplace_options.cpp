@@ -211,3 +211,44 @@ TEST(LaplaceLowRank, FullRankEqualsFullAndTopEigenpairsMatch) {
   EXPECT_THROW(compute_lowrank_curvature(*model, lik, all, theta, data, CurvatureKind::GGN, 28), InvalidArgument);
 }
 }  // namespace credence
+
+namespace credence {
+
+// With a validation part, prior=auto ends with whichever of the evidence's prior and the MAP's own
+// predicts the validation part better, and reports both (classification and regression with a
+// learned noise).
+TEST(LaplacePrior, AutoKeepsTheBetterOfTheEvidenceAndTheMapPriorOnValidation) {
+  for (std::string data : {"synthetic:moons?n=200&holdout=val:0.25", "synthetic:sine?n=120&holdout=val:0.25"}) {
+    SCOPED_TRACE(data);
+    FitRequest req;
+    req.data = load_data(data);
+    req.model = "mlp:8";
+    req.train.epochs = 30;
+    req.train.quiet = true;
+    req.method = "map";
+    auto map = fit(req);
+    req.map = &map;
+    std::map<std::string, double> val_nll;
+    for (std::string prior : {"marglik", "fixed"}) {
+      req.method = "laplace:subset=all,prior=" + prior;
+      val_nll[prior] = fit(req).info.at("val_nll").get<double>();
+    }
+    req.method = "laplace:subset=all";
+    auto automatic = fit(req);
+    const auto choice = automatic.info.at("report").at("prior_choice");
+    const std::string chosen = choice.at("chosen").get<std::string>();
+    EXPECT_EQ(chosen, val_nll["marglik"] <= val_nll["fixed"] ? "marglik" : "fixed");
+    EXPECT_NEAR(automatic.info.at("val_nll").get<double>(), std::min(val_nll["marglik"], val_nll["fixed"]), 1e-6);
+    EXPECT_LE(choice.at("val_nll_" + chosen).get<double>(),
+              choice.at(chosen == "fixed" ? "val_nll_marglik" : "val_nll_fixed").get<double>());
+  }
+  FitRequest req;  // without a validation part there is nothing to compare
+  req.data = load_data("synthetic:moons?n=200");
+  req.model = "mlp:8";
+  req.train.epochs = 5;
+  req.train.quiet = true;
+  req.method = "laplace";
+  EXPECT_FALSE(fit(req).info.at("report").contains("prior_choice"));
+}
+
+}  // namespace credence
