@@ -7,7 +7,9 @@
 #include <fmt/format.h>
 
 #include "bench_common.h"
+#include "laplace_floor.h"
 #include "credence/credence.h"
+#include "credence/model/subset.h"
 #include "credence/posterior/laplace.h"
 
 using namespace credence;
@@ -26,6 +28,19 @@ void print_row(const Row& r) {
              r.metrics.at("accuracy"), r.metrics.at("nll"), r.metrics.at("ece"), r.metrics.at("brier"), r.fit,
              r.predict);
   std::fflush(stdout);
+}
+
+void print_floor(const Row& r, const bench::LaplaceFloor& f) {
+  fmt::print("   floor: fit {:.2f}s (fit / floor {:.2f}), predict {:.2f}s (predict / floor {:.2f})\n", f.fit,
+             r.fit / f.fit, f.predict, r.predict / f.predict);
+}
+
+// The dense layers' shapes of an `mlp`, for the floors; empty for other families.
+std::vector<bench::DenseShape> dense_shapes(const Model& model) {
+  if (model.spec().rfind("mlp", 0) != 0) return {};
+  std::vector<bench::DenseShape> shapes;
+  for (const auto& l : ParamSubset::parse("all", model).layers) shapes.push_back({l.in, l.out});
+  return shapes;
 }
 }  // namespace
 
@@ -73,6 +88,9 @@ int main(int argc, char** argv) {
   start = Clock::now();
   stacked_outputs(*map.model, train.x, theta, 1000);
   double forward_pass = seconds_since(start);
+  std::map<std::string, bench::LaplaceFloor> floors;
+  if (auto shapes = dense_shapes(*map.model); !shapes.empty())
+    floors = bench::laplace_floors(shapes, train.size(), test.size(), forward_pass, map_row.predict);
 
   std::vector<std::string> variants = {"laplace:subset=last_layer,hessian=kron", "laplace:subset=last_layer,hessian=diag",
                                        "laplace:subset=last_layer,hessian=kron,link=bridge"};
@@ -101,6 +119,7 @@ int main(int argc, char** argv) {
     for (const std::string key : {"curvature_seconds", "factor_seconds", "marglik_seconds", "prior_precision"})
       if (report.contains(key)) parts += fmt::format("  {} {:.3g}", key, report.at(key).get<double>());
     if (!parts.empty()) fmt::print("   {}\n", parts);
+    if (floors.count(method)) print_floor(r, floors.at(method));
     rows[method] = r;
     if (method == "laplace:subset=all,hessian=kron" && !only_kfac_mc) {
       // The full C x C function covariance of the all-weights KFAC GLM predictive on the test set.
@@ -139,6 +158,7 @@ int main(int argc, char** argv) {
     }
   }
   if (!skip_all && !only_kfac_mc)
-    fmt::print("  all-weights KFAC fit, exact GGN: {:.2f}s\n", rows.at("laplace:subset=all,hessian=kron").fit);
+    fmt::print("  all-weights KFAC fit, exact GGN: {:.2f}s, {:.2f} training epochs\n",
+               rows.at("laplace:subset=all,hessian=kron").fit, rows.at("laplace:subset=all,hessian=kron").fit / epoch_seconds);
   return 0;
 }
