@@ -176,6 +176,21 @@ TEST_F(Cli, CompareRowsGiveLaplaceFitPartsAndTunedHyperparameters) {
   }
 }
 
+// With a validation part, Laplace's row says which prior prior=auto kept and both validation NLLs.
+TEST_F(Cli, CompareRowsGiveLaplacePriorChoice) {
+  auto json = path("choice.json");
+  auto r = run("compare -q --data 'synthetic:moons?n=200&holdout=val:0.25' --test 'synthetic:moons?part=test&n=100' "
+               "--model mlp:8 --methods 'map;laplace' --epochs 20 --json '" + json + "'");
+  ASSERT_EQ(r.code, 0) << r.output;
+  for (const auto& row : read_json(json)["results"]) {
+    if (row["method"] != "laplace") continue;
+    ASSERT_TRUE(row.contains("prior_choice")) << row.dump();
+    const auto& choice = row["prior_choice"];
+    const double marglik = choice["val_nll_marglik"].get<double>(), fixed = choice["val_nll_fixed"].get<double>();
+    EXPECT_EQ(choice["chosen"], marglik <= fixed ? "marglik" : "fixed");
+  }
+}
+
 TEST_F(Cli, CompareReportsConformalAndCredibleSets) {
   // 300 of the 1000 training points are held out for calibration, never fitted on.
   auto json = path("conformal.json");

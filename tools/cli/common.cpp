@@ -171,6 +171,7 @@ void add_fit_facts(const FittedModel& fitted, Row& row) {
   if (report == fitted.info.end() || !report->is_object()) return;
   for (const auto& key : facts)
     if (report->contains(key) && report->at(key).is_number()) row[key] = report->at(key);
+  if (report->contains("prior_choice")) row["prior_choice"] = report->at("prior_choice");
 }
 
 namespace {
