@@ -26,29 +26,29 @@ inline double since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
-// Seconds for sum over `rows` of x_r^T y_r ([k, n] result) in chunks of up to 8,192 rows.
-inline double gram_seconds(int64_t rows, int64_t k, int64_t n) {
-  const int64_t chunk = std::min<int64_t>(rows, 8192);
-  auto x = at::randn({chunk, k}), y = at::randn({chunk, n}), acc = at::zeros({k, n});
+// Seconds for `step(m)` over `rows` rows taken `chunk` at a time (m: the rows in this one).
+template <class Step>
+double chunked_seconds(int64_t rows, int64_t chunk, Step step) {
   auto start = std::chrono::steady_clock::now();
-  for (int64_t r = 0; r < rows; r += chunk) {
-    const int64_t m = std::min(chunk, rows - r);
-    acc.addmm_(x.narrow(0, 0, m).t(), y.narrow(0, 0, m));
-  }
+  for (int64_t r = 0; r < rows; r += chunk) step(std::min(chunk, rows - r));
   return since(start);
 }
 
-// Seconds for the `rows` x k times k x n product, in chunks of up to 8,192 rows.
+// Seconds for the sum over `rows` of x_r^T y_r ([k, n] result).
+inline double gram_seconds(int64_t rows, int64_t k, int64_t n) {
+  const int64_t chunk = std::min<int64_t>(rows, 8192);
+  auto x = at::randn({chunk, k}), y = at::randn({chunk, n}), acc = at::zeros({k, n});
+  return chunked_seconds(rows, chunk, [&](int64_t m) { acc.addmm_(x.narrow(0, 0, m).t(), y.narrow(0, 0, m)); });
+}
+
+// Seconds for the `rows` x k times k x n product.
 inline double product_seconds(int64_t rows, int64_t k, int64_t n) {
   const int64_t chunk = std::min<int64_t>(rows, 8192);
   auto x = at::randn({chunk, k}), w = at::randn({k, n}), out = at::empty({chunk, n});
-  auto start = std::chrono::steady_clock::now();
-  for (int64_t r = 0; r < rows; r += chunk) {
-    const int64_t m = std::min(chunk, rows - r);
+  return chunked_seconds(rows, chunk, [&](int64_t m) {
     auto part = out.narrow(0, 0, m);
     at::mm_out(part, x.narrow(0, 0, m), w);
-  }
-  return since(start);
+  });
 }
 
 // Backpropagating D output directions per example to every layer's output: one product per layer

@@ -20,6 +20,16 @@ struct Setup {
   Likelihood lik;
   torch::Tensor theta;
 };
+// A quiet fit request on `data` with an `mlp:8`.
+FitRequest quick_request(const std::string& data, int64_t epochs, const std::string& method) {
+  FitRequest req;
+  req.data = load_data(data);
+  req.model = "mlp:8";
+  req.train.epochs = epochs;
+  req.train.quiet = true;
+  req.method = method;
+  return req;
+}
 Setup setup(const std::string& spec) {
   Setup s;
   s.data = load_data(spec, {torch::kFloat64}).fit;
@@ -145,12 +155,7 @@ TEST(LaplacePrior, ValidationGridNeedsAValidationPart) {
 // A fit that starts from MAP and predicts worse on the validation part says so; one that does not,
 // does not.
 TEST(LaplacePrior, EndingWorseThanTheMapOnValidationIsReported) {
-  FitRequest req;
-  req.data = load_data("synthetic:moons?n=200&holdout=val:0.25");
-  req.model = "mlp:8";
-  req.train.epochs = 30;
-  req.train.quiet = true;
-  req.method = "map";
+  auto req = quick_request("synthetic:moons?n=200&holdout=val:0.25", 30, "map");
   auto map = fit(req);
   req.map = &map;
   req.method = "laplace:prior=fixed:1e-6";  // a vague prior: near-uniform predictions
@@ -220,12 +225,7 @@ namespace credence {
 TEST(LaplacePrior, AutoKeepsTheBetterOfTheEvidenceAndTheMapPriorOnValidation) {
   for (std::string data : {"synthetic:moons?n=200&holdout=val:0.25", "synthetic:sine?n=120&holdout=val:0.25"}) {
     SCOPED_TRACE(data);
-    FitRequest req;
-    req.data = load_data(data);
-    req.model = "mlp:8";
-    req.train.epochs = 30;
-    req.train.quiet = true;
-    req.method = "map";
+    auto req = quick_request(data, 30, "map");
     auto map = fit(req);
     req.map = &map;
     std::map<std::string, double> val_nll;
@@ -242,13 +242,8 @@ TEST(LaplacePrior, AutoKeepsTheBetterOfTheEvidenceAndTheMapPriorOnValidation) {
     EXPECT_LE(choice.at("val_nll_" + chosen).get<double>(),
               choice.at(chosen == "fixed" ? "val_nll_marglik" : "val_nll_fixed").get<double>());
   }
-  FitRequest req;  // without a validation part there is nothing to compare
-  req.data = load_data("synthetic:moons?n=200");
-  req.model = "mlp:8";
-  req.train.epochs = 5;
-  req.train.quiet = true;
-  req.method = "laplace";
-  EXPECT_FALSE(fit(req).info.at("report").contains("prior_choice"));
+  // Without a validation part there is nothing to compare.
+  EXPECT_FALSE(fit(quick_request("synthetic:moons?n=200", 5, "laplace")).info.at("report").contains("prior_choice"));
 }
 
 }  // namespace credence
