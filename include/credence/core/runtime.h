@@ -13,11 +13,12 @@ int threads();
 void tune_allocator();
 
 /// Flushes subnormal floats to zero on the calling thread and the threads it starts later. Weights
-/// that weight decay drives towards zero become subnormal, and matrix products over them run
-/// 10-20x slower on CPUs that handle subnormals in microcode (seen on Intel Xeons). The command
-/// line, the Python module and the benchmarks call it first; code that embeds the library should
-/// too.
+/// that weight decay drives towards zero become subnormal, and matrix products over them run up
+/// to 26x slower on CPUs that handle subnormals in microcode (measured on an Intel Xeon). The
+/// command line, the Python module, the tests and the benchmarks call it first; code that embeds
+/// the library should too.
 void flush_denormals();
+
 /// OpenBLAS picks its kernels from the CPU model when it loads; a release older than the CPU
 /// falls back to generic SSE3 ("Prescott") kernels, about 3x slower on matrix products. When that
 /// happened on a CPU with AVX-512 (or AVX2 + FMA) and OPENBLAS_CORETYPE is unset, this sets it
