@@ -80,8 +80,9 @@ inline double stderr_of_mean(const std::vector<double>& v) {
   return std::sqrt(ss / static_cast<double>(v.size() - 1)) / std::sqrt(static_cast<double>(v.size()));
 }
 
-/// What every benchmark does first: tune the allocator, flush subnormals, set the threads, and print the machine and
-/// the runtime (LibTorch, the BLAS actually loaded, threads) so its numbers can be traced.
+/// What every benchmark does first: tune the allocator, flush subnormals, set the threads, and
+/// print the machine and the runtime (LibTorch, the BLAS actually loaded, threads) so its numbers
+/// can be traced.
 inline void start(int threads) {
   tune_allocator();
   flush_denormals();

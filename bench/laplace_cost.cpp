@@ -157,8 +157,9 @@ int main(int argc, char** argv) {
                  reduce.metrics["nll"] / map_row.metrics["nll"], reduce.metrics["ece"] / map_row.metrics["ece"]);
     }
   }
-  if (!skip_all && !only_kfac_mc)
-    fmt::print("  all-weights KFAC fit, exact GGN: {:.2f}s, {:.2f} training epochs\n",
-               rows.at("laplace:subset=all,hessian=kron").fit, rows.at("laplace:subset=all,hessian=kron").fit / epoch_seconds);
+  if (!skip_all && !only_kfac_mc) {
+    const double exact = rows.at("laplace:subset=all,hessian=kron").fit;
+    fmt::print("  all-weights KFAC fit, exact GGN: {:.2f}s, {:.2f} training epochs\n", exact, exact / epoch_seconds);
+  }
   return 0;
 }

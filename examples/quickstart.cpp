@@ -7,6 +7,7 @@
 int main(int, char** argv) {
   credence::use_fast_blas_kernels(argv);
   credence::tune_allocator();
+  credence::flush_denormals();  // subnormal weights slow matrix products many times on some CPUs
   credence::FitRequest request;
   request.data = credence::load_data("synthetic:sine?n=200");
   request.model = "mlp:50,50?act=tanh";

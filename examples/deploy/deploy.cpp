@@ -29,6 +29,7 @@ std::vector<double> parse_row(const std::string& line) {
 int main(int argc, char** argv) {
   credence::use_fast_blas_kernels(argv);
   credence::tune_allocator();
+  credence::flush_denormals();  // subnormal weights slow matrix products many times on some CPUs
   credence::set_threads(1);  // one example at a time: more threads only add overhead
   if (argc < 2) {
     fmt::print(stderr, "usage: {} POSTERIOR [--costs FILE.json] [--level 0.9] < inputs.csv\n", argv[0]);
