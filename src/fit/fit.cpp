@@ -30,6 +30,13 @@ namespace {
 // Below this a fit is noise: a regression's standardization alone needs two rows.
 constexpr int64_t kMinExamples = 2;
 
+// Training that diverged: at the method's own step size (no --lr given) the fit retries at a
+// smaller one instead of failing.
+class TrainingDiverged : public NumericalError {
+ public:
+  using NumericalError::NumericalError;
+};
+
 }  // namespace
 
 double validation_nll(const FittedModel& fitted, const Dataset& data) {
@@ -81,7 +88,7 @@ void run_epochs(Method& method, const Problem& problem, bool shard,
       }
       auto info = method.step(batch);
       if (!std::isfinite(info.loss))
-        throw NumericalError(fmt::format("training diverged at epoch {} step {} (loss {}); lower --lr", epoch + 1,
+        throw TrainingDiverged(fmt::format("training diverged at epoch {} step {} (loss {}); lower --lr", epoch + 1,
                                          step, info.loss));
       loss = info.loss;
       ++step;
@@ -179,7 +186,7 @@ void check_not_diverged(const FittedModel& fitted, const Dataset& raw, const Tra
   const double baseline =
       constant_predictor_nll(d, fixed_noise ? lik.sigma * fitted.standardizer.y_std : 0.0);
   if (std::isfinite(nll) && nll <= baseline + kMarginNats) return;
-  throw NumericalError(fmt::format(
+  throw TrainingDiverged(fmt::format(
       "training diverged: on its own training data the fitted model's NLL is {:.4g}, worse than the {:.4g} of "
       "predicting {} for every example; lower --lr (now {:g})",
       nll, baseline, d.task == Task::Classification ? "the class frequencies" : "the mean", train.lr));
@@ -312,10 +319,50 @@ Standardizer units_for(const PriorFile& file, const Dataset& raw) {
 }
 }  // namespace
 
+namespace {
+FittedModel fit_one(const FitRequest& given);
+
+// Divisor of the method's own step size at each retry, and how many retries.
+constexpr double kStepBackoff = 3.0;
+constexpr int kStepRetries = 2;
+}  // namespace
+
 FittedModel fit(const FitRequest& given) {
   given.train.validate();
   if (given.train.tune) return fit_tuned(given);
   if (auto [single, members] = split_members(given.method); members > 0) return fit_members(given, single, members);
+  // A step size the user gave is kept as given; the method's own default is a guess that can be
+  // too large for a small or badly scaled problem, so a diverged fit retries at a third of it.
+  // Only in one process: ranks of a data-parallel run could disagree about the divergence.
+  const bool own_step = given.train.lr == 0 && (!given.comm || given.comm->world_size() == 1);
+  if (!own_step) return fit_one(given);
+  FitRequest request = given;
+  std::vector<std::string> notes;
+  double diverged_seconds = 0.0;  // the diverged tries count as fitting time too
+  for (int retry = 0;; ++retry) {
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      FittedModel fitted = fit_one(request);
+      for (const auto& note : notes) fitted.info["warnings"].push_back(note);
+      if (retry > 0) fitted.info["fit_seconds"] = fitted.info.value("fit_seconds", 0.0) + diverged_seconds;
+      return fitted;
+    } catch (const TrainingDiverged& e) {
+      diverged_seconds += seconds_since(start);
+      const double lr = request.train.lr > 0 ? request.train.lr
+                                             : resolve_method(std::get<0>(split_subspace(given.method))).first->default_lr;
+      if (retry == kStepRetries)
+        throw TrainingDiverged(fmt::format("{} (its own step size and {} smaller ones all diverged; give --lr)",
+                                           e.what(), kStepRetries));
+      request.train.lr = lr / kStepBackoff;
+      notes.push_back(fmt::format("{} diverged at its own step size {:g}; refitted at {:g}", given.method, lr,
+                                  request.train.lr));
+      fmt::print(stderr, "warning: {}\n", notes.back());
+    }
+  }
+}
+
+namespace {
+FittedModel fit_one(const FitRequest& given) {
   auto [method_text, subspace_kind, subspace_k] = split_subspace(given.method);
   auto [info, options] = resolve_method(method_text);
   if (!info->uses_network && (!given.init.empty() || !given.freeze.empty() || !given.adapters.empty() ||
@@ -497,5 +544,6 @@ FittedModel fit(const FitRequest& given) {
     compare_with_map_on_validation(result, *map, *request.data.val, /*print=*/comm.is_root());
   return result;
 }
+}  // namespace
 
 }  // namespace credence

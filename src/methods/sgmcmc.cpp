@@ -126,6 +126,12 @@ class SgmcmcMethod : public Method {
       state_["log_sigma"] = at::full({}, std::log(sigma), theta.options());
     }
     state_["samples"] = draws_buffer(chains, static_cast<int64_t>(collect_.size()), theta.size(1));
+    // Sampling p(theta | D)^(1/T) near a mode, E[g^2] = T diag(H) / N^2 with H the Hessian of
+    // U, at least the prior's precision: below that floor V is an artifact (at a mode a
+    // full-batch gradient is 0), and the preconditioner would take steps as large as 1 / eps.
+    if (preconditioned_)
+      square_floor_ = problem.prior.precision.to(theta.options()) *
+                      (temperature_ / (static_cast<double>(n_) * static_cast<double>(n_)));
   }
 
   StepInfo step(const Batch& batch) override {
@@ -195,13 +201,14 @@ class SgmcmcMethod : public Method {
     auto xi = noisy ? keyed_randn(theta.sizes(), rng_key(seed_, Stream::Noise, step), theta.options())
                     : torch::Tensor();
     if (preconditioned_) {
-      // V starts at the first squared gradient: from 0 the first steps would be 1 / eps sized.
+      // V is the plain mean of the squared gradients over the first 1 / (1 - beta) steps, then
+      // their exponential average: from 0 the first steps would be 1 / eps sized, and a single
+      // squared gradient leaves coordinates that happened to be small with huge steps.
       auto it = state_.find("square_avg");
-      if (it == state_.end())
-        it = state_.emplace("square_avg", g * g).first;
-      else
-        it->second.mul_(beta_).addcmul_(g, g, 1.0 - beta_);
-      auto precond = 1.0 / (it->second.sqrt() + eps_);
+      if (it == state_.end()) it = state_.emplace("square_avg", at::zeros_like(g)).first;
+      const double rate = std::max(1.0 / static_cast<double>(++preconditioner_steps_), 1.0 - beta_);
+      it->second.mul_(1.0 - rate).addcmul_(g, g, rate);
+      auto precond = 1.0 / (at::maximum(it->second, square_floor_).sqrt() + eps_);
       theta.addcmul_(precond, g, -lr);
       if (noisy) theta.addcmul_(xi, (precond * noise_var).sqrt());
     } else if (momentum_ > 0) {
@@ -254,18 +261,16 @@ class SgmcmcMethod : public Method {
   const Problem* problem_ = nullptr;
   double temperature_ = 1, momentum_ = 0, beta_ = 0, eps_ = 0, exploration_ = 0, lr_ = 0;
   bool preconditioned_ = false, cyclical_ = false;
-  int64_t n_ = 0, total_ = 0, cycles_ = 1, collected_ = 0;
+  int64_t n_ = 0, total_ = 0, cycles_ = 1, collected_ = 0, preconditioner_steps_ = 0;
   uint64_t seed_ = 0;
   std::vector<int64_t> collect_;
+  torch::Tensor square_floor_;
   BucketedReduction reduction_;
 };
 
 // Samplers start at a MAP fit by default: a short run started at random is still far from the
-// posterior's typical set. pSGLD is the exception: at a mode its first squared gradient, which
-// starts the preconditioner, is near 0, so the first steps are huge and it walks back at about lr
-// per step.
-std::vector<Field> chain_fields(const std::string& name) {
-  const bool from_map = name != "psgld";
+// posterior's typical set.
+std::vector<Field> chain_fields() {
   return {{"chains",
            FieldType::Int,
            "1",
@@ -278,7 +283,7 @@ std::vector<Field> chain_fields(const std::string& name) {
            {}},
           {"init",
            FieldType::Choice,
-           from_map ? "map" : "random",
+           "map",
            "chain starts: map (every chain at a MAP fit of the same model, fitted first or shared by compare) or "
            "random (member 0 where MAP starts, the others from their own seeds: overdispersed starts for R-hat)",
            {"random", "map"}},
@@ -337,7 +342,7 @@ MethodInfo sgmcmc_info(const std::string& name, const std::string& summary, std:
   MethodInfo info;
   info.name = name;
   info.summary = summary;
-  info.fields = chain_fields(name);
+  info.fields = chain_fields();
   info.fields.insert(info.fields.end(), extra.begin(), extra.end());
   info.make = [name](const Options& o) { return std::make_unique<SgmcmcMethod>(name, o); };
   info.validate = [name](const Options& o) { validate_sgmcmc(name, o); };

@@ -110,10 +110,12 @@ TEST_F(Robustness, DivergedAndUntrainedFitsAreNotSaved) {
 
 TEST_F(Robustness, ADivergingMethodIsLeftOutOfACompareAndTheOthersStay) {
   const std::string json = path("c.json");
+  // Without weight decay (delta) IVON's steps lr g / (h + delta) blow up at every step size.
   auto r = run("compare -q --data 'synthetic:moons?n=300' --test 'synthetic:moons?n=200&part=test' --model mlp:16 "
-               "--epochs 5 --methods 'map;ivon:hess_init=1e-12' --json '" + json + "'");
+               "--epochs 5 --prior 1e-9 --methods 'map;ivon:hess_init=1e-12' --json '" + json + "'");
   EXPECT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("ivon:hess_init=1e-12 failed and is left out"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("its own step size and 2 smaller ones all diverged"), std::string::npos) << r.output;
   auto j = read_json(json);
   ASSERT_EQ(j["results"].size(), 1u);
   EXPECT_EQ(j["results"][0]["method"], "map");
@@ -123,6 +125,29 @@ TEST_F(Robustness, ADivergingMethodIsLeftOutOfACompareAndTheOthersStay) {
   expect_failure("compare -q --data 'synthetic:moons?n=300' --test 'synthetic:moons?n=200&part=test' --model mlp:16 "
                  "--epochs 5 --lr 1e9 --methods 'map;laplace'",
                  "lower --lr");
+}
+
+// A method's own step size is a guess; one that diverges is retried at a third, and the fit says
+// so. A step size the user gave is never changed.
+TEST_F(Robustness, AFitDivergingAtItsOwnStepSizeRetriesAtASmallerOne) {
+  const std::string json = path("retry.json");
+  const std::string common = "compare -q --data 'synthetic:moons?n=300' --test 'synthetic:moons?n=200&part=test' "
+                             "--model mlp:16 --epochs 5 --methods 'map;ivon:hess_init=1e-12' ";
+  auto r = run(common + "--json '" + json + "'");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("diverged at its own step size 0.1; refitted at 0.0333333"), std::string::npos) << r.output;
+  auto j = read_json(json);
+  ASSERT_EQ(j["results"].size(), 2u) << j.dump();
+  const auto& row = j["results"][0]["method"] == "map" ? j["results"][1] : j["results"][0];
+  ASSERT_TRUE(row.contains("warnings")) << row.dump();
+  const std::string last = row["warnings"].back().get<std::string>();
+  EXPECT_NE(last.find("refitted at 0.0111111"), std::string::npos) << last;
+  EXPECT_LT(row["nll"].get<double>(), std::log(2.0));  // the retried fit learned the task
+  // The same step size given by the user: no retry, the row fails.
+  auto given = run(common + "--lr 0.1 --json '" + path("given.json") + "'");
+  EXPECT_EQ(given.code, 0) << given.output;
+  EXPECT_EQ(given.output.find("refitted"), std::string::npos) << given.output;
+  EXPECT_NE(given.output.find("failed and is left out"), std::string::npos) << given.output;
 }
 
 TEST_F(Robustness, DataThatCannotMakeASensibleFitIsRefused) {

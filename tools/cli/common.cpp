@@ -167,6 +167,7 @@ void add_fit_facts(const FittedModel& fitted, Row& row) {
   static const std::vector<std::string> facts = {"map_seconds",  "curvature_seconds", "factor_seconds",
                                                  "marglik_seconds", "val_seconds",     "prior_precision", "sigma"};
   if (fitted.info.contains("tuned")) row["tuned"] = fitted.info.at("tuned");
+  if (fitted.info.contains("warnings")) row["warnings"] = fitted.info.at("warnings");
   auto report = fitted.info.find("report");
   if (report == fitted.info.end() || !report->is_object()) return;
   for (const auto& key : facts)
