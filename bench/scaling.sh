@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Data-parallel scaling on one machine: each method fitted on Fashion-MNIST by one process with one
-# thread, one process with two threads, and `credence launch -n 2` and `-n 4` (one thread each),
-# side by side. Prints the fit's own seconds (training and any post-hoc pass; data loading left
+# thread, one process with two threads, and `credence launch -n 2` and `-n 4` (one thread each;
+# float sums through shared memory, and for 2 also over Gloo's loopback TCP), side by side. Prints the fit's own seconds (training and any post-hoc pass; data loading left
 # out), each setup's speed-up over one thread, and the seconds rank 0 waited for gradient sums
 # where they ran in buckets (on one machine only when CREDENCE_BUCKET_BYTES is set).
 #
@@ -49,21 +49,23 @@ fitted() {
 }
 ratio() { echo "$1 / $2" | bc -l; }
 
-echo "| method | 1 process, 1 thread | 1 process, 2 threads | 2 processes | 4 processes | speed-up 2 threads | speed-up 2 processes | speed-up 4 processes | 2 processes vs 2 threads | waited for sums, 2 / 4 processes |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| method | 1 process, 1 thread | 1 process, 2 threads | 2 processes, Gloo TCP | 2 processes | 4 processes | speed-up 2 threads | speed-up 2 processes, Gloo TCP | speed-up 2 processes | speed-up 4 processes | 2 processes vs 2 threads | waited for sums, 2 / 4 processes |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 for m in $METHODS; do
   args=(fit --data "fmnist:train?n=$N" --model "$MODEL" --method "$m" --epochs "$EPOCHS" --batch-size "$BATCH" -q)
   res=$(fitted "" "$cli" "${args[@]}" --threads 1); read -r one _ _ <<<"$res"
   res=$(fitted "" "$cli" "${args[@]}" --threads 2); read -r two _ _ <<<"$res"
+  res=$(fitted "env CREDENCE_SHM=0" "$cli" launch -n 2 -- "$cli" "${args[@]}" --threads 1); read -r tcp2 _ _ <<<"$res"
   res=$(fitted "" "$cli" launch -n 2 -- "$cli" "${args[@]}" --threads 1); read -r dp2 wait2 _ <<<"$res"
   res=$(fitted "" "$cli" launch -n 4 -- "$cli" "${args[@]}" --threads 1); read -r dp4 wait4 _ <<<"$res"
-  printf "| %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %s / %s |\n" "$m" "$one" "$two" "$dp2" "$dp4" \
-    "$(ratio "$one" "$two")" "$(ratio "$one" "$dp2")" "$(ratio "$one" "$dp4")" "$(ratio "$two" "$dp2")" "$wait2" "$wait4"
+  printf "| %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %s / %s |\n" "$m" "$one" "$two" \
+    "$tcp2" "$dp2" "$dp4" "$(ratio "$one" "$two")" "$(ratio "$one" "$tcp2")" "$(ratio "$one" "$dp2")" \
+    "$(ratio "$one" "$dp4")" "$(ratio "$two" "$dp2")" "$wait2" "$wait4"
 done
 
 if [ -n "$SHAPE" ]; then
   # Both ranks in a network namespace of their own whose loopback a token bucket limits to
-  # $SHAPE; the sums start during backward (default buckets) or all after it (one bucket).
+  # $SHAPE, all sums over it (CREDENCE_SHM=0: as between machines); the sums start during backward (default buckets) or all after it (one bucket).
   echo
   echo "2 processes over a loopback shaped to $SHAPE (tbf), MAP:"
   echo
@@ -76,7 +78,7 @@ EOF
   chmod +x "$out/shaped.sh"
   args=(fit --data "fmnist:train?n=$N" --model "$MODEL" --method map --epochs "$EPOCHS" --batch-size "$BATCH" -q)
   for bytes in 1000000000000 "$BUCKET"; do
-    res=$(fitted "unshare -n $out/shaped.sh env CREDENCE_BUCKET_BYTES=$bytes" "$cli" launch -n 2 -- "$cli" "${args[@]}" \
+    res=$(fitted "unshare -n $out/shaped.sh env CREDENCE_SHM=0 CREDENCE_BUCKET_BYTES=$bytes" "$cli" launch -n 2 -- "$cli" "${args[@]}" \
       --threads 1)
     read -r secs wait buckets <<<"$res"
     [ "$bytes" = 1000000000000 ] && one_wait=$wait || one_wait_hidden=$wait

@@ -5,11 +5,14 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdlib>
 #include <map>
 
 #include "credence/core/error.h"
+#include "shared_memory_sum.h"
 
 #ifdef CREDENCE_HAVE_GLOO
 #include "c10d_gloo.h"
@@ -90,9 +93,46 @@ void wait_for_ranks(::c10d::Store& store, int rank, int world, std::chrono::seco
 }
 }  // namespace
 
+// Ranks on one machine sum float tensors through shared memory unless CREDENCE_SHM=0. Every rank
+// takes part in the setup whatever it wants, so the group agrees: all use it or none does.
+std::unique_ptr<SharedMemorySum> open_shared_memory(::c10d::Store& store, c10d_gloo::Group& gloo, int rank,
+                                                    int world) {
+  const char* env = std::getenv("CREDENCE_SHM");
+  const bool wanted = !(env && std::string(env) == "0") && world <= SharedMemorySum::kMaxRanks;
+  std::unique_ptr<SharedMemorySum> shm;
+  const std::string key = "credence/shared_memory";
+  try {
+    if (rank == 0) {
+      std::string name;
+      if (wanted) {
+        name = fmt::format("/credence-{}-{}", getpid(), std::chrono::steady_clock::now().time_since_epoch().count());
+        try {
+          shm = std::make_unique<SharedMemorySum>(name, 0, world, /*create=*/true);
+        } catch (const IoError&) {
+          name.clear();
+        }
+      }
+      store.set(key, std::vector<uint8_t>(name.begin(), name.end()));
+    } else {
+      auto bytes = store.get(key);
+      const std::string name(bytes.begin(), bytes.end());
+      if (wanted && !name.empty()) shm = std::make_unique<SharedMemorySum>(name, rank, world, /*create=*/false);
+    }
+  } catch (const IoError&) {
+    shm.reset();
+  }
+  gloo.barrier()->wait();  // every rank has opened the segment and written its process id, or failed
+  std::vector<torch::Tensor> ready = {at::full({1}, shm && shm->peers_visible() ? 1 : 0, at::kInt)};
+  gloo.allreduce(ready)->wait();
+  if (shm && rank == 0) shm->unlink();
+  if (ready[0].item<int>() != world) shm.reset();
+  return shm;
+}
+
 struct Communicator::Group {
   c10::intrusive_ptr<::c10d::Store> store;
   c10::intrusive_ptr<c10d_gloo::Group> gloo;
+  std::unique_ptr<SharedMemorySum> shared_memory;
 };
 #else
 struct Communicator::Group {};
@@ -128,6 +168,7 @@ Communicator::Communicator(const DistributedEnv& env, std::chrono::seconds timeo
     // Steps synchronize every few milliseconds; a long wait means a rank died or hangs.
     group_->gloo = c10d_gloo::make_group(group_->store, rank_, world_size_, interface ? interface : "",
                                          loopback ? "127.0.0.1" : "", std::chrono::minutes(30));
+    if (loopback) group_->shared_memory = open_shared_memory(*group_->store, *group_->gloo, rank_, world_size_);
   } catch (const c10::Error& e) {
     throw IoError(fmt::format(
         "rank {} of {} could not join the process group at {} within {} s (--dist-timeout): {}; check that every "
@@ -149,16 +190,23 @@ void Communicator::all_reduce_sum(const std::vector<torch::Tensor>& tensors) con
   std::map<at::ScalarType, std::vector<torch::Tensor>> by_dtype;
   for (const auto& t : tensors)
     if (t.defined() && t.numel() > 0) by_dtype[t.scalar_type()].push_back(t);
+  auto sum = [&](std::vector<torch::Tensor>& buf) {
+    const auto dtype = buf[0].scalar_type();
+    if (group_->shared_memory && (dtype == at::kFloat || dtype == at::kDouble))
+      group_->shared_memory->sum(buf[0]);
+    else
+      group_->gloo->allreduce(buf)->wait();
+  };
   for (auto& [dtype, ts] : by_dtype) {
     if (ts.size() == 1 && ts[0].is_contiguous() && ts[0].device().is_cpu()) {  // in place: no copies
       std::vector<torch::Tensor> buf = {ts[0].detach().view({-1})};
-      group_->gloo->allreduce(buf)->wait();
+      sum(buf);
       continue;
     }
     std::vector<torch::Tensor> flat_parts;
     for (const auto& t : ts) flat_parts.push_back(t.detach().reshape({-1}).to(at::kCPU));
     std::vector<torch::Tensor> buf = {at::cat(flat_parts).contiguous()};
-    group_->gloo->allreduce(buf)->wait();
+    sum(buf);
     int64_t offset = 0;
     for (auto& t : ts) {
       t.detach().copy_(buf[0].narrow(0, offset, t.numel()).view(t.sizes()));
@@ -206,6 +254,14 @@ std::vector<torch::Tensor> Communicator::all_gather(const torch::Tensor& tensor)
   for (auto& t : output[0]) out.push_back(t.to(tensor.device()));
 #endif
   return out;
+}
+
+std::string Communicator::transport() const {
+#ifdef CREDENCE_HAVE_GLOO
+  if (group_ && group_->shared_memory) return "gloo, float sums through shared memory";
+  if (group_) return "gloo";
+#endif
+  return "none";
 }
 
 void Communicator::barrier() const {

@@ -523,7 +523,10 @@ FittedModel fit_one(const FitRequest& given) {
                  {"seed", request.train.seed},
                  {"n_fit", raw.size()},
                  {"data", raw.name}};
-  if (problem.comm) result.info["processes"] = comm.world_size();
+  if (problem.comm) {
+    result.info["processes"] = comm.world_size();
+    result.info["transport"] = comm.transport();
+  }
   if (function_prior && function_prior->ard_log_lengthscale.defined()) {
     auto ls = function_prior->ard_log_lengthscale.exp().to(at::kDouble).contiguous();
     result.info["function_prior"] = {

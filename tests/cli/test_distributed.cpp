@@ -50,8 +50,12 @@ class DataParallel : public TempDirTest {
 TEST_F(DataParallel, MapMatchesOneProcess) {
   nlohmann::json info;
   expect_same_posterior("map", "synthetic:moons?n=200", 1e-8, "", &info);
-  // On one machine the sums follow backward in one call, with no buckets.
+  // On one machine the sums follow backward in one call, with no buckets, through shared memory.
   EXPECT_FALSE(info.contains("report")) << info.dump();
+  if (std::filesystem::is_directory("/dev/shm"))  // else the sums stay on Gloo
+    EXPECT_EQ(info.value("transport", ""), "gloo, float sums through shared memory") << info.dump();
+  expect_same_posterior("map", "synthetic:moons?n=200", 1e-8, "CREDENCE_SHM=0", &info);
+  EXPECT_EQ(info.value("transport", ""), "gloo") << info.dump();
   // Asked for, buckets start from backward's hooks: mlp:16 fits one.
   expect_same_posterior("map", "synthetic:moons?n=200", 1e-8, "CREDENCE_BUCKET_BYTES=4194304", &info);
   EXPECT_EQ(info["report"].value("gradient_buckets", 0), 1) << info.dump();

@@ -10,6 +10,7 @@
 
 #include "credence/core/distributed.h"
 #include "credence/core/error.h"
+#include "../../src/core/shared_memory_sum.h"
 
 namespace {
 
@@ -104,6 +105,51 @@ TEST(Communicator, TwoRanksReduceBroadcastAndGather) {
     EXPECT_TRUE(at::allclose(floats[r], at::full({4}, 1.5f, at::kFloat)));
     EXPECT_TRUE(at::equal(roots[r], at::full({5}, 7, at::kLong)));
     EXPECT_TRUE(at::allclose(gathered[r], at::tensor({0.0, 0.0, 10.0, 10.0}, at::kDouble).view({2, 2})));
+  }
+}
+
+// Three ranks as threads, sums longer than a slot (8 MiB) in float64 and shorter ones in float32:
+// every rank gets the rank-order sum, to the bit.
+TEST(SharedMemorySum, EveryRankGetsTheRankOrderSum) {
+  const std::string name = "/credence-test-" + std::to_string(getpid());
+  constexpr int kRanks = 3;
+  std::vector<at::Tensor> big(kRanks), small(kRanks);
+  for (int r = 0; r < kRanks; ++r) {
+    big[r] = at::randn({1500001}, at::kDouble) * (r + 1);
+    small[r] = at::randn({7}, at::kFloat);
+  }
+  auto expected_big = (big[0] + big[1]) + big[2], expected_small = (small[0] + small[1]) + small[2];
+  std::vector<std::unique_ptr<credence::SharedMemorySum>> sums(kRanks);
+  sums[0] = std::make_unique<credence::SharedMemorySum>(name, 0, kRanks, /*create=*/true);
+  for (int r = 1; r < kRanks; ++r)
+    sums[r] = std::make_unique<credence::SharedMemorySum>(name, r, kRanks, /*create=*/false);
+  sums[0]->unlink();
+  EXPECT_TRUE(sums[0]->peers_visible());
+  std::vector<std::thread> ranks;
+  for (int r = 0; r < kRanks; ++r)
+    ranks.emplace_back([&, r] {
+      sums[r]->sum(big[r]);
+      sums[r]->sum(small[r]);
+    });
+  for (auto& t : ranks) t.join();
+  for (int r = 0; r < kRanks; ++r) {
+    EXPECT_TRUE(at::equal(big[r], expected_big)) << "rank " << r;
+    EXPECT_TRUE(at::equal(small[r], expected_small)) << "rank " << r;
+  }
+}
+
+// A peer that never comes (here: never opened the segment) ends the wait with an error naming it.
+TEST(SharedMemorySum, APeerThatIsGoneIsNamed) {
+  const std::string name = "/credence-test-gone-" + std::to_string(getpid());
+  credence::SharedMemorySum alone(name, 0, 2, /*create=*/true);
+  alone.unlink();
+  EXPECT_FALSE(alone.peers_visible());
+  auto t = at::ones({4}, at::kFloat);
+  try {
+    alone.sum(t);
+    FAIL() << "no error";
+  } catch (const credence::IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("rank 1 is gone"), std::string::npos) << e.what();
   }
 }
 

@@ -41,6 +41,9 @@ class Communicator {
   /// launch` sets it): all on this machine.
   bool on_one_machine() const { return on_one_machine_; }
 
+  /// How the ranks exchange: "gloo", "gloo, float sums through shared memory" (ranks on one
+  /// machine; CREDENCE_SHM=0 keeps them on Gloo), or "none" (one process).
+  std::string transport() const;
   /// Sums each tensor across ranks, in place (one collective per dtype).
   void all_reduce_sum(const std::vector<torch::Tensor>& tensors) const;
   /// Starts summing one contiguous CPU tensor across ranks, in place, and returns at once; the
