@@ -218,6 +218,31 @@ void place_weighted_grams(torch::Tensor& full, torch::Tensor sums, const SubsetL
 // Rows per chunk of the curvature pass: at most `batch_size`, fewer where one row's layer factors
 // are large (a convolution's hold every position's patch and every direction's gradient), so that a
 // chunk's factors stay near kChunkBytes. Sized from one row, alike on every rank.
+// sum_d g[n, d, o]^2 for a contiguous CPU [m, D, out] tensor in one pass over g, without the
+// [m, D, out] tensor of squares that g.pow(2).sum(1) writes and reads again.
+template <typename T>
+void add_squares_over_directions(const T* g, T* out, int64_t m, int64_t D, int64_t width) {
+  for (int64_t n = 0; n < m; ++n) {
+    T* row = out + n * width;
+    for (int64_t d = 0; d < D; ++d) {
+      const T* v = g + (n * D + d) * width;
+      for (int64_t o = 0; o < width; ++o) row[o] += v[o] * v[o];
+    }
+  }
+}
+
+torch::Tensor squares_over_directions(const torch::Tensor& g) {
+  if (!g.device().is_cpu() || g.dim() != 3 || !(g.scalar_type() == at::kFloat || g.scalar_type() == at::kDouble))
+    return g.pow(2).sum(1);
+  auto gc = g.contiguous();
+  auto out = at::zeros({gc.size(0), gc.size(2)}, gc.options());
+  if (gc.scalar_type() == at::kFloat)
+    add_squares_over_directions(gc.data_ptr<float>(), out.data_ptr<float>(), gc.size(0), gc.size(1), gc.size(2));
+  else
+    add_squares_over_directions(gc.data_ptr<double>(), out.data_ptr<double>(), gc.size(0), gc.size(1), gc.size(2));
+  return out;
+}
+
 int64_t curvature_chunk_rows(const Model& model, const Likelihood& unit, const ParamSubset& subset,
                              const torch::Tensor& theta, const Dataset& data, CurvatureKind kind, int64_t batch_size) {
   constexpr double kChunkBytes = 256e6;
@@ -315,7 +340,7 @@ Curvature compute_curvature(const Model& model, const Likelihood& likelihood, co
           c.diag.narrow(0, l.offset, l.size()).add_(J.pow(2).sum(at::IntArrayRef{0, 1}));
         }
       } else if (structure == Structure::Diag) {
-        auto g2 = g.pow(2).sum(1);  // [m, out]
+        auto g2 = squares_over_directions(g);  // [m, out]
         c.diag.narrow(0, l.offset, l.out * l.in).add_(g2.t().mm(a.pow(2)).reshape({-1}));
         if (l.bias_block >= 0) c.diag.narrow(0, l.offset + l.out * l.in, l.out).add_(g2.sum(0));
       } else if (gram_sums && !shared && g.size(1) > 1) {
