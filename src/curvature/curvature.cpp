@@ -58,6 +58,13 @@ torch::Tensor Curvature::dense() const {
 std::vector<LayerFactors> layer_factors(const Model& model, const ParamSubset& subset, const torch::Tensor& theta,
                                         const torch::Tensor& x, const torch::Tensor& directions,
                                         torch::Tensor* outputs) {
+  return layer_factors(model, subset, theta, x, OutputDirections([&](const torch::Tensor&) { return directions; }),
+                       outputs);
+}
+
+std::vector<LayerFactors> layer_factors(const Model& model, const ParamSubset& subset, const torch::Tensor& theta,
+                                        const torch::Tensor& x, const OutputDirections& directions,
+                                        torch::Tensor* outputs) {
   std::vector<LayerFactors> out;
   if (subset.last_layer) {
     // The last layer's pre-activation is the output itself: g is the directions.
@@ -65,8 +72,9 @@ std::vector<LayerFactors> layer_factors(const Model& model, const ParamSubset& s
     const auto& l = subset.layers.front();
     auto parts = theta.split_with_sizes(model.layout().numels());
     auto a = model.require<LastLayerAccess>("last-layer curvature").features(x, theta);
-    if (outputs) *outputs = at::linear(a, parts[l.weight_block].view({l.out, l.in}), parts[l.bias_block]);
-    out.push_back({a, directions.transpose(1, 2)});
+    auto f = at::linear(a, parts[l.weight_block].view({l.out, l.in}), parts[l.bias_block]);
+    if (outputs) *outputs = f;
+    out.push_back({a, directions(f).transpose(1, 2)});
     return out;
   }
   if (const auto* jacobian = theta.dim() == 1 ? model.find<LayerJacobian>() : nullptr) {
@@ -84,10 +92,11 @@ std::vector<LayerFactors> layer_factors(const Model& model, const ParamSubset& s
     throw NotSupported(fmt::format("model '{}' does not expose its layers; use subset=last_layer", model.spec()));
   std::vector<torch::Tensor> pre;
   for (const auto& l : subset.layers) pre.push_back(trace.outputs[l.model_layer]);
-  const int64_t D = directions.size(2);
+  const auto dirs = directions(f.detach());
+  const int64_t D = dirs.size(2);
   std::vector<std::vector<torch::Tensor>> grads(subset.layers.size());
   for (int64_t d = 0; d < D; ++d) {
-    auto g = torch::autograd::grad({f}, pre, {directions.select(2, d)}, /*retain_graph=*/true,
+    auto g = torch::autograd::grad({f}, pre, {dirs.select(2, d)}, /*retain_graph=*/true,
                                    /*create_graph=*/false, /*allow_unused=*/true);
     for (size_t i = 0; i < pre.size(); ++i)
       grads[i].push_back(g[i].defined() ? g[i] : at::zeros_like(pre[i]));
@@ -165,27 +174,20 @@ torch::Tensor output_factors(const Likelihood& lik, const torch::Tensor& f, cons
 std::vector<LayerFactors> curvature_factors(const Model& model, const Likelihood& unit, const ParamSubset& subset,
                                             const torch::Tensor& theta, const torch::Tensor& x, const torch::Tensor& y,
                                             CurvatureKind kind, uint64_t key, Curvature* stats) {
-  // Outputs first (for the output factors), then backpropagate the factors' directions. For the
-  // last layer the directions are its pre-activation gradients: one pass to the features suffices.
-  torch::Tensor f, features;
-  {
-    at::NoGradGuard no_grad;
-    if (subset.last_layer) {
-      const auto& l = subset.layers.front();
-      auto parts = theta.split_with_sizes(model.layout().numels());
-      features = model.require<LastLayerAccess>("last-layer curvature").features(x, theta);
-      f = at::linear(features, parts[l.weight_block].view({l.out, l.in}), parts[l.bias_block]);
-    } else {
-      f = model.forward(x, theta);
-    }
-  }
-  auto dirs = output_factors(unit, f, y, kind, key);
+  // One forward pass gives the outputs, the output factors at them and the directions to
+  // backpropagate. For the last layer they are its pre-activation gradients: the pass stops at the
+  // features.
+  torch::Tensor f;
+  auto factors = layer_factors(model, subset, theta, x, OutputDirections([&](const torch::Tensor& outputs) {
+                                 f = outputs;
+                                 return output_factors(unit, outputs, y, kind, key);
+                               }));
   if (stats) {
+    at::NoGradGuard no_grad;
     stats->nll += unit.nll(f, y).item<double>();
     if (unit.kind == LikelihoodKind::Gaussian) stats->sum_sq_residual += (f.select(1, 0) - y).pow(2).sum().item<double>();
   }
-  return subset.last_layer ? std::vector<LayerFactors>{{features, dirs.transpose(1, 2)}}
-                           : layer_factors(model, subset, theta, x, dirs);
+  return factors;
 }
 
 namespace {

@@ -316,7 +316,7 @@ void SequentialModel::backward(ForwardTrace& trace, const torch::Tensor& theta, 
 }
 
 torch::Tensor SequentialModel::forward_jacobian(const torch::Tensor& x, const torch::Tensor& theta,
-                                                const torch::Tensor& directions, ForwardTrace& trace,
+                                                const OutputDirections& directions, ForwardTrace& trace,
                                                 std::vector<torch::Tensor>& grads) const {
   if (!fully_connected() || theta.dim() != 1)
     throw NotSupported(fmt::format("model '{}' has no hand-written layer Jacobian for this call; use autograd", spec_));
@@ -325,7 +325,7 @@ torch::Tensor SequentialModel::forward_jacobian(const torch::Tensor& x, const to
   auto f = run(x, theta, layers_.size(), &trace);
   auto parts = theta.split_with_sizes(layout_.numels());
   grads.assign(trace.outputs.size(), torch::Tensor());
-  auto g = directions.transpose(1, 2);  // [n, D, O]: each direction's gradient in the outputs
+  auto g = directions(f).transpose(1, 2);  // [n, D, O]: each direction's gradient in the outputs
   auto j = static_cast<int64_t>(trace.outputs.size()) - 1;  // the linear layer g flows into, walking back
   for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) {
     switch (it->kind) {

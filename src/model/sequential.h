@@ -40,8 +40,9 @@ class SequentialModel : public Model,
                                ForwardTrace* trace) const override;
   void backward(ForwardTrace& trace, const torch::Tensor& theta, torch::Tensor& grad_out,
                 torch::Tensor& grad) const override;
-  torch::Tensor forward_jacobian(const torch::Tensor& x, const torch::Tensor& theta, const torch::Tensor& directions,
-                                 ForwardTrace& trace, std::vector<torch::Tensor>& grads) const override;
+  torch::Tensor forward_jacobian(const torch::Tensor& x, const torch::Tensor& theta,
+                                 const OutputDirections& directions, ForwardTrace& trace,
+                                 std::vector<torch::Tensor>& grads) const override;
   torch::Tensor features(const torch::Tensor& x, const torch::Tensor& theta) const override;
   LastLayer last_layer() const override;
   torch::Dtype dtype() const override { return dtype_; }

@@ -144,10 +144,19 @@ TEST(LayerJacobian, EqualsAutogradForEveryDirection) {
   auto dirs = at::randn({c.data.size(), 3, 4}, at::kDouble);
   ForwardTrace trace, ref;
   std::vector<torch::Tensor> grads;
-  auto f = jacobian->forward_jacobian(c.data.x, c.theta, dirs, trace, grads);
+  torch::Tensor seen;  // the directions are asked for at the pass's own outputs
+  auto f = jacobian->forward_jacobian(
+      c.data.x, c.theta,
+      [&](const torch::Tensor& outputs) {
+        seen = outputs;
+        return dirs;
+      },
+      trace, grads);
   auto th = c.theta.clone().requires_grad_(true);
   auto f_ref = c.model->forward(c.data.x, th, &ref);
   EXPECT_TRUE(at::allclose(f, f_ref.detach(), 1e-12, 1e-12));
+  ASSERT_TRUE(seen.defined());
+  EXPECT_TRUE(at::equal(seen, f));
   ASSERT_EQ(grads.size(), ref.outputs.size());
   for (int64_t d = 0; d < dirs.size(2); ++d) {
     auto g = torch::autograd::grad({f_ref}, ref.outputs, {dirs.select(2, d)}, /*retain_graph=*/true);

@@ -148,15 +148,19 @@ int64_t check_blocks(const ParamLayout& layout, const std::string& spec, const s
 /// The outputs' gradients in every layer's pre-activation for several output directions at
 /// once, by hand: what the Laplace curvature and its GLM predictive need, without one autograd
 /// pass per direction (most of their cost on small batches).
+/// Output-space directions [n, O, D] given the outputs [n, O]: the curvature's come from the
+/// likelihood at those outputs, so one forward pass serves both.
+using OutputDirections = std::function<torch::Tensor(const torch::Tensor& outputs)>;
+
 class LayerJacobian : public Capability {
  public:
   static constexpr const char* kName = "a hand-written layer Jacobian";
   static constexpr const char* kHint = "fully connected models built from credence's own layers (mlp) have it";
-  /// forward(x, theta [P], &trace) without autograd; then, for directions [n, O, D], the gradient
-  /// of each direction's product with the outputs with respect to each traced pre-activation:
-  /// grads[j] [n, D, out_j] for trace.outputs[j]. Returns the outputs [n, O].
+  /// forward(x, theta [P], &trace) without autograd; then, for directions(outputs) [n, O, D], the
+  /// gradient of each direction's product with the outputs with respect to each traced
+  /// pre-activation: grads[j] [n, D, out_j] for trace.outputs[j]. Returns the outputs [n, O].
   virtual torch::Tensor forward_jacobian(const torch::Tensor& x, const torch::Tensor& theta,
-                                         const torch::Tensor& directions, ForwardTrace& trace,
+                                         const OutputDirections& directions, ForwardTrace& trace,
                                          std::vector<torch::Tensor>& grads) const = 0;
 };
 
