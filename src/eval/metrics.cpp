@@ -82,14 +82,18 @@ double coverage(const Predictive& p, const torch::Tensor& y, double level) {
   return ((yd >= lo) & (yd <= hi)).to(at::kDouble).mean().item<double>();
 }
 
+double nll(const Predictive& p, const torch::Tensor& y) {
+  return p.task == Task::Classification ? classification_nll(p, y) : regression_nll(p, y);
+}
+
 std::map<std::string, double> standard_metrics(const Predictive& p, const torch::Tensor& y,
                                                int ece_bins) {
   if (p.task == Task::Classification)
     return {{"accuracy", accuracy(p, y)},
-            {"nll", classification_nll(p, y)},
+            {"nll", nll(p, y)},
             {"ece", ece(p, y, ece_bins)},
             {"brier", brier(p, y)}};
-  return {{"rmse", rmse(p, y)}, {"nll", regression_nll(p, y)}, {"coverage_90", coverage(p, y, 0.9)}};
+  return {{"rmse", rmse(p, y)}, {"nll", nll(p, y)}, {"coverage_90", coverage(p, y, 0.9)}};
 }
 
 }  // namespace credence

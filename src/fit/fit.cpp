@@ -41,8 +41,7 @@ class TrainingDiverged : public NumericalError {
 
 double validation_nll(const FittedModel& fitted, const Dataset& data) {
   auto p = fitted.predict(data).to(torch::kCPU);
-  return data.task == Task::Classification ? classification_nll(p, data.y.to(torch::kCPU))
-                                           : regression_nll(p, data.y.to(torch::kCPU));
+  return nll(p, data.y.to(torch::kCPU));
 }
 
 namespace {
@@ -180,7 +179,7 @@ void check_not_diverged(const FittedModel& fitted, const Dataset& raw, const Tra
   Dataset d = n <= kRows ? raw : raw.subset(at::linspace(0, n - 1, kRows, at::kDouble).round().to(at::kLong));
   auto p = fitted.predict(d, {}).to(torch::kCPU);
   auto y = d.y.to(torch::kCPU);
-  const double nll = d.task == Task::Classification ? classification_nll(p, y) : regression_nll(p, y);
+  const double nll = credence::nll(p, y);
   const auto& lik = fitted.likelihood;
   const bool fixed_noise = lik.kind == LikelihoodKind::Gaussian && !lik.learn_sigma;
   const double baseline =

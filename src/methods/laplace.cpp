@@ -177,7 +177,7 @@ class LaplaceMethod : public Method {
     Likelihood likelihood = likelihood_;
     likelihood.sigma = posterior_->sigma();
     auto p = posterior_->predict(*problem.model, likelihood, val.x, 0.0, 1.0, {});
-    return val.task == Task::Classification ? classification_nll(p, val.y) : regression_nll(p, val.y);
+    return nll(p, val.y);
   }
 
   // The evidence can favour a prior that predicts worse than the MAP's own: with a validation

@@ -25,6 +25,9 @@ torch::Tensor predictive_quantile(const Predictive& p, double q);
 /// Fraction of y inside the central `level` interval of each predictive mixture.
 double coverage(const Predictive& p, const torch::Tensor& y, double level);
 
+/// The NLL for the predictive's task: classification_nll or regression_nll.
+double nll(const Predictive& p, const torch::Tensor& y);
+
 /// The standard metrics for the task, keyed as in `--json` output:
 /// classification: accuracy, nll, ece, brier; regression: rmse, nll, coverage_90.
 std::map<std::string, double> standard_metrics(const Predictive& p, const torch::Tensor& y,
