@@ -11,9 +11,39 @@
 namespace credence {
 namespace {
 // sum_i u[n, c, i] u[n, d, i] s[n, i]: [n, C, C], or only its diagonal [n, C].
+// out[n, c] = sum_k u[n, c, k]^2 s[n, k] in one pass over u, without the two [n, C, K] temporaries
+// of (u * u * s).sum(-1).
+template <typename T>
+void weighted_squares(const T* u, const T* s, T* out, int64_t n, int64_t C, int64_t K) {
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t c = 0; c < C; ++c) {
+      const T* row = u + (i * C + c) * K;
+      const T* w = s + i * K;
+      T lane[8] = {};  // eight partial sums, which the compiler keeps in one vector register
+      int64_t k = 0;
+      for (; k + 8 <= K; k += 8)
+        for (int j = 0; j < 8; ++j) lane[j] += row[k + j] * row[k + j] * w[k + j];
+      T total = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+      for (; k < K; ++k) total += row[k] * row[k] * w[k];
+      out[i * C + c] = total;
+    }
+}
+
 torch::Tensor weighted_gram(const torch::Tensor& u, const torch::Tensor& s, bool diag_only) {
-  if (diag_only) return (u * u * s.unsqueeze(1)).sum(-1);
-  return (u * s.unsqueeze(1)).matmul(u.transpose(1, 2));
+  if (!diag_only) return (u * s.unsqueeze(1)).matmul(u.transpose(1, 2));
+  const auto dtype = u.scalar_type();
+  if (!u.device().is_cpu() || u.dim() != 3 || (dtype != at::kFloat && dtype != at::kDouble) ||
+      s.scalar_type() != dtype)
+    return (u * u * s.unsqueeze(1)).sum(-1);
+  auto uc = u.contiguous(), sc = s.contiguous();
+  auto out = at::empty({uc.size(0), uc.size(1)}, uc.options());
+  if (dtype == at::kFloat)
+    weighted_squares(uc.data_ptr<float>(), sc.data_ptr<float>(), out.data_ptr<float>(), uc.size(0), uc.size(1),
+                     uc.size(2));
+  else
+    weighted_squares(uc.data_ptr<double>(), sc.data_ptr<double>(), out.data_ptr<double>(), uc.size(0), uc.size(1),
+                     uc.size(2));
+  return out;
 }
 }  // namespace
 
