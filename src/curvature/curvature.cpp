@@ -313,7 +313,7 @@ Curvature compute_curvature(const Model& model, const Likelihood& likelihood, co
     auto x = data.x.narrow(0, start, m), y = data.y.narrow(0, start, m);
     auto factors = curvature_factors(model, unit, subset, theta, x, y, kind, rng_key(seed, Stream::Noise, start), &c);
     at::NoGradGuard no_grad;
-    std::vector<torch::Tensor> rows;  // Full: per-(example, direction) Jacobian rows over the subset
+    std::vector<size_t> row_layers;  // Full: layers whose per-(example, direction) Jacobian rows it needs
     for (size_t i = 0; i < factors.size(); ++i) {
       const auto& l = subset.layers[i];
       auto a = factors[i].a;
@@ -350,12 +350,22 @@ Curvature compute_curvature(const Model& model, const Likelihood& likelihood, co
         if (!sums.defined()) sums = at::zeros({l.out, l.out, in1, in1}, opts);
         add_weighted_grams(sums, l, a, g);
       } else {
-        rows.push_back(l.jacobian_columns(a, g).reshape({-1, l.size()}));
+        row_layers.push_back(i);
       }
     }
-    if (structure == Structure::Full && !rows.empty()) {
-      auto G = at::cat(rows, 1);
-      c.full.addmm_(G.t(), G);
+    if (structure == Structure::Full && !row_layers.empty()) {  // the rows of all those layers, side by side
+      int64_t width = 0;
+      for (size_t i : row_layers) width += subset.layers[i].size();
+      const auto& g0 = factors[row_layers.front()].g;
+      auto G = at::empty({m, g0.size(1), width}, g0.options());
+      int64_t column = 0;
+      for (size_t i : row_layers) {
+        const auto& l = subset.layers[i];
+        l.jacobian_columns_into(factors[i].a, factors[i].g, G.narrow(2, column, l.size()));
+        column += l.size();
+      }
+      auto rows = G.view({-1, width});
+      c.full.addmm_(rows.t(), rows);
     }
   }
   if (sums.defined()) place_weighted_grams(c.full, sums, first);

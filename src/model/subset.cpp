@@ -146,6 +146,18 @@ torch::Tensor SubsetLayer::jacobian_columns(const torch::Tensor& a, const torch:
   return at::cat({w, g.index_select(2, bias_entries)}, 2);
 }
 
+void SubsetLayer::jacobian_columns_into(const torch::Tensor& a, const torch::Tensor& g, torch::Tensor out) const {
+  if (shared(g) || !partial()) {
+    out.copy_(jacobian_columns(a, g));
+    return;
+  }
+  const int64_t kw = weight_entries.numel();
+  auto rows = at::div(weight_entries, in, "floor"), cols = weight_entries.remainder(in);
+  auto weights = out.narrow(2, 0, kw);
+  at::mul_out(weights, g.index_select(2, rows), a.index_select(1, cols).unsqueeze(1));
+  if (bias_entries.numel() > 0) out.narrow(2, kw, bias_entries.numel()).copy_(g.index_select(2, bias_entries));
+}
+
 torch::Tensor SubsetLayer::jacobian_times(const torch::Tensor& a, const torch::Tensor& g, const torch::Tensor& V) const {
   if (partial() || kind != LayerKind::Dense) return jacobian_columns(a, g).matmul(V);
   const int64_t n = a.size(0), m = V.size(1);

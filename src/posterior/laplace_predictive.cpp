@@ -11,39 +11,46 @@
 namespace credence {
 namespace {
 // sum_i u[n, c, i] u[n, d, i] s[n, i]: [n, C, C], or only its diagonal [n, C].
-// out[n, c] = sum_k u[n, c, k]^2 s[n, k] in one pass over u, without the two [n, C, K] temporaries
-// of (u * u * s).sum(-1).
+// out[n, c] = sum_k u[n, c, k] v[n, c, k] w[n, k] in one pass, without the [n, C, K] temporaries
+// of (u * v * w).sum(-1).
 template <typename T>
-void weighted_squares(const T* u, const T* s, T* out, int64_t n, int64_t C, int64_t K) {
+void weighted_dots(const T* u, const T* v, const T* w, T* out, int64_t n, int64_t C, int64_t K) {
   for (int64_t i = 0; i < n; ++i)
     for (int64_t c = 0; c < C; ++c) {
-      const T* row = u + (i * C + c) * K;
-      const T* w = s + i * K;
+      const T* x = u + (i * C + c) * K;
+      const T* y = v + (i * C + c) * K;
+      const T* s = w + i * K;
       T lane[8] = {};  // eight partial sums, which the compiler keeps in one vector register
       int64_t k = 0;
       for (; k + 8 <= K; k += 8)
-        for (int j = 0; j < 8; ++j) lane[j] += row[k + j] * row[k + j] * w[k + j];
+        for (int j = 0; j < 8; ++j) lane[j] += x[k + j] * y[k + j] * s[k + j];
       T total = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
-      for (; k < K; ++k) total += row[k] * row[k] * w[k];
+      for (; k < K; ++k) total += x[k] * y[k] * s[k];
       out[i * C + c] = total;
     }
 }
 
-torch::Tensor weighted_gram(const torch::Tensor& u, const torch::Tensor& s, bool diag_only) {
-  if (!diag_only) return (u * s.unsqueeze(1)).matmul(u.transpose(1, 2));
+// sum_k u[n, c, k] v[n, c, k] w[n, k] for u, v [n, C, K] and w [n, K] (all ones when undefined).
+torch::Tensor rowwise_dots(const torch::Tensor& u, const torch::Tensor& v, const torch::Tensor& w = {}) {
   const auto dtype = u.scalar_type();
-  if (!u.device().is_cpu() || u.dim() != 3 || (dtype != at::kFloat && dtype != at::kDouble) ||
-      s.scalar_type() != dtype)
-    return (u * u * s.unsqueeze(1)).sum(-1);
-  auto uc = u.contiguous(), sc = s.contiguous();
+  const bool fused = u.device().is_cpu() && u.dim() == 3 && (dtype == at::kFloat || dtype == at::kDouble) &&
+                     v.scalar_type() == dtype && (!w.defined() || w.scalar_type() == dtype);
+  if (!fused) return (w.defined() ? u * v * w.unsqueeze(1) : u * v).sum(-1);
+  auto uc = u.contiguous(), vc = v.contiguous();
+  auto wc = w.defined() ? w.contiguous() : at::ones({u.size(0), u.size(2)}, u.options());
   auto out = at::empty({uc.size(0), uc.size(1)}, uc.options());
   if (dtype == at::kFloat)
-    weighted_squares(uc.data_ptr<float>(), sc.data_ptr<float>(), out.data_ptr<float>(), uc.size(0), uc.size(1),
-                     uc.size(2));
+    weighted_dots(uc.data_ptr<float>(), vc.data_ptr<float>(), wc.data_ptr<float>(), out.data_ptr<float>(),
+                  uc.size(0), uc.size(1), uc.size(2));
   else
-    weighted_squares(uc.data_ptr<double>(), sc.data_ptr<double>(), out.data_ptr<double>(), uc.size(0), uc.size(1),
-                     uc.size(2));
+    weighted_dots(uc.data_ptr<double>(), vc.data_ptr<double>(), wc.data_ptr<double>(), out.data_ptr<double>(),
+                  uc.size(0), uc.size(1), uc.size(2));
   return out;
+}
+
+torch::Tensor weighted_gram(const torch::Tensor& u, const torch::Tensor& s, bool diag_only) {
+  if (!diag_only) return (u * s.unsqueeze(1)).matmul(u.transpose(1, 2));
+  return rowwise_dots(u, u, s);
 }
 }  // namespace
 
@@ -102,11 +109,14 @@ torch::Tensor LaplacePosterior::slice_variance(const Model& model, const torch::
     return diag_only ? gQg.diagonal(0, 1, 2) : gQg;
   }
   if (curvature_.structure == Structure::Full) {
-    std::vector<torch::Tensor> cols;  // J [n, C, K] in subset order, from factored a (x) g
-    for (size_t i = 0; i < factors.size(); ++i) cols.push_back(subset_.layers[i].jacobian_columns(factors[i].a, factors[i].g));
-    auto J = at::cat(cols, 2);
+    auto J = at::empty({n, C, subset_.size}, x.options());  // J in subset order, from factored a (x) g
+    for (size_t i = 0, column = 0; i < factors.size(); ++i) {
+      const auto& l = subset_.layers[i];
+      l.jacobian_columns_into(factors[i].a, factors[i].g, J.narrow(2, static_cast<int64_t>(column), l.size()));
+      column += static_cast<size_t>(l.size());
+    }
     auto JS = J.matmul(cov_);
-    return diag_only ? (JS * J).sum(-1) : JS.matmul(J.transpose(1, 2));
+    return diag_only ? rowwise_dots(JS, J) : JS.matmul(J.transpose(1, 2));
   }
   if (curvature_.structure == Structure::LowRank) {
     // Sigma = D^{-1} - Z diag(S^2 / (1 + S^2)) Z^T with Z = D^{-1/2} Q.

@@ -32,6 +32,9 @@ struct SubsetLayer {
   /// Jacobian columns of the chosen entries from the layer's factors a [n, in], g [n, D, out]
   /// (or with positions, see shared()): [n, D, size()] (weights, then biases).
   torch::Tensor jacobian_columns(const torch::Tensor& a, const torch::Tensor& g) const;
+  /// The same columns written into `out` [n, D, size()] (e.g. this layer's columns of all the
+  /// subset's), without the copies that joining separate results takes.
+  void jacobian_columns_into(const torch::Tensor& a, const torch::Tensor& g, torch::Tensor out) const;
   /// J V for this layer's rows V [size(), m] of a set of vectors: [n, D, m].
   torch::Tensor jacobian_times(const torch::Tensor& a, const torch::Tensor& g, const torch::Tensor& V) const;
   /// J^T U summed over examples and directions, for U [n, D, m]: [size(), m].
