@@ -333,7 +333,8 @@ FittedModel fit(const FitRequest& given) {
   // A step size the user gave is kept as given; the method's own default is a guess that can be
   // too large for a small or badly scaled problem, so a diverged fit retries at a third of it.
   // Only in one process: ranks of a data-parallel run could disagree about the divergence.
-  const bool own_step = given.train.lr == 0 && (!given.comm || given.comm->world_size() == 1);
+  const Communicator& comm = given.comm ? *given.comm : world_communicator();
+  const bool own_step = given.train.lr == 0 && comm.world_size() == 1;
   if (!own_step) return fit_one(given);
   FitRequest request = given;
   std::vector<std::string> notes;

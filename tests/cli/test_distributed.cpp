@@ -117,6 +117,17 @@ TEST_F(DataParallel, FailureStopsTheRunWithItsExitCode) {
   EXPECT_FALSE(std::filesystem::exists(path("bad.crd")));
 }
 
+// One process retries a fit that diverges at its method's own step size; ranks could disagree about
+// a divergence, so a data-parallel fit reports it instead.
+TEST_F(DataParallel, ADivergedFitIsNotRetriedAcrossProcesses) {
+  auto r = run("launch -n 2 -- credence fit --data 'synthetic:moons?n=300' --model mlp:16 --epochs 5 -q "
+               "--method ivon:hess_init=1e-12 --out '" + path("div.crd") + "'");
+  EXPECT_NE(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("diverged"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("refitted"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(path("div.crd")));
+}
+
 TEST_F(DataParallel, LaunchReportsACommandThatCannotRun) {
   auto r = run("launch -n 2 -- /nonexistent/program");
   EXPECT_EQ(r.code, 127) << r.output;
