@@ -97,8 +97,7 @@ void wait_for_ranks(::c10d::Store& store, int rank, int world, std::chrono::seco
 // takes part in the setup whatever it wants, so the group agrees: all use it or none does.
 std::unique_ptr<SharedMemorySum> open_shared_memory(::c10d::Store& store, c10d_gloo::Group& gloo, int rank,
                                                     int world) {
-  const char* env = std::getenv("CREDENCE_SHM");
-  const bool wanted = !(env && std::string(env) == "0") && world <= SharedMemorySum::kMaxRanks;
+  const bool wanted = shared_memory_sums_wanted() && world <= SharedMemorySum::kMaxRanks;
   std::unique_ptr<SharedMemorySum> shm;
   const std::string key = "credence/shared_memory";
   try {
@@ -268,6 +267,11 @@ void Communicator::barrier() const {
 #ifdef CREDENCE_HAVE_GLOO
   if (group_) group_->gloo->barrier()->wait();
 #endif
+}
+
+bool shared_memory_sums_wanted() {
+  const char* env = std::getenv("CREDENCE_SHM");
+  return !(env && std::string(env) == "0");
 }
 
 std::string process_group_backend() {

@@ -75,8 +75,7 @@ std::string blas_library() {
 std::string runtime_summary() {
   const auto kernels = blas_kernels();
   const std::string backend = process_group_backend();
-  const char* shm = std::getenv("CREDENCE_SHM");
-  const bool shared_memory = backend == "gloo" && !(shm && std::string(shm) == "0");
+  const bool shared_memory = backend == "gloo" && shared_memory_sums_wanted();
   return fmt::format("LibTorch {} | BLAS {}{} | threads {} | CUDA devices {} | process groups {}{}", TORCH_VERSION,
                      blas_library(), kernels.empty() ? "" : " (" + kernels + " kernels)", threads(),
                      torch::cuda::device_count(), backend, shared_memory ? " (shared memory on one machine)" : "");

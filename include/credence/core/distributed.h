@@ -63,6 +63,9 @@ class Communicator {
   bool on_one_machine_ = true;
 };
 
+/// Whether ranks on one machine may sum through shared memory: unless CREDENCE_SHM=0.
+bool shared_memory_sums_wanted();
+
 /// The process-group backend this build has: "gloo" (CPU tensors), or "none" when it was built
 /// without libgloo-dev (one process only).
 std::string process_group_backend();
