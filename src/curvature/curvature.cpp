@@ -171,6 +171,18 @@ torch::Tensor output_factors(const Likelihood& lik, const torch::Tensor& f, cons
   return {};
 }
 
+torch::Tensor subset_jacobian(const ParamSubset& subset, const std::vector<LayerFactors>& factors) {
+  const auto& g0 = factors.front().g;
+  auto J = at::empty({g0.size(0), g0.size(1), subset.size}, g0.options());
+  int64_t column = 0;
+  for (size_t i = 0; i < factors.size(); ++i) {
+    const auto& l = subset.layers[i];
+    l.jacobian_columns_into(factors[i].a, factors[i].g, J.narrow(2, column, l.size()));
+    column += l.size();
+  }
+  return J;
+}
+
 std::vector<LayerFactors> curvature_factors(const Model& model, const Likelihood& unit, const ParamSubset& subset,
                                             const torch::Tensor& theta, const torch::Tensor& x, const torch::Tensor& y,
                                             CurvatureKind kind, uint64_t key, Curvature* stats) {
@@ -217,9 +229,6 @@ void place_weighted_grams(torch::Tensor& full, torch::Tensor sums, const SubsetL
   full.index_put_({idx.unsqueeze(1), idx.unsqueeze(0)}, H, /*accumulate=*/true);
 }
 
-// Rows per chunk of the curvature pass: at most `batch_size`, fewer where one row's layer factors
-// are large (a convolution's hold every position's patch and every direction's gradient), so that a
-// chunk's factors stay near kChunkBytes. Sized from one row, alike on every rank.
 // sum_d g[n, d, o]^2 for a contiguous CPU [m, D, out] tensor in one pass over g, without the
 // [m, D, out] tensor of squares that g.pow(2).sum(1) writes and reads again.
 template <typename T>
@@ -245,6 +254,9 @@ torch::Tensor squares_over_directions(const torch::Tensor& g) {
   return out;
 }
 
+// Rows per chunk of the curvature pass: at most `batch_size`, fewer where one row's layer factors
+// are large (a convolution's hold every position's patch and every direction's gradient), so that a
+// chunk's factors stay near kChunkBytes. Sized from one row, alike on every rank.
 int64_t curvature_chunk_rows(const Model& model, const Likelihood& unit, const ParamSubset& subset,
                              const torch::Tensor& theta, const Dataset& data, CurvatureKind kind, int64_t batch_size) {
   constexpr double kChunkBytes = 256e6;
@@ -313,7 +325,7 @@ Curvature compute_curvature(const Model& model, const Likelihood& likelihood, co
     auto x = data.x.narrow(0, start, m), y = data.y.narrow(0, start, m);
     auto factors = curvature_factors(model, unit, subset, theta, x, y, kind, rng_key(seed, Stream::Noise, start), &c);
     at::NoGradGuard no_grad;
-    std::vector<size_t> row_layers;  // Full: layers whose per-(example, direction) Jacobian rows it needs
+    bool jacobian_rows = false;  // Full: the subset's per-(example, direction) Jacobian rows
     for (size_t i = 0; i < factors.size(); ++i) {
       const auto& l = subset.layers[i];
       auto a = factors[i].a;
@@ -350,22 +362,12 @@ Curvature compute_curvature(const Model& model, const Likelihood& likelihood, co
         if (!sums.defined()) sums = at::zeros({l.out, l.out, in1, in1}, opts);
         add_weighted_grams(sums, l, a, g);
       } else {
-        row_layers.push_back(i);
+        jacobian_rows = true;  // every layer's (the weighted Grams serve only a one-layer subset)
       }
     }
-    if (structure == Structure::Full && !row_layers.empty()) {  // the rows of all those layers, side by side
-      int64_t width = 0;
-      for (size_t i : row_layers) width += subset.layers[i].size();
-      const auto& g0 = factors[row_layers.front()].g;
-      auto G = at::empty({m, g0.size(1), width}, g0.options());
-      int64_t column = 0;
-      for (size_t i : row_layers) {
-        const auto& l = subset.layers[i];
-        l.jacobian_columns_into(factors[i].a, factors[i].g, G.narrow(2, column, l.size()));
-        column += l.size();
-      }
-      auto rows = G.view({-1, width});
-      c.full.addmm_(rows.t(), rows);
+    if (jacobian_rows) {
+      auto G = subset_jacobian(subset, factors).view({-1, K});
+      c.full.addmm_(G.t(), G);
     }
   }
   if (sums.defined()) place_weighted_grams(c.full, sums, first);

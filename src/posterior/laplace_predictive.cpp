@@ -10,7 +10,6 @@
 
 namespace credence {
 namespace {
-// sum_i u[n, c, i] u[n, d, i] s[n, i]: [n, C, C], or only its diagonal [n, C].
 // out[n, c] = sum_k u[n, c, k] v[n, c, k] w[n, k] in one pass, without the [n, C, K] temporaries
 // of (u * v * w).sum(-1).
 template <typename T>
@@ -48,6 +47,7 @@ torch::Tensor rowwise_dots(const torch::Tensor& u, const torch::Tensor& v, const
   return out;
 }
 
+// sum_i u[n, c, i] u[n, d, i] s[n, i]: [n, C, C], or only its diagonal [n, C].
 torch::Tensor weighted_gram(const torch::Tensor& u, const torch::Tensor& s, bool diag_only) {
   if (!diag_only) return (u * s.unsqueeze(1)).matmul(u.transpose(1, 2));
   return rowwise_dots(u, u, s);
@@ -109,12 +109,7 @@ torch::Tensor LaplacePosterior::slice_variance(const Model& model, const torch::
     return diag_only ? gQg.diagonal(0, 1, 2) : gQg;
   }
   if (curvature_.structure == Structure::Full) {
-    auto J = at::empty({n, C, subset_.size}, x.options());  // J in subset order, from factored a (x) g
-    for (size_t i = 0, column = 0; i < factors.size(); ++i) {
-      const auto& l = subset_.layers[i];
-      l.jacobian_columns_into(factors[i].a, factors[i].g, J.narrow(2, static_cast<int64_t>(column), l.size()));
-      column += static_cast<size_t>(l.size());
-    }
+    auto J = subset_jacobian(subset_, factors);  // [n, C, K] from factored a (x) g
     auto JS = J.matmul(cov_);
     return diag_only ? rowwise_dots(JS, J) : JS.matmul(J.transpose(1, 2));
   }

@@ -67,11 +67,14 @@ struct LayerFactors {
 std::vector<LayerFactors> layer_factors(const Model& model, const ParamSubset& subset, const torch::Tensor& theta,
                                         const torch::Tensor& x, const torch::Tensor& directions,
                                         torch::Tensor* outputs = nullptr);
-/// The same with the directions computed from the outputs of the pass itself (whole-network
-/// subsets only: a last-layer subset never runs the full forward).
+/// The same with the directions computed from the outputs of the pass itself (for a last-layer
+/// subset, the outputs of the last layer on the features).
 std::vector<LayerFactors> layer_factors(const Model& model, const ParamSubset& subset, const torch::Tensor& theta,
                                         const torch::Tensor& x, const OutputDirections& directions,
                                         torch::Tensor* outputs = nullptr);
+
+/// The subset's Jacobian J [n, D, K] from its layers' factors, each layer's columns in subset order.
+torch::Tensor subset_jacobian(const ParamSubset& subset, const std::vector<LayerFactors>& factors);
 
 /// Output-space factors [n, C, D] per example: for the GGN, L with L L^T = the NLL's Hessian in the
 /// outputs (the Fisher for the heteroscedastic head, whose Hessian is indefinite); for the EF, the

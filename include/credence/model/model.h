@@ -145,13 +145,13 @@ class BlockForward : public Capability {
 /// shape it needs); returns their dimension, 1 or 2.
 int64_t check_blocks(const ParamLayout& layout, const std::string& spec, const std::vector<torch::Tensor>& blocks);
 
-/// The outputs' gradients in every layer's pre-activation for several output directions at
-/// once, by hand: what the Laplace curvature and its GLM predictive need, without one autograd
-/// pass per direction (most of their cost on small batches).
 /// Output-space directions [n, O, D] given the outputs [n, O]: the curvature's come from the
 /// likelihood at those outputs, so one forward pass serves both.
 using OutputDirections = std::function<torch::Tensor(const torch::Tensor& outputs)>;
 
+/// The outputs' gradients in every layer's pre-activation for several output directions at
+/// once, by hand: what the Laplace curvature and its GLM predictive need, without one autograd
+/// pass per direction (most of their cost on small batches).
 class LayerJacobian : public Capability {
  public:
   static constexpr const char* kName = "a hand-written layer Jacobian";
