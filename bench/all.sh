@@ -22,7 +22,7 @@ export SETS="${SETS:-bostonHousing concrete energy wine-quality-red yacht}"
 
 # One line per group of methods that share a learning rate: name|methods|lr.
 default_recipes='adam|map;laplace;ensemble:members=5;swag;mcdropout;svgd;repulsive;vi:init=map|1e-3
-ivon|ivon:clip=0.001|0.1
+ivon|ivon:clip=0.001,hess_init=0.1|0.1
 sgmcmc|sgld:chains=4;csgmcmc:momentum=0.9,cycles=2|0.05'
 if [ -n "${RECIPES_FILE:-}" ]; then recipes="$(cat "$RECIPES_FILE")"; else recipes="$default_recipes"; fi
 

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "credence/core/error.h"
 #include "credence/core/rng.h"
@@ -20,12 +22,28 @@ namespace {
 // over the first 1 / kSigmaRate steps, then an exponential average with this rate.
 constexpr double kSigmaRate = 0.01;
 
+// hess_init=auto: the first steps are SGD steps of lr / h0 and the first variances 1 / (N h0), so
+// h0 should follow the likelihood's curvature in the network's output. A Gaussian's is 1 / sigma^2
+// (targets are standardized, so about 1 with a learned noise); a softmax's, p (1 - p), is at most
+// 1/4 and falls as the fit sharpens, hence a tenth of it.
+double initial_hessian(const std::string& text, const Likelihood& likelihood) {
+  if (text != "auto") return std::stod(text);
+  switch (likelihood.kind) {
+    case LikelihoodKind::Gaussian:
+      return 1.0 / (likelihood.sigma * likelihood.sigma);
+    case LikelihoodKind::Heteroscedastic:
+      return 1.0;
+    default:
+      return 0.1;
+  }
+}
+
 // State: the posterior mean m, the Hessian estimate h and the gradient momentum g, all [P]. The
 // posterior is N(m, 1 / (ess (h + delta))) with delta = prior precision / N, the weight decay.
 class IvonMethod : public Method {
  public:
   explicit IvonMethod(const Options& o)
-      : hess_init_(o.get_double("hess_init")),
+      : hess_init_text_(o.get_string("hess_init")),
         beta1_(o.get_double("beta1")),
         beta2_(o.get_double("beta2")),
         ess_(o.get_double("ess")),
@@ -43,6 +61,7 @@ class IvonMethod : public Method {
     seed_ = problem.train_options.seed;
     const int64_t bs = std::min(problem.train_options.batch_size, n_);
     total_steps_ = std::max<int64_t>(1, problem.train_options.epochs * ((n_ + bs - 1) / bs));
+    hess_init_ = initial_hessian(hess_init_text_, problem.likelihood);
     auto mean = problem.model->init_params(seed_);  // where MAP starts
     state_["mean"] = mean;
     state_["hess"] = at::full_like(mean, hess_init_);
@@ -120,6 +139,7 @@ class IvonMethod : public Method {
     const auto& h = state_.at("hess");
     nlohmann::json report = {{"steps", steps_},
                              {"ess", lambda_},
+                             {"hess_init", hess_init_},
                              {"hess_init_weight", std::pow(beta2_, static_cast<double>(steps_))},
                              {"hess_mean", h.mean().item<double>()},
                              {"hess_min", h.min().item<double>()},
@@ -140,7 +160,8 @@ class IvonMethod : public Method {
   }
 
   const Problem* problem_ = nullptr;
-  double hess_init_, beta1_, beta2_, ess_, clip_;
+  std::string hess_init_text_;
+  double hess_init_ = 0, beta1_, beta2_, ess_, clip_;
   int64_t mc_samples_;
   bool cosine_;
   double lambda_ = 0, lr_ = 0;
@@ -153,9 +174,14 @@ class IvonMethod : public Method {
 
 void validate_ivon(const Options& o) {
   auto fail = [](const std::string& what) { throw InvalidArgument("ivon: " + what); };
-  if (!(o.get_double("hess_init") > 0))
-    fail(fmt::format("hess_init must be > 0, got {} (try 0.1, or about the loss's curvature)",
-                     o.get_double("hess_init")));
+  const auto& h0 = o.get_string("hess_init");
+  if (h0 != "auto") {
+    char* end = nullptr;
+    const double value = std::strtod(h0.c_str(), &end);
+    if (end == h0.c_str() || *end != '\0' || !(value > 0))
+      fail(fmt::format("hess_init must be auto or a number > 0, got '{}' (try auto, or about the loss's curvature)",
+                       h0));
+  }
   for (const char* key : {"beta1", "beta2"})
     if (!(o.get_double(key) >= 0 && o.get_double(key) < 1))
       fail(fmt::format("{} must be in [0, 1), got {}", key, o.get_double(key)));
@@ -172,13 +198,18 @@ MethodInfo ivon_method_info() {
   MethodInfo info;
   info.name = "ivon";
   info.stops_early = true;
-  info.tune_space = {{"hess_init", {"0.01", "0.1", "1"}}};
+  info.tune_space = {{"hess_init", {"0.1", "1", "10"}}};
   info.summary =
       "IVON variational online Newton: a diagonal Gaussian at about Adam's cost (step --lr, default 0.1: a fraction "
       "of a Newton step, not Adam's)";
   info.default_lr = 0.1;
   info.fields = {
-      {"hess_init", FieldType::Double, "0.1", "initial Hessian estimate h0 (> 0)", {}},
+      {"hess_init",
+       FieldType::String,
+       "auto",
+       "initial Hessian estimate h0 (> 0); auto: 1 / sigma^2 for a Gaussian likelihood (1 with learned noise), "
+       "0.1 for classification",
+       {}},
       {"beta1", FieldType::Double, "0.9", "gradient momentum, in [0, 1)", {}},
       {"beta2",
        FieldType::Double,

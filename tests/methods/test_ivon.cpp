@@ -105,7 +105,7 @@ TEST(Ivon, DefaultBeta2MovesTheHessianSlowly) {
   auto exact = exact_posterior();
   const int64_t steps = 2000;
   const double h0 = 0.1, forget = std::pow(0.99999, steps);
-  auto f = fit(linear("ivon", steps, 0.05));
+  auto f = fit(linear(fmt::format("ivon:hess_init={}", h0), steps, 0.05));
   auto moved = hessian_estimate(f) - h0;
   auto expected = (exact.hess - h0) * (1 - forget);
   EXPECT_LT(((moved / expected) - 1).abs().max().item<double>(), 0.15) << moved << expected;
@@ -139,8 +139,20 @@ TEST(Ivon, DeterministicForASeed) {
   EXPECT_FALSE(at::equal(gaussian(a).mean(), gaussian(c).mean()));
 }
 
+TEST(Ivon, AutoHessInitFollowsTheLikelihoodsCurvature) {
+  auto hess_init = [](const FitRequest& req) { return fit(req).info["report"]["hess_init"].get<double>(); };
+  EXPECT_DOUBLE_EQ(hess_init(linear("ivon", 1, 0.05)), 1 / (kSigma * kSigma));  // fixed noise 0.5
+  auto learned = linear("ivon", 1, 0.05);
+  learned.likelihood = "gaussian";  // the noise starts at 1
+  EXPECT_DOUBLE_EQ(hess_init(learned), 1.0);
+  auto classes = moons_request("ivon");
+  classes.train.epochs = 1;
+  EXPECT_DOUBLE_EQ(hess_init(classes), 0.1);
+  EXPECT_DOUBLE_EQ(hess_init(linear("ivon:hess_init=0.3", 1, 0.05)), 0.3);
+}
+
 TEST(Ivon, BadOptionsAreRefused) {
-  for (std::string spec : {"ivon:hess_init=0", "ivon:hess_init=-1", "ivon:beta1=1", "ivon:beta2=1",
+  for (std::string spec : {"ivon:hess_init=0", "ivon:hess_init=-1", "ivon:hess_init=large", "ivon:hess_init=1x", "ivon:beta1=1", "ivon:beta2=1",
                            "ivon:beta2=-0.1", "ivon:ess=-5", "ivon:mc_samples=0", "ivon:clip=-1",
                            "ivon:schedule=linear"})
     EXPECT_THROW(resolve_method(spec), InvalidArgument) << spec;
