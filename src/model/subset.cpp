@@ -1,13 +1,49 @@
 #include "credence/model/subset.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
 #include <fmt/format.h>
+
+#include <vector>
 
 #include "credence/core/error.h"
 #include "credence/model/subspace.h"
 
 namespace credence {
 namespace {
+bool gather_on_cpu(const torch::Tensor& a, const torch::Tensor& g, const torch::Tensor& out) {
+  const auto t = g.scalar_type();
+  return g.device().is_cpu() && (t == at::kFloat || t == at::kDouble) && a.scalar_type() == t &&
+         out.scalar_type() == t && out.stride(2) == 1;
+}
+
+// out[n, c, k] = g[n, c, rows[k]] a[n, cols[k]] for the weights, then g[n, c, bias[j]]: one pass
+// that reads each row of g and a from cache, where index_select would first copy the gathered
+// columns of both into temporaries.
+void gather_columns(const torch::Tensor& a, const torch::Tensor& g, const torch::Tensor& rows,
+                    const torch::Tensor& cols, const torch::Tensor& bias, torch::Tensor& out) {
+  const int64_t n = g.size(0), D = g.size(1), G = g.size(2), in = a.size(1), kw = rows.numel(),
+                kb = bias.numel();
+  auto r = rows.to(at::kLong).contiguous(), c = cols.to(at::kLong).contiguous(), b = bias.to(at::kLong).contiguous();
+  const int64_t *R = r.data_ptr<int64_t>(), *Cc = c.data_ptr<int64_t>(), *B = kb > 0 ? b.data_ptr<int64_t>() : nullptr;
+  const int64_t s0 = out.stride(0), s1 = out.stride(1);
+  AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "gather_columns", [&] {
+    const scalar_t *A = a.data_ptr<scalar_t>(), *Gp = g.data_ptr<scalar_t>();
+    scalar_t* O = out.data_ptr<scalar_t>();
+    std::vector<scalar_t> picked(static_cast<size_t>(kw));
+    for (int64_t i = 0; i < n; ++i) {
+      const scalar_t* ai = A + i * in;
+      for (int64_t k = 0; k < kw; ++k) picked[k] = ai[Cc[k]];
+      for (int64_t d = 0; d < D; ++d) {
+        const scalar_t* gr = Gp + (i * D + d) * G;
+        scalar_t* o = O + i * s0 + d * s1;
+        for (int64_t k = 0; k < kw; ++k) o[k] = gr[R[k]] * picked[k];
+        for (int64_t j = 0; j < kb; ++j) o[kw + j] = gr[B[j]];
+      }
+    }
+  });
+}
+
 SubsetLayer layer_from(const Model& model, int weight_block, int bias_block, LayerKind kind = LayerKind::Dense) {
   const auto& blocks = model.layout().blocks;
   const auto& w = blocks[weight_block];
@@ -153,6 +189,10 @@ void SubsetLayer::jacobian_columns_into(const torch::Tensor& a, const torch::Ten
   }
   const int64_t kw = weight_entries.numel();
   auto rows = at::div(weight_entries, in, "floor"), cols = weight_entries.remainder(in);
+  if (gather_on_cpu(a, g, out)) {
+    gather_columns(a.contiguous(), g.contiguous(), rows, cols, bias_entries, out);
+    return;
+  }
   auto weights = out.narrow(2, 0, kw);
   at::mul_out(weights, g.index_select(2, rows), a.index_select(1, cols).unsqueeze(1));
   if (bias_entries.numel() > 0) out.narrow(2, kw, bias_entries.numel()).copy_(g.index_select(2, bias_entries));
