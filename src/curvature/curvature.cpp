@@ -1,10 +1,14 @@
 #include "credence/curvature/curvature.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
 #include <fmt/format.h>
 #include <torch/csrc/autograd/autograd.h>
 
+#include <dlfcn.h>
+
 #include <algorithm>
+#include <climits>
 
 #include "credence/core/distributed.h"
 #include "credence/core/error.h"
@@ -14,6 +18,54 @@
 #include "credence/core/spec.h"
 
 namespace credence {
+namespace {
+// CBLAS's symmetric rank-k update, found in the BLAS that LibTorch already loaded; ATen has no
+// syrk, and a Gram through it costs half the products of a GEMM.
+enum { kRowMajor = 101, kUpper = 121, kTrans = 112 };  // CBLAS_ORDER, CBLAS_UPLO, CBLAS_TRANSPOSE
+using SyrkS = void (*)(int, int, int, int, int, float, const float*, int, float, float*, int);
+using SyrkD = void (*)(int, int, int, int, int, double, const double*, int, double, double*, int);
+
+template <typename F>
+F blas_symbol(const char* name) {
+  return reinterpret_cast<F>(dlsym(RTLD_DEFAULT, name));
+}
+}  // namespace
+
+void add_gram_upper(torch::Tensor& S, const torch::Tensor& X) {
+  static const auto syrk_s = blas_symbol<SyrkS>("cblas_ssyrk");
+  static const auto syrk_d = blas_symbol<SyrkD>("cblas_dsyrk");
+  const auto t = S.scalar_type();
+  const bool blas = S.device().is_cpu() && X.device().is_cpu() && X.scalar_type() == t && S.is_contiguous() &&
+                    S.dim() == 2 && X.dim() == 2 && S.size(0) == X.size(1) && S.size(1) == X.size(1) &&
+                    X.is_contiguous() && X.size(0) <= INT32_MAX && X.size(1) <= INT32_MAX &&
+                    ((t == at::kFloat && syrk_s) || (t == at::kDouble && syrk_d));
+  // Narrow Grams (a few outputs over many rows) are faster as one GEMM.
+  constexpr int64_t kSyrkMinWidth = 64;
+  if (!blas || X.size(0) == 0 || X.size(1) < kSyrkMinWidth) {
+    S.addmm_(X.t(), X);
+    return;
+  }
+  const int d = static_cast<int>(X.size(1)), rows = static_cast<int>(X.size(0));
+  if (t == at::kFloat)
+    syrk_s(kRowMajor, kUpper, kTrans, d, rows, 1.0f, X.data_ptr<float>(), d, 1.0f, S.data_ptr<float>(), d);
+  else
+    syrk_d(kRowMajor, kUpper, kTrans, d, rows, 1.0, X.data_ptr<double>(), d, 1.0, S.data_ptr<double>(), d);
+}
+
+// In place, in tiles: no K x K temporaries.
+void symmetrize_from_upper(torch::Tensor& S) {
+  const auto t = S.scalar_type();
+  if (S.numel() == 0 || !S.device().is_cpu() || !S.is_contiguous() || (t != at::kFloat && t != at::kDouble)) return;
+  constexpr int64_t kTile = 64;
+  const int64_t n = S.size(0);
+  AT_DISPATCH_FLOATING_TYPES(t, "symmetrize_from_upper", [&] {
+    scalar_t* p = S.data_ptr<scalar_t>();
+    for (int64_t i0 = 0; i0 < n; i0 += kTile)
+      for (int64_t j0 = 0; j0 <= i0; j0 += kTile)
+        for (int64_t i = i0; i < std::min(n, i0 + kTile); ++i)
+          for (int64_t j = j0; j < std::min(i, j0 + kTile); ++j) p[i * n + j] = p[j * n + i];
+  });
+}
 
 CurvatureKind parse_curvature_kind(const std::string& name) {
   if (name == "ggn") return CurvatureKind::GGN;
@@ -334,16 +386,16 @@ Curvature compute_curvature(const Model& model, const Likelihood& likelihood, co
       if (structure == Structure::Kron && l.kind != LayerKind::Dense) {  // exact blocks: few entries
         auto J = l.jacobian_columns(a, g).reshape({-1, l.size()});
         auto Jw = J.narrow(1, 0, l.num_weights()), Jb = J.narrow(1, l.num_weights(), l.num_biases());
-        A[i].addmm_(Jw.t(), Jw);
-        Ab[i].addmm_(Jb.t(), Jb);
+        add_gram_upper(A[i], Jw.contiguous());
+        add_gram_upper(Ab[i], Jb.contiguous());
       } else if (structure == Structure::Kron) {
         if (shared && sharing == KfacSharing::Reduce) {
           a = a.mean(1);
           g = g.sum(2);
         }
         auto gg = g.reshape({-1, l.out}), aa = a.reshape({-1, l.in});
-        A[i].addmm_(gg.t(), gg);
-        B[i].addmm_(aa.t(), aa);
+        add_gram_upper(A[i], gg.contiguous());
+        add_gram_upper(B[i], aa.contiguous());
         count[i] += aa.size(0);
       } else if (structure == Structure::Diag && (l.partial() || shared || l.kind != LayerKind::Dense)) {
         // Per-example columns, a slice of examples at a time to bound their memory.
@@ -367,9 +419,13 @@ Curvature compute_curvature(const Model& model, const Likelihood& likelihood, co
     }
     if (jacobian_rows) {
       auto G = subset_jacobian(subset, factors).view({-1, K});
-      c.full.addmm_(G.t(), G);
+      add_gram_upper(c.full, G);
     }
   }
+  for (auto* part : {&A, &Ab, &B})
+    for (auto& t : *part)
+      if (t.defined()) symmetrize_from_upper(t);
+  if (c.full.defined()) symmetrize_from_upper(c.full);
   if (sums.defined()) place_weighted_grams(c.full, sums, first);
   if (ranks > 1) {
     auto stats = at::tensor({c.nll, c.sum_sq_residual}, at::kDouble);

@@ -226,3 +226,26 @@ TEST(Curvature, OneLayerFullGgnFromGramBlocksEqualsBruteForce) {
 }
 
 }  // namespace credence
+
+namespace credence {
+
+TEST(Curvature, SymmetricGramUpdatesSumTheProducts) {
+  // Widths on both sides of the narrow-Gram cut-off and not multiples of the tiles; a transposed
+  // (non-contiguous) X takes the plain product. Two updates, then one symmetrization.
+  for (auto dtype : {at::kFloat, at::kDouble})
+    for (int64_t d : {7, 100, 130}) {
+      auto opts = at::TensorOptions().dtype(dtype);
+      auto X1 = at::randn({300, d}, opts), X2 = at::randn({d, 50}, opts).t();
+      auto R = at::randn({d, d}, opts);
+      auto S = R + R.t();
+      auto expected = S + X1.t().mm(X1) + X2.t().mm(X2);
+      add_gram_upper(S, X1);
+      add_gram_upper(S, X2);
+      symmetrize_from_upper(S);
+      const double tol = dtype == at::kFloat ? 1e-4 : 1e-10;
+      EXPECT_TRUE(at::allclose(S, expected, tol, tol)) << "d " << d << " " << (S - expected).abs().max();
+      EXPECT_TRUE(at::equal(S, S.t()));
+    }
+}
+
+}  // namespace credence

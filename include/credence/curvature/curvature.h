@@ -73,6 +73,12 @@ std::vector<LayerFactors> layer_factors(const Model& model, const ParamSubset& s
                                         const torch::Tensor& x, const OutputDirections& directions,
                                         torch::Tensor* outputs = nullptr);
 
+/// S += X^T X for X [rows, d]. On the CPU in float32/float64 it goes through BLAS's syrk (half a
+/// GEMM's products), which updates S's upper triangle only: finish with symmetrize_from_upper.
+void add_gram_upper(torch::Tensor& S, const torch::Tensor& X);
+/// Copies S's upper triangle onto its lower one (where add_gram_upper left it stale).
+void symmetrize_from_upper(torch::Tensor& S);
+
 /// The subset's Jacobian J [n, D, K] from its layers' factors, each layer's columns in subset order.
 torch::Tensor subset_jacobian(const ParamSubset& subset, const std::vector<LayerFactors>& factors);
 
