@@ -12,6 +12,7 @@
 namespace credence {
 namespace {
 bool gather_on_cpu(const torch::Tensor& a, const torch::Tensor& g, const torch::Tensor& out) {
+  if (!a.defined() || a.dim() != 2 || g.dim() != 3) return false;
   const auto t = g.scalar_type();
   return g.device().is_cpu() && (t == at::kFloat || t == at::kDouble) && a.scalar_type() == t &&
          out.scalar_type() == t && out.stride(2) == 1;
