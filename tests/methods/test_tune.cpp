@@ -47,6 +47,13 @@ TEST(Tune, ReturnsTheBestTrialWhichIsTheFitOfItsValues) {
   EXPECT_TRUE(at::allclose(by_hand.predict(*req.data.val).probs, tuned.predict(*req.data.val).probs, 0, 1e-12));
 }
 
+TEST(Tune, PatienceGrowsWithTheEpochBudget) {
+  auto req = moons_request("map");
+  EXPECT_EQ(fit(req).info.at("early_stopping").at("patience").get<int64_t>(), 5);  // 10 epochs: at least 5
+  req.train.epochs = 200;
+  EXPECT_EQ(fit(req).info.at("early_stopping").at("patience").get<int64_t>(), 10);
+}
+
 TEST(Tune, KeepsWhatTheUserGaveAndSearchesTheMethodsOwnOptions) {
   auto req = moons_request("ivon");
   req.train.lr = 0.05;
