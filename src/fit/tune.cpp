@@ -19,6 +19,7 @@ namespace {
 // fixed 5 ended long budgets of noisy training (IVON over 400 epochs) before they settled: on the
 // validation parts of three UCI sets it chose far worse candidates than 20 did.
 int64_t tune_patience(int64_t epochs) { return std::max<int64_t>(5, epochs / 20); }
+
 // One search space for every data set: weight decays from nearly none to strong, and the step
 // size a third of, and three times, the method's own.
 const std::vector<double> kWeightDecays = {1e-5, 1e-4, 5e-4, 1e-3, 1e-2, 1e-1};

@@ -225,10 +225,6 @@ TEST(Curvature, OneLayerFullGgnFromGramBlocksEqualsBruteForce) {
   }
 }
 
-}  // namespace credence
-
-namespace credence {
-
 TEST(Curvature, SymmetricGramUpdatesSumTheProducts) {
   // Widths on both sides of the narrow-Gram cut-off and not multiples of the tiles; a transposed
   // (non-contiguous) X takes the plain product. Two updates, then one symmetrization.

@@ -152,9 +152,9 @@ TEST(Ivon, AutoHessInitFollowsTheLikelihoodsCurvature) {
 }
 
 TEST(Ivon, BadOptionsAreRefused) {
-  for (std::string spec : {"ivon:hess_init=0", "ivon:hess_init=-1", "ivon:hess_init=large", "ivon:hess_init=1x", "ivon:beta1=1", "ivon:beta2=1",
-                           "ivon:beta2=-0.1", "ivon:ess=-5", "ivon:mc_samples=0", "ivon:clip=-1",
-                           "ivon:schedule=linear"})
+  for (std::string spec : {"ivon:hess_init=0", "ivon:hess_init=-1", "ivon:hess_init=large", "ivon:hess_init=1x",
+                           "ivon:beta1=1", "ivon:beta2=1", "ivon:beta2=-0.1", "ivon:ess=-5", "ivon:mc_samples=0",
+                           "ivon:clip=-1", "ivon:schedule=linear"})
     EXPECT_THROW(resolve_method(spec), InvalidArgument) << spec;
   EXPECT_NO_THROW(resolve_method("ivon:ess=1000,clip=0.1,mc_samples=2"));
 }
