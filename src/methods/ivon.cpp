@@ -198,7 +198,8 @@ MethodInfo ivon_method_info() {
   MethodInfo info;
   info.name = "ivon";
   info.stops_early = true;
-  info.tune_space = {{"hess_init", {"0.1", "1", "10"}}, {"beta2", {"0.999"}}, {"clip", {"0.01"}}};
+  info.tune_space = {
+      {"hess_init", {"0.1", "1", "10"}}, {"beta2", {"0.999"}}, {"clip", {"0.01"}}, {"mc_samples", {"8"}}};
   info.summary =
       "IVON variational online Newton: a diagonal Gaussian at about Adam's cost (step --lr, default 0.1: a fraction "
       "of a Newton step, not Adam's)";

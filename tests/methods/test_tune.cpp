@@ -63,9 +63,9 @@ TEST(Tune, KeepsWhatTheUserGaveAndSearchesTheMethodsOwnOptions) {
   EXPECT_FALSE(chosen.contains("lr"));
   EXPECT_FALSE(chosen.contains("weight_decay"));
   ASSERT_TRUE(chosen.contains("hess_init")) << chosen.dump();
-  // The defaults once, then hess_init 0.1, 1, 10, beta2 0.999 and clip 0.01.
-  EXPECT_EQ(ivon.info.at("tuning").at("trials").size(), 6u);
-  req.method = "ivon:hess_init=0.5,beta2=0.999,clip=0";
+  // The defaults once, then hess_init 0.1, 1, 10, beta2 0.999, clip 0.01 and 8 samples per step.
+  EXPECT_EQ(ivon.info.at("tuning").at("trials").size(), 7u);
+  req.method = "ivon:hess_init=0.5,beta2=0.999,clip=0,mc_samples=1";
   EXPECT_TRUE(fit(req).info.at("tuned").empty());
 }
 
