@@ -178,9 +178,9 @@ torch::Tensor SubsetLayer::jacobian_columns(const torch::Tensor& a, const torch:
     auto w = (g.unsqueeze(3) * a.view({n, 1, 1, in})).reshape({n, D, out * in});
     return bias_block < 0 ? w : at::cat({w, g}, 2);
   }
-  auto rows = at::div(weight_entries, in, "floor"), cols = weight_entries.remainder(in);
-  auto w = g.index_select(2, rows) * a.index_select(1, cols).unsqueeze(1);
-  return at::cat({w, g.index_select(2, bias_entries)}, 2);
+  auto J = at::empty({n, D, size()}, g.options());
+  jacobian_columns_into(a, g, J);
+  return J;
 }
 
 void SubsetLayer::jacobian_columns_into(const torch::Tensor& a, const torch::Tensor& g, torch::Tensor out) const {
