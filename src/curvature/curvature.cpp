@@ -37,7 +37,7 @@ void add_gram_upper(torch::Tensor& S, const torch::Tensor& X) {
   const auto t = S.scalar_type();
   const bool blas = S.device().is_cpu() && X.device().is_cpu() && X.scalar_type() == t && S.is_contiguous() &&
                     S.dim() == 2 && X.dim() == 2 && S.size(0) == X.size(1) && S.size(1) == X.size(1) &&
-                    X.is_contiguous() && X.size(0) <= INT32_MAX && X.size(1) <= INT32_MAX &&
+                    X.size(0) <= INT32_MAX && X.size(1) <= INT32_MAX &&
                     ((t == at::kFloat && syrk_s) || (t == at::kDouble && syrk_d));
   // Narrow Grams (a few outputs over many rows) are faster as one GEMM.
   constexpr int64_t kSyrkMinWidth = 64;
@@ -45,11 +45,12 @@ void add_gram_upper(torch::Tensor& S, const torch::Tensor& X) {
     S.addmm_(X.t(), X);
     return;
   }
+  auto Xc = X.contiguous();
   const int d = static_cast<int>(X.size(1)), rows = static_cast<int>(X.size(0));
   if (t == at::kFloat)
-    syrk_s(kRowMajor, kUpper, kTrans, d, rows, 1.0f, X.data_ptr<float>(), d, 1.0f, S.data_ptr<float>(), d);
+    syrk_s(kRowMajor, kUpper, kTrans, d, rows, 1.0f, Xc.data_ptr<float>(), d, 1.0f, S.data_ptr<float>(), d);
   else
-    syrk_d(kRowMajor, kUpper, kTrans, d, rows, 1.0, X.data_ptr<double>(), d, 1.0, S.data_ptr<double>(), d);
+    syrk_d(kRowMajor, kUpper, kTrans, d, rows, 1.0, Xc.data_ptr<double>(), d, 1.0, S.data_ptr<double>(), d);
 }
 
 // In place, in tiles: no K x K temporaries.
@@ -386,16 +387,16 @@ Curvature compute_curvature(const Model& model, const Likelihood& likelihood, co
       if (structure == Structure::Kron && l.kind != LayerKind::Dense) {  // exact blocks: few entries
         auto J = l.jacobian_columns(a, g).reshape({-1, l.size()});
         auto Jw = J.narrow(1, 0, l.num_weights()), Jb = J.narrow(1, l.num_weights(), l.num_biases());
-        add_gram_upper(A[i], Jw.contiguous());
-        add_gram_upper(Ab[i], Jb.contiguous());
+        add_gram_upper(A[i], Jw);
+        add_gram_upper(Ab[i], Jb);
       } else if (structure == Structure::Kron) {
         if (shared && sharing == KfacSharing::Reduce) {
           a = a.mean(1);
           g = g.sum(2);
         }
         auto gg = g.reshape({-1, l.out}), aa = a.reshape({-1, l.in});
-        add_gram_upper(A[i], gg.contiguous());
-        add_gram_upper(B[i], aa.contiguous());
+        add_gram_upper(A[i], gg);
+        add_gram_upper(B[i], aa);
         count[i] += aa.size(0);
       } else if (structure == Structure::Diag && (l.partial() || shared || l.kind != LayerKind::Dense)) {
         // Per-example columns, a slice of examples at a time to bound their memory.

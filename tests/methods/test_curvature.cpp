@@ -226,8 +226,8 @@ TEST(Curvature, OneLayerFullGgnFromGramBlocksEqualsBruteForce) {
 }
 
 TEST(Curvature, SymmetricGramUpdatesSumTheProducts) {
-  // Widths on both sides of the narrow-Gram cut-off and not multiples of the tiles; a transposed
-  // (non-contiguous) X takes the plain product. Two updates, then one symmetrization.
+  // Widths on both sides of the narrow-Gram cut-off and not multiples of the tiles, and a
+  // transposed (non-contiguous) X. Two updates, then one symmetrization.
   for (auto dtype : {at::kFloat, at::kDouble})
     for (int64_t d : {7, 100, 130}) {
       auto opts = at::TensorOptions().dtype(dtype);
