@@ -6,11 +6,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <string>
 
 #include "credence/core/error.h"
 #include "credence/core/rng.h"
+#include "credence/core/spec.h"
 #include "credence/methods/sgmcmc.h"
 #include "bucketed_reduction.h"
 #include "ivon_update.h"
@@ -27,7 +27,7 @@ constexpr double kSigmaRate = 0.01;
 // (targets are standardized, so about 1 with a learned noise); a softmax's, p (1 - p), is at most
 // 1/4 and falls as the fit sharpens, hence a tenth of it.
 double initial_hessian(const std::string& text, const Likelihood& likelihood) {
-  if (text != "auto") return std::stod(text);
+  if (text != "auto") return parse_double(text, "ivon.hess_init");
   switch (likelihood.kind) {
     case LikelihoodKind::Gaussian:
       return 1.0 / (likelihood.sigma * likelihood.sigma);
@@ -175,13 +175,8 @@ class IvonMethod : public Method {
 void validate_ivon(const Options& o) {
   auto fail = [](const std::string& what) { throw InvalidArgument("ivon: " + what); };
   const auto& h0 = o.get_string("hess_init");
-  if (h0 != "auto") {
-    char* end = nullptr;
-    const double value = std::strtod(h0.c_str(), &end);
-    if (end == h0.c_str() || *end != '\0' || !(value > 0))
-      fail(fmt::format("hess_init must be auto or a number > 0, got '{}' (try auto, or about the loss's curvature)",
-                       h0));
-  }
+  if (h0 != "auto" && !(parse_double(h0, "ivon: hess_init (auto or a number > 0)") > 0))
+    fail(fmt::format("hess_init must be auto or a number > 0, got '{}' (try auto, or about the loss's curvature)", h0));
   for (const char* key : {"beta1", "beta2"})
     if (!(o.get_double(key) >= 0 && o.get_double(key) < 1))
       fail(fmt::format("{} must be in [0, 1), got {}", key, o.get_double(key)));
